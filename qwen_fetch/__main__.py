@@ -1,0 +1,3 @@
+from qwen_fetch.cli.app import main
+
+main()

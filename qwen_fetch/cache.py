@@ -1,0 +1,146 @@
+"""The Hugging Face cache layout, as huggingface_hub and transformers read it.
+
+    <cache>/models--{org}--{name}/blobs/{etag}
+    <cache>/models--{org}--{name}/snapshots/{commit}/{path}  -> ../../blobs/{etag}
+    <cache>/models--{org}--{name}/refs/{revision}             (text: the commit)
+    <cache>/.locks/models--{org}--{name}/{etag}.lock         (shared with huggingface_hub)
+
+Every write here is atomic (write aside, then rename), so a crash leaves either
+the old state or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from qwen_fetch.errors import UsageError
+from qwen_fetch.paths import SafeRelPath, join_safe
+
+_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,200}$")
+INCOMPLETE = ".incomplete"
+
+
+def check_repo_id(repo_id: str) -> str:
+    if not _REPO_ID_RE.match(repo_id) or ".." in repo_id or repo_id.endswith(".git"):
+        raise UsageError(f"invalid model id {repo_id!r}", hint="use ORG/NAME, e.g. Qwen/Qwen3-VL-8B-Instruct")
+    return repo_id
+
+
+def repo_folder_name(repo_id: str) -> str:
+    return "models--" + "--".join(check_repo_id(repo_id).split("/"))
+
+
+def repo_id_from_folder(name: str) -> str | None:
+    if not name.startswith("models--"):
+        return None
+    return "/".join(name[len("models--"):].split("--"))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_symlink(target: str, link: Path) -> None:
+    tmp = link.with_name(f".{link.name}.{secrets.token_hex(4)}.tmp")
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+@dataclass(frozen=True)
+class RepoCache:
+    cache_dir: Path
+    repo_id: str
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.cache_dir / repo_folder_name(self.repo_id)
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.repo_dir / "blobs"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.repo_dir / "snapshots"
+
+    @property
+    def refs_dir(self) -> Path:
+        return self.repo_dir / "refs"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.cache_dir / ".locks" / repo_folder_name(self.repo_id)
+
+    def blob_path(self, blob_name: str) -> Path:
+        return self.blobs_dir / blob_name
+
+    def partial_path(self, blob_name: str) -> Path:
+        return self.blobs_dir / (blob_name + INCOMPLETE)
+
+    def lock_path(self, blob_name: str) -> Path:
+        return self.locks_dir / (blob_name + ".lock")
+
+    def snapshot_dir(self, commit: str) -> Path:
+        return self.snapshots_dir / commit
+
+    def snapshot_file(self, commit: str, path: SafeRelPath) -> Path:
+        return join_safe(self.snapshot_dir(commit), path)
+
+    def ensure_dirs(self) -> None:
+        for d in (self.blobs_dir, self.snapshots_dir, self.refs_dir, self.locks_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def link_snapshot(self, commit: str, path: SafeRelPath, blob_name: str) -> Path:
+        """Point ``snapshots/<commit>/<path>`` at ``blobs/<blob_name>`` (relative link)."""
+        snap = self.snapshot_dir(commit)
+        snap.mkdir(parents=True, exist_ok=True)
+        link = join_safe(snap, path)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        rel = os.path.relpath(self.blob_path(blob_name), link.parent)
+        if link.is_symlink() and os.readlink(link) == rel:
+            return link
+        atomic_symlink(rel, link)
+        return link
+
+    def write_ref(self, revision: str, commit: str) -> None:
+        if revision == commit or not _REF_RE.match(revision) or ".." in revision:
+            return
+        ref = self.refs_dir / revision
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        if ref.is_file() and ref.read_text(encoding="utf-8").strip() == commit:
+            return
+        atomic_write_text(ref, commit)
+
+    def read_ref(self, revision: str) -> str | None:
+        ref = self.refs_dir / revision
+        try:
+            return ref.read_text(encoding="utf-8").strip() or None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def refs(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if not self.refs_dir.is_dir():
+            return out
+        for p in sorted(self.refs_dir.rglob("*")):
+            if p.is_file() and not p.name.startswith("."):
+                name = p.relative_to(self.refs_dir).as_posix()
+                commit = self.read_ref(name)
+                if commit:
+                    out[name] = commit
+        return out
+
+    def snapshot_commits(self) -> list[str]:
+        if not self.snapshots_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.snapshots_dir.iterdir() if p.is_dir())

@@ -1,0 +1,80 @@
+"""Shared CLI plumbing: options, output, and turning errors into exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from qwen_fetch.errors import ExitCode, QFError
+
+T = TypeVar("T")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="mirrors.yaml to use (else $QWEN_FETCH_CONFIG, ./mirrors.yaml, ~/.config/qwen-fetch/mirrors.yaml, built-in).")]
+CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Hugging Face hub cache (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub).")]
+LockOpt = Annotated[Path, typer.Option("--lock", help="Lockfile (pins).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout; no progress bars.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def fail(err: QFError, *, json_mode: bool) -> None:
+    """Print a user-facing error as one line plus a hint, then exit with its code."""
+    if json_mode:
+        emit_json({"ok": False, **err.to_dict()})
+    con = console(stderr=True)
+    con.print(f"[bold red]error[/]: {err.message}", markup=True, highlight=False)
+    for line in err.context:
+        con.print(f"  {line}", markup=False)
+    if err.hint:
+        con.print(f"[dim]hint[/]: {err.hint}", markup=True)
+    raise typer.Exit(int(err.exit_code))
+
+
+def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
+    """Run a command body, mapping every failure to a documented exit code."""
+    debug = debug or os.environ.get("QWEN_FETCH_DEBUG") == "1"
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except QFError as err:
+        if debug:
+            raise
+        fail(err, json_mode=json_mode)
+    except KeyboardInterrupt:
+        console(stderr=True).print("interrupted; partial downloads are kept and resume on the next run")
+        raise typer.Exit(130) from None
+    except OSError as exc:
+        if debug:
+            raise
+        import errno
+
+        from qwen_fetch.errors import DiskFullError, SourceError
+
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            fail(DiskFullError(f"disk full while writing {exc.filename or 'a file'}",
+                               hint="free space (qwen-fetch gc) and rerun: partial downloads resume"), json_mode=json_mode)
+        fail(SourceError(f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc),
+                         hint="check permissions and free space", reference="os-error"), json_mode=json_mode)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if debug:
+            raise
+        err = QFError(f"unexpected {type(exc).__name__}: {exc}", hint="rerun with --debug and report the traceback")
+        fail(err, json_mode=json_mode)
+    raise AssertionError("unreachable")

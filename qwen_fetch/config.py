@@ -1,0 +1,216 @@
+"""Sources from ``mirrors.yaml``: lookup order, validation with line numbers."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from qwen_fetch.errors import ConfigError, UsageError
+from qwen_fetch.yamlio import LineMap, line_of, load_yaml
+
+KINDS = ("hf", "modelscope", "dir", "s3")
+ENV_SOURCE = "env"
+BUILTIN = "<built-in default>"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ModelMap:
+    """Rewrite a model id prefix for one source (``Qwen/`` → ``qwen/``)."""
+
+    prefix: str
+    to: str
+
+    def apply(self, model_id: str) -> str | None:
+        if model_id.startswith(self.prefix):
+            return self.to + model_id[len(self.prefix):]
+        return None
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    kind: str
+    endpoint: str
+    priority: int = 50
+    token_env: str | None = None
+    model_map: tuple[ModelMap, ...] = ()
+    revision: str | None = None  # default branch on this source (modelscope: master)
+    optional_files: tuple[str, ...] = ()  # globs a source may add or change (issue: ModelScope extras)
+
+    def map_model(self, model_id: str) -> str:
+        for m in self.model_map:
+            out = m.apply(model_id)
+            if out is not None:
+                return out
+        return model_id
+
+    def token(self) -> str | None:
+        if not self.token_env:
+            return None
+        value = os.environ.get(self.token_env, "").strip()
+        return value or None
+
+
+@dataclass(frozen=True)
+class Config:
+    sources: tuple[SourceConfig, ...]
+    origin: str  # the file it came from, or BUILTIN
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def ordered(self) -> tuple[SourceConfig, ...]:
+        """Sources by priority (stable for ties: file order)."""
+        return tuple(sorted(self.sources, key=lambda s: s.priority))
+
+    def get(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        names = ", ".join(s.name for s in self.ordered())
+        raise UsageError(f"unknown source {name!r}", hint=f"configured sources ({self.origin}): {names}")
+
+
+_SOURCE_KEYS = {"name", "kind", "endpoint", "priority", "token_env", "model_map", "revision", "optional_files"}
+
+
+def _err(where: str, lines: LineMap, path: tuple[object, ...], msg: str) -> ConfigError:
+    line = line_of(lines, path)
+    loc = f"{where}:{line}" if line else where
+    return ConfigError(f"{loc}: {msg}", hint="see the mirrors.yaml format in README.md")
+
+
+def _parse_source(obj: Any, i: int, where: str, lines: LineMap) -> SourceConfig:
+    path: tuple[object, ...] = ("sources", i)
+    if not isinstance(obj, dict):
+        raise _err(where, lines, path, "each source must be a mapping with name, kind and endpoint")
+    for k in obj:
+        if k not in _SOURCE_KEYS:
+            raise _err(where, lines, path + (k,), f"unknown key {k!r} (allowed: {', '.join(sorted(_SOURCE_KEYS))})")
+    for k in ("name", "kind", "endpoint"):
+        if k not in obj:
+            raise _err(where, lines, path, f"source is missing {k!r}")
+    name = obj["name"]
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise _err(where, lines, path + ("name",), f"bad source name {name!r} (letters, digits, '-', '_', '.')")
+    kind = obj["kind"]
+    if kind not in KINDS:
+        raise _err(where, lines, path + ("kind",), f"unknown kind {kind!r} (one of: {', '.join(KINDS)})")
+    endpoint = obj["endpoint"]
+    if not isinstance(endpoint, str):
+        raise _err(where, lines, path + ("endpoint",), "endpoint must be a string")
+    endpoint = endpoint.rstrip("/")
+    parts = urlsplit(endpoint)
+    if kind in ("hf", "modelscope") and (parts.scheme not in ("http", "https") or not parts.hostname):
+        raise _err(where, lines, path + ("endpoint",), f"endpoint {endpoint!r} must be an http(s) URL")
+    if kind == "s3" and parts.scheme != "s3":
+        raise _err(where, lines, path + ("endpoint",), f"endpoint {endpoint!r} must look like s3://bucket/prefix")
+    priority = obj.get("priority", 50)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise _err(where, lines, path + ("priority",), f"priority must be an integer, got {priority!r}")
+    token_env = obj.get("token_env")
+    if token_env is not None and (not isinstance(token_env, str) or not _ENV_RE.match(token_env)):
+        raise _err(where, lines, path + ("token_env",), f"token_env must name an environment variable, got {token_env!r}")
+    mm_raw = obj.get("model_map") or {}
+    if not isinstance(mm_raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mm_raw.items()):
+        raise _err(where, lines, path + ("model_map",), "model_map must map id prefixes to prefixes, e.g. {'Qwen/': 'qwen/'}")
+    revision = obj.get("revision")
+    if revision is not None and (not isinstance(revision, str) or not revision):
+        raise _err(where, lines, path + ("revision",), "revision must be a branch or tag name")
+    opt = obj.get("optional_files") or []
+    if not isinstance(opt, list) or not all(isinstance(g, str) and g for g in opt):
+        raise _err(where, lines, path + ("optional_files",), "optional_files must be a list of globs")
+    if kind == "modelscope":
+        revision = revision or "master"
+        if "optional_files" not in obj:
+            opt = ["configuration.json", "README.md", ".gitattributes"]
+    return SourceConfig(
+        name=name, kind=kind, endpoint=endpoint, priority=priority, token_env=token_env,
+        model_map=tuple(ModelMap(k, v) for k, v in sorted(mm_raw.items(), key=lambda kv: -len(kv[0]))),
+        revision=revision, optional_files=tuple(opt),
+    )
+
+
+def parse_config(text: str, where: str) -> Config:
+    data, lines = load_yaml(text, where)
+    if not isinstance(data, dict):
+        raise _err(where, lines, (), "expected a mapping with a 'sources' list")
+    for k in data:
+        if k != "sources":
+            raise _err(where, lines, (k,), f"unknown key {k!r} (allowed: sources)")
+    raw = data.get("sources")
+    if not isinstance(raw, list) or not raw:
+        raise _err(where, lines, ("sources",), "'sources' must be a non-empty list")
+    sources = [_parse_source(s, i, where, lines) for i, s in enumerate(raw)]
+    seen: set[str] = set()
+    for i, s in enumerate(sources):
+        if s.name in seen:
+            raise _err(where, lines, ("sources", i, "name"), f"duplicate source name {s.name!r}")
+        seen.add(s.name)
+    return Config(sources=tuple(sources), origin=where)
+
+
+def builtin_text() -> str:
+    return resources.files("qwen_fetch").joinpath("default_mirrors.yaml").read_text(encoding="utf-8")
+
+
+def find_config_file(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file {explicit} does not exist", hint="check --config")
+        return explicit
+    env = os.environ.get("QWEN_FETCH_CONFIG")
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise ConfigError(f"$QWEN_FETCH_CONFIG points at {p}, which does not exist", hint="unset it or fix the path")
+        return p
+    for p in (Path("mirrors.yaml"), Path.home() / ".config" / "qwen-fetch" / "mirrors.yaml"):
+        if p.is_file():
+            return p
+    return None
+
+
+def load_config(explicit: Path | None = None) -> Config:
+    """Load sources in the documented lookup order; add ``HF_ENDPOINT`` as ``env``."""
+    path = find_config_file(explicit)
+    if path is None:
+        cfg = parse_config(builtin_text(), BUILTIN)
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}", hint="check the file") from None
+        cfg = parse_config(text, str(path))
+    return with_env_endpoint(cfg)
+
+
+def with_env_endpoint(cfg: Config) -> Config:
+    endpoint = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+    if not endpoint:
+        return cfg
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"HF_ENDPOINT={endpoint!r} is not an http(s) URL", hint="e.g. export HF_ENDPOINT=https://hf-mirror.com")
+    lowest = min((s.priority for s in cfg.sources), default=0)
+    env = SourceConfig(name=ENV_SOURCE, kind="hf", endpoint=endpoint, priority=lowest - 1, token_env="HF_TOKEN")
+    rest = tuple(s for s in cfg.sources if s.name != ENV_SOURCE)
+    return Config(sources=(env,) + rest, origin=cfg.origin)
+
+
+def default_cache_dir() -> Path:
+    """The Hugging Face hub cache, honouring HF_HUB_CACHE and HF_HOME like huggingface_hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
+        return Path(os.environ["HUGGINGFACE_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "huggingface" / "hub"

@@ -1,0 +1,52 @@
+"""What the download engine is asked to do, and what it reports back (pure data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from qwen_fetch.paths import SafeRelPath
+from qwen_fetch.sources.base import FileLocation
+
+
+@dataclass(frozen=True)
+class FetchJob:
+    """Fetch one file whose size and sha256 are known in advance.
+
+    The engine writes ``partial`` (and its part-state file beside it), checks
+    size and sha256, then atomically renames ``partial`` to ``dest`` while
+    holding the file lock ``lock``.  ``locations`` are tried in order: a file
+    that fails, stalls or mismatches on one source is fetched from the next.
+    """
+
+    path: SafeRelPath
+    size: int
+    sha256: str
+    dest: Path
+    partial: Path
+    lock: Path
+    locations: tuple[FileLocation, ...]
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    path: SafeRelPath
+    sha256: str
+    source: str  # the source that served the verified bytes ("" when reused)
+    bytes_transferred: int  # body bytes received over the network for this file, all attempts
+    resumed_bytes: int  # bytes found valid on disk from an earlier run
+    retries: int
+    reused: bool  # dest already existed (another process or an earlier run finished it)
+    failed_sources: tuple[tuple[str, str], ...] = ()  # (source, reason) tried before the one that served
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    connections: int = 16  # total concurrent HTTP connections across all files
+    part_size: int = 32 * 1024 * 1024  # ranges are split down to this size
+    single_stream_below: int = 16 * 1024 * 1024  # smaller files: one request
+    max_attempts: int = 8  # per range, per source, before falling back / giving up
+    backoff_base: float = 0.5
+    backoff_max: float = 20.0
+    stall_timeout: float = 20.0  # no bytes for this long: drop the connection, re-queue the range
+    request_timeout: float = 30.0

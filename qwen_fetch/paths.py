@@ -1,0 +1,103 @@
+"""Turning a path that came from the network into something safe to join.
+
+A mirror is untrusted: its file listing may contain ``..``, absolute paths,
+backslashes, control characters or names that collide on a case-insensitive
+file system.  :func:`safe_relpath` is the only way to obtain a
+:data:`SafeRelPath`, and only a ``SafeRelPath`` is ever joined to a directory.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import NewType
+
+from qwen_fetch.errors import IntegrityError
+
+SafeRelPath = NewType("SafeRelPath", str)
+
+MAX_PATH_BYTES = 1024
+MAX_COMPONENT_BYTES = 255
+
+
+class UnsafePathError(IntegrityError):
+    reference = "unsafe-path"
+
+
+def safe_relpath(raw: object) -> SafeRelPath:
+    """Validate a repository-relative POSIX path from a listing, or raise."""
+    if not isinstance(raw, str) or not raw:
+        raise UnsafePathError(f"refused file path {raw!r}: not a non-empty string",
+                              hint="the source's file listing is malformed; try another --source")
+    shown = repr(raw[:120])
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in raw):
+        raise UnsafePathError(f"refused file path {shown}: control character in name",
+                              hint="the source's file listing is hostile or corrupt")
+    if "\\" in raw:
+        raise UnsafePathError(f"refused file path {shown}: backslash in name",
+                              hint="the source's file listing is hostile or corrupt")
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        raise UnsafePathError(f"refused file path {shown}: absolute path",
+                              hint="the source's file listing is hostile or corrupt")
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise UnsafePathError(f"refused file path {shown}...: longer than {MAX_PATH_BYTES} bytes",
+                              hint="the source's file listing is hostile or corrupt")
+    parts = raw.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise UnsafePathError(f"refused file path {shown}: empty, '.' or '..' component",
+                                  hint="the source's file listing is hostile or corrupt")
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
+            raise UnsafePathError(f"refused file path {shown}: a name longer than "
+                                  f"{MAX_COMPONENT_BYTES} bytes",
+                                  hint="the source's file listing is hostile or corrupt")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePathError(f"refused file path {shown}: not valid UTF-8",
+                              hint="the source's file listing is hostile or corrupt") from None
+    if parts[0] in (".git", ".cache") or ".qwen-fetch" in parts:
+        raise UnsafePathError(f"refused file path {shown}: reserved directory",
+                              hint="the source's file listing is hostile or corrupt")
+    return SafeRelPath(str(PurePosixPath(raw)))
+
+
+def check_collisions(paths: Iterable[SafeRelPath]) -> None:
+    """Refuse listings whose names collide once written to disk.
+
+    Two names that differ only by case or by Unicode normalisation land on the
+    same file on macOS/Windows file systems, and a file that is also used as a
+    directory (``a`` and ``a/b``) cannot be laid out at all.
+    """
+    seen: dict[str, str] = {}
+    all_paths = sorted(paths)
+    as_set = set(all_paths)
+    for p in all_paths:
+        key = unicodedata.normalize("NFC", p).casefold()
+        if key in seen and seen[key] != p:
+            raise UnsafePathError(
+                f"refused file listing: {seen[key]!r} and {p!r} collide (case or Unicode normalisation)",
+                hint="the source's file listing is hostile or corrupt")
+        if key in seen:
+            raise UnsafePathError(f"refused file listing: {p!r} is listed twice",
+                                  hint="the source's file listing is hostile or corrupt")
+        seen[key] = p
+        parent = PurePosixPath(p).parent
+        while str(parent) != ".":
+            if str(parent) in as_set:
+                raise UnsafePathError(
+                    f"refused file listing: {str(parent)!r} is both a file and a directory",
+                    hint="the source's file listing is hostile or corrupt")
+            parent = parent.parent
+
+
+def join_safe(root: Path, rel: SafeRelPath) -> Path:
+    """Join a validated relative path to ``root``; asserts it stays inside."""
+    target = root.joinpath(*rel.split("/"))
+    # Defence in depth: a symlinked parent inside root could still escape.
+    resolved_root = root.resolve()
+    if not str(target.resolve()).startswith(str(resolved_root) + "/") and target.resolve() != resolved_root:
+        raise UnsafePathError(f"refused file path {rel!r}: escapes {root}",
+                              hint="a symlink inside the target directory points outside it")
+    return target

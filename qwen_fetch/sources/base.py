@@ -1,0 +1,57 @@
+"""The one interface every hub kind answers (HF-compatible, ModelScope, stores)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from qwen_fetch.config import SourceConfig
+from qwen_fetch.manifest import RepoListing
+from qwen_fetch.paths import SafeRelPath
+
+
+@dataclass(frozen=True)
+class FileLocation:
+    """Where one file's bytes can be fetched with GET (+ Range)."""
+
+    source: str
+    url: str
+    client: httpx.Client  # carries the source's auth, bound to its own host
+
+
+class Source(Protocol):
+    config: SourceConfig
+
+    @property
+    def name(self) -> str: ...
+
+    def default_revision(self) -> str:
+        """The branch used when the user does not name one (``main``, ``master``)."""
+        ...
+
+    def resolve(self, repo_id: str, revision: str) -> RepoListing:
+        """Resolve a branch/tag/commit to a commit and list its files (sizes, hashes)."""
+        ...
+
+    def locate(self, repo_id: str, commit: str, path: SafeRelPath) -> FileLocation:
+        """A URL for one file at one commit."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def make_source(config: SourceConfig, *, timeout: float = 30.0, connections: int = 32) -> Source:
+    if config.kind == "hf":
+        from qwen_fetch.sources.hf import HFSource
+
+        return HFSource(config, timeout=timeout, connections=connections)
+    if config.kind == "modelscope":
+        from qwen_fetch.sources.modelscope import ModelScopeSource
+
+        return ModelScopeSource(config, timeout=timeout, connections=connections)
+    from qwen_fetch.errors import ConfigError
+
+    raise ConfigError(f"source {config.name!r}: kind {config.kind!r} is not supported by this build",
+                      hint="use kind: hf or kind: modelscope")

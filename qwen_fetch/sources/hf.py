@@ -1,0 +1,183 @@
+"""HF-compatible endpoints: huggingface.co, hf-mirror.com, olah, Artifactory, ``serve``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+
+from qwen_fetch.config import SourceConfig
+from qwen_fetch.errors import IntegrityError, NotFoundError, SourceError
+from qwen_fetch.hashing import is_sha1, is_sha256
+from qwen_fetch.manifest import RemoteFile, RepoListing
+from qwen_fetch.net.http import make_client, source_error
+from qwen_fetch.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
+from qwen_fetch.sources.base import FileLocation
+
+MAX_JSON_BYTES = 64 * 1024 * 1024
+MAX_PAGES = 1000
+MAX_FILES = 100_000
+
+
+class ListingError(IntegrityError):
+    reference = "bad-listing"
+
+
+def read_json(client: httpx.Client, url: str, source: str, *, params: dict[str, str] | None = None
+              ) -> tuple[Any, httpx.Response]:
+    """GET a JSON document with a size cap; translate transport errors."""
+    try:
+        with client.stream("GET", url, params=params, headers={"Accept": "application/json"}) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                return None, resp
+            declared = resp.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+                raise ListingError(f"source {source!r} sent a {int(declared)}-byte listing (limit {MAX_JSON_BYTES})",
+                                   hint="the mirror is broken or hostile; use another --source")
+            buf = bytearray()
+            for chunk in resp.iter_bytes():
+                buf += chunk
+                if len(buf) > MAX_JSON_BYTES:
+                    raise ListingError(f"source {source!r} sent a listing over {MAX_JSON_BYTES} bytes",
+                                       hint="the mirror is broken or hostile; use another --source")
+    except httpx.HTTPError as exc:
+        raise source_error(source, exc) from exc
+    try:
+        return json.loads(bytes(buf)), resp
+    except (ValueError, RecursionError):
+        raise ListingError(f"source {source!r} sent malformed JSON from {urlsplit(url).path}",
+                           hint="the mirror is broken or hostile; use another --source") from None
+
+
+def http_error(source: str, resp: httpx.Response, what: str) -> SourceError:
+    code = resp.headers.get("X-Error-Code", "")
+    if resp.status_code in (401, 403) and code not in ("RepoNotFound",):
+        return SourceError(f"source {source!r}: access to {what} denied (HTTP {resp.status_code})",
+                           hint="the repo may be gated or private: set the token variable named by token_env "
+                                "(HF_TOKEN for huggingface.co)", reference="access-denied")
+    if resp.status_code == 404 or code in ("RepoNotFound", "RevisionNotFound", "EntryNotFound"):
+        kind = {"RevisionNotFound": "revision", "EntryNotFound": "file"}.get(code, "repository or revision")
+        return NotFoundError(f"source {source!r}: {kind} not found: {what}",
+                             hint="check the model id and --revision (branch, tag or commit)")
+    return SourceError(f"source {source!r}: HTTP {resp.status_code} for {what}",
+                       hint="the source may be down; retry later or pick another --source",
+                       reference="source-http-error")
+
+
+class HFSource:
+    def __init__(self, config: SourceConfig, *, timeout: float = 30.0, connections: int = 32) -> None:
+        self.config = config
+        self.client = make_client(token=config.token(), endpoint=config.endpoint, timeout=timeout,
+                                  connections=connections)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def default_revision(self) -> str:
+        return self.config.revision or "main"
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _api(self, repo_id: str, *tail: str) -> str:
+        return f"{self.config.endpoint}/api/models/{self.config.map_model(repo_id)}/" + "/".join(tail)
+
+    def resolve_commit(self, repo_id: str, revision: str) -> str:
+        data, resp = read_json(self.client, self._api(repo_id, "revision", quote(revision, safe="")), self.name)
+        if data is None:
+            raise http_error(self.name, resp, f"{repo_id}@{revision}")
+        sha = data.get("sha") if isinstance(data, dict) else None
+        if not is_sha1(sha):
+            raise ListingError(f"source {self.name!r} returned no valid commit for {repo_id}@{revision}",
+                               hint="the mirror is broken or hostile; use another --source")
+        return str(sha)
+
+    def _same_origin(self, url: str) -> str:
+        """Pagination links from a mirror that does not rewrite them point at the origin hub:
+        keep path and query, but always talk to our own endpoint."""
+        ours = urlsplit(self.config.endpoint)
+        theirs = urlsplit(url)
+        if not theirs.scheme:
+            return self.config.endpoint + url if url.startswith("/") else url
+        return urlunsplit((ours.scheme, ours.netloc, theirs.path, theirs.query, ""))
+
+    def list_tree(self, repo_id: str, commit: str) -> list[RemoteFile]:
+        url: str | None = self._api(repo_id, "tree", commit)
+        params: dict[str, str] | None = {"recursive": "true", "expand": "false"}
+        entries: list[Any] = []
+        pages = 0
+        while url:
+            pages += 1
+            if pages > MAX_PAGES:
+                raise ListingError(f"source {self.name!r}: file listing has over {MAX_PAGES} pages",
+                                   hint="the mirror is broken or hostile; use another --source")
+            data, resp = read_json(self.client, url, self.name, params=params)
+            if data is None:
+                raise http_error(self.name, resp, f"{repo_id}@{commit} file listing")
+            if not isinstance(data, list):
+                raise ListingError(f"source {self.name!r}: file listing is not a JSON array",
+                                   hint="the mirror is broken or hostile; use another --source")
+            entries.extend(data)
+            if len(entries) > MAX_FILES:
+                raise ListingError(f"source {self.name!r}: file listing has over {MAX_FILES} entries",
+                                   hint="the mirror is broken or hostile; use another --source")
+            nxt = resp.links.get("next", {}).get("url")
+            url = self._same_origin(nxt) if nxt else None
+            params = None
+        return parse_tree(entries, self.name)
+
+    def resolve(self, repo_id: str, revision: str) -> RepoListing:
+        commit = self.resolve_commit(repo_id, revision)
+        files = self.list_tree(repo_id, commit)
+        return RepoListing(source=self.name, repo_id=repo_id, revision=revision, commit=commit,
+                           files=tuple(sorted(files, key=lambda f: f.path)))
+
+    def locate(self, repo_id: str, commit: str, path: SafeRelPath) -> FileLocation:
+        url = f"{self.config.endpoint}/{self.config.map_model(repo_id)}/resolve/{commit}/{quote(path)}"
+        return FileLocation(source=self.name, url=url, client=self.client)
+
+
+def parse_tree(entries: list[Any], source: str) -> list[RemoteFile]:
+    """Validate a tree listing (pure).  Directories are skipped; anything odd is refused."""
+    files: list[RemoteFile] = []
+
+    def bad(msg: str) -> ListingError:
+        return ListingError(f"source {source!r}: {msg}", hint="the mirror is broken or hostile; use another --source")
+
+    for e in entries:
+        if not isinstance(e, dict):
+            raise bad("file listing entry is not an object")
+        etype = e.get("type")
+        if etype == "directory":
+            safe_relpath(e.get("path"))
+            continue
+        if etype != "file":
+            raise bad(f"unsupported entry type {str(etype)[:40]!r} for {str(e.get('path'))[:80]!r}")
+        try:
+            path = safe_relpath(e.get("path"))
+        except UnsafePathError as exc:
+            raise UnsafePathError(f"source {source!r}: {exc.message}", hint=exc.hint) from None
+        size = e.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > 1 << 50:
+            raise bad(f"bad size {size!r} for {path!r}")
+        oid = e.get("oid")
+        lfs = e.get("lfs")
+        sha256 = None
+        if lfs is not None:
+            if not isinstance(lfs, dict):
+                raise bad(f"bad lfs entry for {path!r}")
+            sha256 = lfs.get("oid", lfs.get("sha256"))
+            if not is_sha256(sha256):
+                raise bad(f"bad lfs sha256 {str(sha256)[:80]!r} for {path!r}")
+            lsize = lfs.get("size", size)
+            if lsize != size:
+                raise bad(f"{path!r}: listed size {size} disagrees with LFS size {lsize!r}")
+        elif not is_sha1(oid):
+            raise bad(f"bad git blob id {str(oid)[:80]!r} for {path!r}")
+        files.append(RemoteFile(path=path, size=size, sha256=sha256, git_oid=None if lfs else oid, lfs=lfs is not None))
+    check_collisions(f.path for f in files)
+    return files

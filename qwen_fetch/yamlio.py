@@ -1,0 +1,76 @@
+"""Safe YAML loading that remembers line numbers, for errors that point at a line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qwen_fetch.errors import ConfigError
+
+LineMap = dict[tuple[object, ...], int]
+
+
+def _construct(node: yaml.Node, path: tuple[object, ...], lines: LineMap, where: str) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for knode, vnode in node.value:
+            key = _scalar(knode, where)
+            if key in out:
+                raise ConfigError(f"{where}:{knode.start_mark.line + 1}: duplicate key {key!r}",
+                                  hint="remove one of the two entries")
+            out[key] = _construct(vnode, path + (key,), lines, where)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(v, path + (i,), lines, where) for i, v in enumerate(node.value)]
+    return _scalar(node, where)
+
+
+def _scalar(node: yaml.Node, where: str) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        raise ConfigError(f"{where}:{node.start_mark.line + 1}: a key must be a plain value",
+                          hint="check the indentation")
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def load_yaml(text: str, where: str) -> tuple[Any, LineMap]:
+    """Parse YAML with the safe loader; return the data and a path→line map."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}{line}: malformed YAML: {problem}",
+                          hint="fix the YAML syntax at that line") from None
+    if node is None:
+        return None, {}
+    lines: LineMap = {}
+    return _construct(node, (), lines, where), lines
+
+
+def read_yaml_file(path: Path) -> tuple[Any, LineMap]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", hint="check the path and permissions") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text", hint="save the file as UTF-8") from None
+    return load_yaml(text, str(path))
+
+
+def line_of(lines: LineMap, path: tuple[object, ...]) -> int | None:
+    """The line of ``path`` or of its closest ancestor."""
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())
