@@ -44,10 +44,10 @@ class PinnedFile:
 
     @property
     def blob_name(self) -> str:
-        """Name of the blob in the HF cache, as huggingface_hub names it (the ETag)."""
-        if self.lfs or not self.git_oid:
-            return self.sha256
-        return self.git_oid
+        """Name of the blob in our cache: always the content sha256 (even for plain git
+        files, where huggingface_hub would use the git blob id), so that ``verify`` and
+        ``gc`` can check a blob against its name and the lock without any remote."""
+        return self.sha256
 
 
 @dataclass(frozen=True)
