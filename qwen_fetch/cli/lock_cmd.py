@@ -1,4 +1,4 @@
-"""`qwen-fetch lock` (being written: see its issue)."""
+"""``qwen-fetch lock`` is registered by :mod:`qwen_fetch.cli.pull_cmd` (it shares pull's options)."""
 
 from __future__ import annotations
 
@@ -6,4 +6,4 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    """Nothing to add: see ``pull_cmd.register``."""

@@ -1,0 +1,546 @@
+"""``pull`` and ``lock``: resolve, check against the pins, fetch, verify, lay out.
+
+The flow is the same for both commands; ``lock`` stops after hashing.
+
+1. Resolve the revision on the sources (``--source`` or all, by priority) and
+   list files.  The first source that answers is the *primary*; the others
+   only provide fallback locations for the same content.
+2. With a pin: the pinned commit is used and every file must be in the
+   allowlist with a matching size/sha256 (all-or-nothing, exit 3).  Without
+   one: plain git files are fetched in memory and hashed (their git blob id is
+   checked) so that every file has a sha256 before anything enters the cache.
+3. Files already in the cache are re-hashed; the rest go to the engine, which
+   verifies each byte before the atomic rename into ``blobs/``.
+4. Only when every file is verified are the snapshot links and the ref written.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from qwen_fetch.cache import RepoCache, check_repo_id
+from qwen_fetch.config import Config, SourceConfig
+from qwen_fetch.errors import IntegrityError, QFError, SourceError, UsageError
+from qwen_fetch.hashing import git_blob_header, hash_file
+from qwen_fetch.lockfile import Lock, read_lock, write_lock
+from qwen_fetch.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
+from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
+from qwen_fetch.paths import SafeRelPath, join_safe
+from qwen_fetch.progress import NullProgress, ProgressSink
+from qwen_fetch.sources.base import FileLocation, Source, make_source
+
+MAX_PLAIN_FILE = 64 * 1024 * 1024  # git (non-LFS) files are small; refuse a huge one
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    model_id: str
+    revision: str | None = None
+    source: str | None = None  # None/"auto": all sources by priority
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    cache_dir: Path = Path(".")
+    local_dir: Path | None = None
+    lock_path: Path = Path("qwen-fetch.lock")
+    update: bool = False
+    frozen: bool = False
+    download: bool = True  # False for `qwen-fetch lock`
+    write_lock: bool = True
+    engine: EngineOptions = field(default_factory=EngineOptions)
+
+
+@dataclass(frozen=True)
+class PullResult:
+    model_id: str
+    revision: str
+    commit: str
+    source: str
+    target: Path  # snapshot dir, or the --local-dir folder
+    files: tuple[PinnedFile, ...]
+    outcomes: tuple[FetchOutcome, ...]
+    cached_files: int
+    seconds: float
+    lock_written: bool
+    source_failures: tuple[tuple[str, str], ...]
+    skipped_extras: tuple[str, ...] = ()
+
+    def bytes_transferred(self) -> int:
+        return sum(o.bytes_transferred for o in self.outcomes)
+
+    def to_dict(self) -> dict[str, object]:
+        served: dict[str, str] = {o.path: o.source for o in self.outcomes if o.source}
+        return {
+            "ok": True,
+            "model": self.model_id,
+            "revision": self.revision,
+            "commit": self.commit,
+            "source": self.source,
+            "target": str(self.target),
+            "files": len(self.files),
+            "downloaded_files": sum(1 for o in self.outcomes if not o.reused),
+            "cached_files": self.cached_files,
+            "bytes": self.bytes_transferred(),
+            "total_size": sum(f.size for f in self.files),
+            "seconds": round(self.seconds, 3),
+            "retries": sum(o.retries for o in self.outcomes),
+            "served_by": dict(sorted(served.items())),
+            "fallbacks": sorted({f"{p}: {s} ({r})" for o in self.outcomes for s, r in o.failed_sources
+                                 for p in [o.path]}),
+            "source_failures": {s: r for s, r in self.source_failures},
+            "skipped_extras": list(self.skipped_extras),
+            "lock_written": self.lock_written,
+        }
+
+
+# ---------------------------------------------------------------------------
+# pure helpers
+
+
+def matches(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """``hf download`` semantics: keep if any include matches (or none given) and no exclude matches."""
+    def m(pats: Sequence[str]) -> bool:
+        return any(fnmatch.fnmatchcase(path, p) or (p.endswith("/") and path.startswith(p)) for p in pats)
+
+    return (not include or m(include)) and not m(exclude)
+
+
+def pick_pin(lock: Lock, model_id: str, revision: str | None, update: bool, frozen: bool) -> Pin | None:
+    """Which pin governs this pull; raise when the request contradicts the lock."""
+    pins = lock.pins(model_id)
+    if not pins:
+        if frozen:
+            raise IntegrityError(f"{model_id} has no pin in the lockfile and --frozen forbids adding one",
+                                 hint=f"run `qwen-fetch lock {model_id}` and commit the lockfile",
+                                 reference="missing-pin")
+        return None
+    if update:
+        if frozen:
+            raise UsageError("--update and --frozen contradict each other", hint="drop one of them")
+        return None
+    if revision is None:
+        return pins[0]
+    for p in pins:  # current first; older pins allow a pinned rollback
+        if revision in (p.revision, p.commit) or (len(revision) >= 7 and p.commit.startswith(revision)):
+            return p
+    raise IntegrityError(
+        f"{model_id} is locked to {pins[0].revision}@{pins[0].commit[:12]}; --revision {revision} is not pinned",
+        hint=f"to move the pin run `qwen-fetch pull {model_id} --revision {revision} --update`",
+        reference="revision-not-pinned")
+
+
+def check_against_pin(listing: RepoListing, pin: Pin, wanted: Iterable[PinnedFile], optional: Sequence[str]
+                      ) -> tuple[list[str], list[str]]:
+    """Compare a source's listing with the pin.  Returns (problems, skipped optional extras)."""
+    pinned = pin.by_path()
+    wanted_paths = {f.path for f in wanted}
+    problems: list[str] = []
+    skipped: list[str] = []
+    for rf in listing.files:
+        pf = pinned.get(rf.path)
+        if pf is None:
+            if any(fnmatch.fnmatchcase(rf.path, g) for g in optional):
+                skipped.append(rf.path)
+            else:
+                problems.append(f"{rf.path}: not in the lock (not allowlisted)")
+            continue
+        if rf.path not in wanted_paths:
+            continue
+        if rf.size != pf.size:
+            problems.append(f"{rf.path}: size {rf.size} listed, {pf.size} pinned")
+        elif rf.sha256 is not None and rf.sha256 != pf.sha256:
+            problems.append(f"{rf.path}: sha256 {rf.sha256} listed, {pf.sha256} pinned")
+    return sorted(problems), sorted(skipped)
+
+
+def content_matches(rf: RemoteFile, pf: PinnedFile) -> bool:
+    """May this source's file serve this pin?  (Bytes are verified anyway.)"""
+    if rf.size != pf.size:
+        return False
+    if rf.sha256 is not None:
+        return rf.sha256 == pf.sha256
+    if rf.git_oid is not None and pf.git_oid is not None:
+        return rf.git_oid == pf.git_oid
+    return True
+
+
+# ---------------------------------------------------------------------------
+# the flow
+
+
+class Puller:
+    def __init__(self, config: Config, opts: PullOptions, progress: ProgressSink | None = None) -> None:
+        check_repo_id(opts.model_id)
+        self.config = config
+        self.opts = opts
+        self.progress = progress or NullProgress()
+        self.sources: dict[str, Source] = {}
+        self.failures: list[tuple[str, str]] = []
+
+    def close(self) -> None:
+        for s in self.sources.values():
+            s.close()
+
+    # -- sources ------------------------------------------------------------
+    def candidate_configs(self) -> list[SourceConfig]:
+        if self.opts.source and self.opts.source != "auto":
+            return [self.config.get(self.opts.source)]
+        return list(self.config.ordered())
+
+    def _source(self, sc: SourceConfig) -> Source:
+        if sc.name not in self.sources:
+            self.sources[sc.name] = make_source(sc, timeout=self.opts.engine.request_timeout,
+                                                connections=self.opts.engine.connections)
+        return self.sources[sc.name]
+
+    def _revision_for(self, sc: SourceConfig, pin: Pin | None, primary: RepoListing | None) -> str:
+        if pin is not None:
+            if sc.name == pin.source:
+                return pin.commit
+            sr = pin.source_revision(sc.name)
+            if sr is not None:
+                return sr.commit
+            if self._same_kind(sc, pin.source):
+                return pin.commit
+        elif primary is not None and self._same_kind(sc, primary.source):
+            return primary.commit
+        if self.opts.revision and (pin is None or self.opts.revision == pin.revision):
+            if sc.kind == "hf" or not _looks_like_commit(self.opts.revision):
+                return self.opts.revision
+        if pin is not None and sc.kind == "hf" and not _looks_like_commit(pin.revision):
+            return pin.revision
+        return self._source_default(sc)
+
+    def _source_default(self, sc: SourceConfig) -> str:
+        return sc.revision or ("master" if sc.kind == "modelscope" else "main")
+
+    def _same_kind(self, sc: SourceConfig, other_name: str) -> bool:
+        try:
+            other = self.config.get(other_name)
+        except QFError:
+            return sc.kind == "hf"
+        return other.kind == sc.kind
+
+    def _resolve_one(self, sc: SourceConfig, revision: str) -> RepoListing:
+        listing = self._source(sc).resolve(self.opts.model_id, revision)
+        return listing
+
+    def resolve_all(self, pin: Pin | None) -> tuple[RepoListing, list[RepoListing]]:
+        """The primary listing (first source by priority that answers) plus the others that answered."""
+        configs = self.candidate_configs()
+        primary: RepoListing | None = None
+        others: list[RepoListing] = []
+        rest: list[SourceConfig] = []
+        for i, sc in enumerate(configs):
+            try:
+                primary = self._resolve_one(sc, self._revision_for(sc, pin, None))
+            except QFError as exc:
+                self.failures.append((sc.name, exc.message))
+                self.progress.note(f"{sc.name}: {exc.message}")
+                continue
+            if pin is not None and primary.commit != pin.commit and sc.name == pin.source:
+                raise IntegrityError(f"source {sc.name!r} resolved {self.opts.model_id} to commit {primary.commit}, "
+                                     f"but the lock pins {pin.commit}",
+                                     hint="the mirror is stale or hostile; use another --source", reference="commit-mismatch")
+            rest = configs[i + 1:]
+            break
+        if primary is None:
+            reasons = [f"{n}: {r}" for n, r in self.failures] or ["no source configured"]
+            raise SourceError(f"no source could resolve {self.opts.model_id}", context=reasons,
+                              hint="check the network/proxy, the model id and --revision; `qwen-fetch mirrors --probe` tests each source",
+                              reference="all-sources-failed")
+        if rest:
+            def resolve(sc: SourceConfig) -> RepoListing | None:
+                try:
+                    return self._resolve_one(sc, self._revision_for(sc, pin, primary))
+                except QFError as exc:
+                    self.failures.append((sc.name, exc.message))
+                    return None
+            with ThreadPoolExecutor(max_workers=len(rest)) as ex:
+                others = [lst for lst in ex.map(resolve, rest) if lst is not None]
+        return primary, others
+
+    # -- hashing plain files (no sha256 in the hub metadata) ------------------
+    def fetch_plain(self, listings: Sequence[RepoListing], rf: RemoteFile) -> tuple[str, bytes]:
+        """Download a small git file into memory from the first source that serves matching bytes."""
+        errors: list[str] = []
+        for lst in listings:
+            other = lst.by_path().get(rf.path)
+            if other is None or other.size != rf.size:
+                continue
+            loc = self._source(self.config.get(lst.source)).locate(self.opts.model_id, lst.commit, rf.path)
+            try:
+                data = _get_small(loc, rf.size)
+            except QFError as exc:
+                errors.append(f"{lst.source}: {exc.message}")
+                continue
+            if len(data) != rf.size:
+                errors.append(f"{lst.source}: got {len(data)} bytes, listed {rf.size}")
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            if rf.git_oid is not None:
+                oid = hashlib.sha1(git_blob_header(len(data)) + data, usedforsecurity=False).hexdigest()
+                if oid != rf.git_oid:
+                    errors.append(f"{lst.source}: git blob id {oid} != listed {rf.git_oid}")
+                    continue
+            if rf.sha256 is not None and sha != rf.sha256:
+                errors.append(f"{lst.source}: sha256 {sha} != listed {rf.sha256}")
+                continue
+            self.progress.advance(len(data))
+            return sha, data
+        raise IntegrityError(f"{rf.path}: no source served bytes matching its listing", context=errors,
+                             hint="the mirror is broken or hostile; try another --source")
+
+    # -- main -----------------------------------------------------------------
+    def run(self) -> PullResult:
+        t0 = time.monotonic()
+        o = self.opts
+        lock = read_lock(o.lock_path)
+        pin = pick_pin(lock, o.model_id, o.revision, o.update, o.frozen)
+        primary, others = self.resolve_all(pin)
+        listings = [primary] + others
+        src_cfg = self.config.get(primary.source)
+        skipped: list[str] = []
+        plain_data: dict[str, bytes] = {}
+
+        if pin is not None:
+            wanted = [f for f in pin.files if matches(f.path, o.include, o.exclude)]
+            optional = src_cfg.optional_files if primary.source != pin.source else ()
+            problems, skipped = check_against_pin(primary, pin, wanted, optional)
+            if problems:
+                raise IntegrityError(f"source {primary.source!r} does not match the lock for {o.model_id}",
+                                     context=problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else []),
+                                     hint="nothing was downloaded; if the change is intended run with --update and review the lockfile diff",
+                                     reference="not-allowlisted")
+            files = tuple(wanted)
+            revision, commit = pin.revision, pin.commit
+        else:
+            revision = o.revision or self._source_default(src_cfg)
+            commit = primary.commit
+            chosen = [rf for rf in primary.files if matches(rf.path, o.include, o.exclude)]
+            if not chosen:
+                raise UsageError(f"no file of {o.model_id}@{revision} matches --include/--exclude",
+                                 hint="check the globs (they match repository paths, e.g. '*.json')")
+            pinned: list[PinnedFile] = []
+            need_bytes = [rf for rf in chosen if rf.sha256 is None or (not rf.lfs and rf.git_oid is None)]
+            too_big = [rf.path for rf in need_bytes if rf.size > MAX_PLAIN_FILE]
+            if too_big:
+                raise IntegrityError(f"{too_big[0]}: a {MAX_PLAIN_FILE >> 20} MiB+ file without a sha256 in the hub metadata",
+                                     hint="the mirror is broken or hostile; try another --source")
+            with ThreadPoolExecutor(max_workers=8) as ex:
+                fetched = dict(zip((rf.path for rf in need_bytes), ex.map(lambda rf: self.fetch_plain(listings, rf), need_bytes)))
+            for rf in chosen:
+                if rf.path in fetched:
+                    sha, data = fetched[rf.path]
+                    plain_data[sha] = data
+                    oid = rf.git_oid or (None if rf.lfs else
+                                         hashlib.sha1(git_blob_header(len(data)) + data, usedforsecurity=False).hexdigest())
+                    pinned.append(PinnedFile(path=rf.path, size=rf.size, sha256=sha, lfs=rf.lfs, git_oid=oid))
+                else:
+                    assert rf.sha256 is not None
+                    pinned.append(PinnedFile(path=rf.path, size=rf.size, sha256=rf.sha256, lfs=rf.lfs, git_oid=rf.git_oid))
+            files = tuple(sorted(pinned, key=lambda f: f.path))
+
+        outcomes: list[FetchOutcome] = []
+        cached = 0
+        target: Path
+        if o.download:
+            target, outcomes, cached = self.materialise(files, commit, revision, listings, plain_data)
+        else:
+            target = o.local_dir or RepoCache(o.cache_dir, o.model_id).snapshot_dir(commit)
+
+        lock_written = False
+        if o.write_lock and (pin is None):
+            new_pin = Pin(revision=revision, commit=commit, source=primary.source, files=files,
+                          sources=tuple(sorted((lst.source, SourceRevision(lst.revision, lst.commit))
+                                               for lst in others if lst.commit != commit)))
+            if o.include or o.exclude:
+                old = lock.current(o.model_id)
+                if old is not None and old.commit == commit:
+                    merged = {f.path: f for f in old.files}
+                    merged.update({f.path: f for f in files})
+                    new_pin = replace(new_pin, files=tuple(sorted(merged.values(), key=lambda f: f.path)))
+            lock = read_lock(o.lock_path)  # re-read: another process may have written meanwhile
+            write_lock(o.lock_path, lock.with_pin(o.model_id, new_pin))
+            lock_written = True
+        return PullResult(model_id=o.model_id, revision=revision, commit=commit, source=primary.source,
+                          target=target, files=files, outcomes=tuple(outcomes), cached_files=cached,
+                          seconds=time.monotonic() - t0, lock_written=lock_written,
+                          source_failures=tuple(self.failures), skipped_extras=tuple(skipped))
+
+    # -- laying out files ------------------------------------------------------
+    def _locations(self, pf: PinnedFile, listings: Sequence[RepoListing]) -> tuple[FileLocation, ...]:
+        locs: list[FileLocation] = []
+        for lst in listings:
+            rf = lst.by_path().get(pf.path)
+            if rf is not None and content_matches(rf, pf):
+                locs.append(self._source(self.config.get(lst.source)).locate(self.opts.model_id, lst.commit, pf.path))
+        return tuple(locs)
+
+    def materialise(self, files: Sequence[PinnedFile], commit: str, revision: str,
+                    listings: Sequence[RepoListing], plain_data: dict[str, bytes]
+                    ) -> tuple[Path, list[FetchOutcome], int]:
+        from qwen_fetch.net.engine import fetch_all
+
+        o = self.opts
+        layout = Layout(o.cache_dir, o.model_id, o.local_dir)
+        layout.ensure()
+        # Files already present: re-hash them (never trust bytes we did not verify).
+        present = [f for f in files if layout.dest(f).exists()]
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as ex:
+            ok = list(ex.map(lambda f: _verify_existing(layout.dest(f), f), present))
+        good = {f.sha256 for f, v in zip(present, ok) if v}
+        for f, v in zip(present, ok):
+            if not v:
+                self.progress.note(f"{f.path}: cached copy does not match its pin; fetching it again")
+                _quarantine(layout.dest(f))
+        todo: list[PinnedFile] = []
+        for f in files:
+            if f.sha256 in good:
+                continue
+            if f.sha256 in plain_data:
+                layout.write_verified(f, plain_data[f.sha256])
+                good.add(f.sha256)
+                continue
+            todo.append(f)
+        jobs: list[FetchJob] = []
+        seen: set[str] = set()
+        missing_loc: list[str] = []
+        for f in todo:
+            if f.sha256 in seen and o.local_dir is None:
+                continue
+            seen.add(f.sha256)
+            locs = self._locations(f, listings)
+            if not locs:
+                missing_loc.append(f.path)
+                continue
+            jobs.append(FetchJob(path=f.path, size=f.size, sha256=f.sha256, dest=layout.dest(f),
+                                 partial=layout.partial(f), lock=layout.lock(f), locations=locs))
+        if missing_loc:
+            raise IntegrityError(f"no source lists pinned file(s) with matching content: {', '.join(sorted(missing_loc)[:5])}",
+                                 context=[f"{n}: {r}" for n, r in self.failures],
+                                 hint="the sources changed since the lock was written; check --source or update the pin")
+        self.progress.begin(sum(j.size for j in jobs), len(jobs))
+        try:
+            outcomes = fetch_all(jobs, o.engine, self.progress) if jobs else []
+        finally:
+            self.progress.end()
+        # Every byte is verified: now (and only now) expose the snapshot.
+        target = layout.finish(files, commit, revision)
+        return target, list(outcomes), len(files) - len(todo)
+
+
+class Layout:
+    """Where verified bytes go: the HF cache (blobs + snapshot links) or a plain folder."""
+
+    def __init__(self, cache_dir: Path, model_id: str, local_dir: Path | None) -> None:
+        self.repo = RepoCache(cache_dir, model_id)
+        self.local_dir = local_dir
+        self.meta = local_dir / ".cache" / "qwen-fetch" if local_dir is not None else None
+
+    def ensure(self) -> None:
+        if self.local_dir is None:
+            self.repo.ensure_dirs()
+        else:
+            assert self.meta is not None
+            (self.meta / "locks").mkdir(parents=True, exist_ok=True)
+
+    def dest(self, f: PinnedFile) -> Path:
+        if self.local_dir is None:
+            return self.repo.blob_path(f.sha256)
+        return join_safe(self.local_dir, f.path)
+
+    def partial(self, f: PinnedFile) -> Path:
+        if self.local_dir is None:
+            return self.repo.partial_path(f.sha256)
+        assert self.meta is not None
+        return self.meta / f"{f.sha256}.incomplete"
+
+    def lock(self, f: PinnedFile) -> Path:
+        if self.local_dir is None:
+            return self.repo.lock_path(f.sha256)
+        assert self.meta is not None
+        return self.meta / "locks" / f"{f.sha256}.lock"
+
+    def write_verified(self, f: PinnedFile, data: bytes) -> None:
+        dest = self.dest(f)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+
+    def finish(self, files: Sequence[PinnedFile], commit: str, revision: str) -> Path:
+        if self.local_dir is not None:
+            # Same content at two paths: the engine fetched it once.
+            by_sha: dict[str, Path] = {}
+            for f in files:
+                d = self.dest(f)
+                if d.exists():
+                    by_sha.setdefault(f.sha256, d)
+            for f in files:
+                d = self.dest(f)
+                if not d.exists():
+                    src = by_sha[f.sha256]
+                    d.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = d.with_name(f".{d.name}.tmp")
+                    with open(src, "rb") as a, open(tmp, "wb") as b:
+                        while chunk := a.read(1 << 22):
+                            b.write(chunk)
+                    os.replace(tmp, d)
+            return self.local_dir
+        for f in files:
+            self.repo.link_snapshot(commit, f.path, f.sha256)
+        if revision != commit:
+            self.repo.write_ref(revision, commit)
+        return self.repo.snapshot_dir(commit)
+
+
+def _verify_existing(path: Path, f: PinnedFile) -> bool:
+    try:
+        if path.stat().st_size != f.size:
+            return False
+        return hash_file(path).sha256 == f.sha256
+    except OSError:
+        return False
+
+
+def _quarantine(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def _looks_like_commit(rev: str) -> bool:
+    return len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)
+
+
+def _get_small(loc: FileLocation, size: int) -> bytes:
+    import httpx
+
+    from qwen_fetch.net.http import source_error
+    from qwen_fetch.sources.hf import http_error
+
+    try:
+        with loc.client.stream("GET", loc.url) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise http_error(loc.source, resp, loc.url.rsplit("/", 1)[-1])
+            buf = bytearray()
+            for chunk in resp.iter_bytes():
+                buf += chunk
+                if len(buf) > size:
+                    raise IntegrityError(f"source {loc.source!r} sent more bytes than listed ({size})",
+                                         hint="the mirror is broken or hostile; try another --source")
+            return bytes(buf)
+    except httpx.HTTPError as exc:
+        raise source_error(loc.source, exc) from exc
