@@ -25,13 +25,21 @@ class UnsafePathError(IntegrityError):
     reference = "unsafe-path"
 
 
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _is_control(c: str) -> bool:
+    """C0/C1 controls, line/paragraph separators (YAML line breaks), surrogates, bidi overrides."""
+    return unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs") or c in _BIDI
+
+
 def safe_relpath(raw: object) -> SafeRelPath:
     """Validate a repository-relative POSIX path from a listing, or raise."""
     if not isinstance(raw, str) or not raw:
         raise UnsafePathError(f"refused file path {raw!r}: not a non-empty string",
                               hint="the source's file listing is malformed; try another --source")
     shown = repr(raw[:120])
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in raw):
+    if any(_is_control(c) for c in raw):
         raise UnsafePathError(f"refused file path {shown}: control character in name",
                               hint="the source's file listing is hostile or corrupt")
     if "\\" in raw:

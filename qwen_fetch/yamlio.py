@@ -12,8 +12,15 @@ from qwen_fetch.errors import ConfigError
 LineMap = dict[tuple[object, ...], int]
 
 
+_ALLOWED_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+
+
 def _construct(node: yaml.Node, path: tuple[object, ...], lines: LineMap, where: str) -> Any:
     lines[path] = node.start_mark.line + 1
+    if node.tag not in _ALLOWED_TAGS:
+        # Safe loading only: no object construction, no timestamps/binary surprises.
+        raise ConfigError(f"{where}:{node.start_mark.line + 1}: unsupported YAML tag {node.tag!r}",
+                          hint="only plain mappings, lists, strings, numbers and booleans are allowed")
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for knode, vnode in node.value:
@@ -29,7 +36,7 @@ def _construct(node: yaml.Node, path: tuple[object, ...], lines: LineMap, where:
 
 
 def _scalar(node: yaml.Node, where: str) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
+    if not isinstance(node, yaml.ScalarNode) or node.tag not in _ALLOWED_TAGS:
         raise ConfigError(f"{where}:{node.start_mark.line + 1}: a key must be a plain value",
                           hint="check the indentation")
     loader = yaml.SafeLoader("")
