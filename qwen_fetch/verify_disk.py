@@ -1,0 +1,241 @@
+"""The disk side of ``verify``: observe snapshots and folders, hash, diff.
+
+Reads only.  Every target's files are hashed in one parallel batch (so ``--all``
+keeps every core busy across snapshots), then each target is diffed by the pure
+:func:`qwen_fetch.verify.compare`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from qwen_fetch.cache import INCOMPLETE, RepoCache, repo_id_from_folder
+from qwen_fetch.hasher import HashResult, ProgressFn, hash_files
+from qwen_fetch.manifest import Pin
+from qwen_fetch.verify import (
+    BadLink,
+    BadRef,
+    Observed,
+    Partial,
+    TargetReport,
+    VerifyReport,
+    check_link,
+    check_refs,
+    classify_partial,
+    compare,
+)
+
+# Folders a --local-dir download may hold that are not part of the model.
+FOLDER_SKIP = frozenset({".git", ".cache", ".qwen-fetch"})
+
+
+@dataclass(frozen=True)
+class Target:
+    """One pinned revision to check against one snapshot dir or folder."""
+
+    model: str
+    pin: Pin
+    root: Path
+    snapshot: bool  # a cache snapshot (links into ../../blobs) or a plain folder
+    blobs_dir: Path | None = None
+
+
+def list_entries(root: Path, *, skip_top: frozenset[str] = frozenset()) -> dict[str, Path]:
+    """Every non-directory entry under ``root`` (links not followed), by POSIX relative path."""
+    out: dict[str, Path] = {}
+    stack: list[tuple[Path, str]] = [(root, "")]
+    while stack:
+        d, prefix = stack.pop()
+        try:
+            it = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in it:
+            rel = prefix + e.name
+            if not prefix and e.name in skip_top:
+                continue
+            if e.is_dir(follow_symlinks=False):
+                stack.append((Path(e.path), rel + "/"))
+            else:
+                out[rel] = Path(e.path)
+    return out
+
+
+def _link_info(entry: Path, blobs_dir: Path) -> tuple[str, str | None, bool]:
+    """(raw target, blob name if it lands directly in ``blobs_dir``, target exists)."""
+    raw = os.readlink(entry)
+    target = os.path.normpath(os.path.join(os.path.dirname(entry), raw))
+    blob = os.path.basename(target) if os.path.dirname(target) == os.path.normpath(blobs_dir) else None
+    return raw, blob, os.path.exists(target)
+
+
+def _observe(target: Target, entries: dict[str, Path], hashes: dict[Path, HashResult]) -> dict[str, Observed]:
+    out: dict[str, Observed] = {}
+    for rel, p in entries.items():
+        if target.snapshot and p.is_symlink():
+            assert target.blobs_dir is not None
+            raw, blob, exists = _link_info(p, target.blobs_dir)
+            r = hashes.get(p) if exists else None
+            out[rel] = Observed(rel, r.size if r else None, r.sha256 if r else None, is_link=True, link=raw,
+                                blob=blob, error=(r.error if r else "dangling link"))
+        else:
+            r = hashes.get(p, HashResult(None, None, "not hashed"))
+            out[rel] = Observed(rel, r.size, r.sha256, is_link=False, error=r.error)
+    return out
+
+
+def verify_targets(targets: Sequence[Target], *, workers: int | None = None,
+                   progress: ProgressFn | None = None) -> tuple[TargetReport, ...]:
+    """Hash every target's files in one parallel batch and diff each target with its pin."""
+    listed: list[dict[str, Path]] = []
+    to_hash: list[Path] = []
+    for t in targets:
+        entries = list_entries(t.root, skip_top=frozenset() if t.snapshot else FOLDER_SKIP)
+        listed.append(entries)
+        for p in entries.values():
+            if os.path.exists(p):  # follows links; a dangling link has nothing to hash
+                to_hash.append(p)
+    hashes = hash_files(to_hash, workers=workers, progress=progress)
+    reports = []
+    for t, entries in zip(targets, listed):
+        observed = _observe(t, entries, hashes)
+        reports.append(compare(t.pin.files, observed, model=t.model, commit=t.pin.commit, location=str(t.root),
+                               snapshot=t.snapshot))
+    return tuple(reports)
+
+
+def bytes_to_hash(targets: Sequence[Target]) -> int:
+    """Upper bound of the bytes ``verify_targets`` reads (for a progress bar)."""
+    return sum(f.size for t in targets for f in t.pin.files)
+
+
+# ---------------------------------------------------------------------------
+# --all: the cache's structure
+
+
+def cache_repos(cache_dir: Path) -> list[RepoCache]:
+    """Model repos in the cache (the shared ``blobs/`` store and ``.locks`` are not repos)."""
+    if not cache_dir.is_dir():
+        return []
+    out = []
+    for p in sorted(cache_dir.iterdir()):
+        if p.is_dir() and p.name.startswith("models--"):
+            rid = repo_id_from_folder(p.name)
+            if rid:
+                out.append(RepoCache(cache_dir, rid))
+    return out
+
+
+def read_refs(repo: RepoCache) -> dict[str, str | None]:
+    """Every ref file, including empty or unreadable ones (``None``)."""
+    out: dict[str, str | None] = {}
+    if not repo.refs_dir.is_dir():
+        return out
+    for p in sorted(repo.refs_dir.rglob("*")):
+        if p.is_dir() or p.name.startswith("."):
+            continue
+        name = p.relative_to(repo.refs_dir).as_posix()
+        try:
+            out[name] = p.read_text(encoding="utf-8").strip() or None
+        except (OSError, UnicodeDecodeError):
+            out[name] = None
+    return out
+
+
+def lock_held(lock_path: Path) -> bool:
+    """Is a running pull holding this blob's lock?  (Never creates a lock file.)"""
+    if not lock_path.exists():
+        return False
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    except OSError:
+        return False
+    lock.release()
+    return False
+
+
+def partial_blob(name: str) -> str:
+    """``<blob>.incomplete`` / ``<blob>.incomplete.parts`` -> ``<blob>``."""
+    base = name[: -len(".parts")] if name.endswith(".parts") else name
+    return base[: -len(INCOMPLETE)] if base.endswith(INCOMPLETE) else base
+
+
+def scan_partials(repo: RepoCache, pinned_blobs: frozenset[str]) -> tuple[Partial, ...]:
+    if not repo.blobs_dir.is_dir():
+        return ()
+    names = frozenset(os.listdir(repo.blobs_dir))
+    blobs = frozenset(n for n in names if INCOMPLETE not in n)
+    out = []
+    for name in sorted(names - blobs):
+        if lock_held(repo.lock_path(partial_blob(name))):
+            continue  # a running pull is writing it
+        p = repo.blobs_dir / name
+        try:
+            size = p.lstat().st_size
+        except OSError:
+            continue
+        rel = p.relative_to(repo.cache_dir).as_posix()
+        out.append(Partial(repo.repo_id, rel, size, classify_partial(name, blobs, names, pinned_blobs)))
+    return tuple(out)
+
+
+def structure_checks(cache_dir: Path, pinned: dict[str, frozenset[str]],
+                     checked_snapshots: set[tuple[str, str]]) -> tuple[tuple[BadLink, ...], tuple[BadRef, ...],
+                                                                         tuple[Partial, ...]]:
+    """Links of the snapshots no target covers, refs, and partial downloads, for every model repo.
+
+    ``pinned``: repo id -> blobs any pin expects; ``checked_snapshots``: (repo, commit)
+    pairs already diffed against a pin (their links are in those reports).
+    """
+    links: list[BadLink] = []
+    refs: list[BadRef] = []
+    partials: list[Partial] = []
+    for repo in cache_repos(cache_dir):
+        commits = repo.snapshot_commits()
+        refs.extend(check_refs(repo.repo_id, read_refs(repo), commits))
+        for commit in commits:
+            if (repo.repo_id, commit) in checked_snapshots:
+                continue
+            for rel, p in list_entries(repo.snapshot_dir(commit)).items():
+                shown = f"{repo.repo_id}@{commit}:{rel}"
+                if p.is_symlink():
+                    raw, blob, exists = _link_info(p, repo.blobs_dir)
+                    bad = check_link(None, Observed(shown, 0 if exists else None, None, True, raw, blob))
+                else:
+                    bad = check_link(None, Observed(shown, None, None, False))
+                if bad is not None:
+                    links.append(bad)
+        partials.extend(scan_partials(repo, pinned.get(repo.repo_id, frozenset())))
+    return tuple(sorted(links, key=lambda b: b.path)), tuple(refs), tuple(sorted(partials, key=lambda p: p.path))
+
+
+def verify_all(cache_dir: Path, models: Sequence[tuple[str, Pin]], *, workers: int | None = None,
+               progress: ProgressFn | None = None) -> VerifyReport:
+    """Every pinned revision present in the cache, plus refs, all snapshot links and partial files."""
+    targets = snapshot_targets(cache_dir, models)
+    reports = verify_targets(targets, workers=workers, progress=progress)
+    pinned: dict[str, set[str]] = {}
+    for mid, pin in models:
+        pinned.setdefault(mid, set()).update(f.blob_name for f in pin.files)
+    links, refs, partials = structure_checks(cache_dir, {k: frozenset(v) for k, v in pinned.items()},
+                                             {(t.model, t.pin.commit) for t in targets})
+    return VerifyReport(targets=reports, bad_links=links, bad_refs=refs, partials=partials)
+
+
+def snapshot_targets(cache_dir: Path, models: Sequence[tuple[str, Pin]]) -> list[Target]:
+    """The pins whose snapshot dir exists in the cache."""
+    out = []
+    for mid, pin in models:
+        repo = RepoCache(cache_dir, mid)
+        snap = repo.snapshot_dir(pin.commit)
+        if snap.is_dir():
+            out.append(Target(mid, pin, snap, snapshot=True, blobs_dir=repo.blobs_dir))
+    return out

@@ -1,0 +1,180 @@
+"""The pure verification diff and the parallel hasher, with literal data."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qwen_fetch.hasher import hash_files, hash_one
+from qwen_fetch.manifest import PinnedFile
+from qwen_fetch.paths import SafeRelPath
+from qwen_fetch.verify import (
+    BLOB_COMPLETE,
+    DANGLING,
+    NOT_A_LINK,
+    NOT_PINNED,
+    ORPHAN_PARTS,
+    OUTSIDE_BLOBS,
+    RESUMABLE,
+    WRONG_BLOB,
+    BadRef,
+    Facts,
+    Mismatch,
+    Observed,
+    Partial,
+    VerifyReport,
+    check_refs,
+    classify_partial,
+    compare,
+)
+
+SHA_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+SHA_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+SHA_A = "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
+
+
+def pf(path: str, data: bytes) -> PinnedFile:
+    return PinnedFile(path=SafeRelPath(path), size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def obs(path: str, data: bytes | None, *, blob: str | None = "auto", link: bool = False) -> Observed:
+    sha = hashlib.sha256(data).hexdigest() if data is not None else None
+    b = (sha if blob == "auto" else blob) if link else None
+    return Observed(path, len(data) if data is not None else None, sha, is_link=link,
+                    link=f"../../blobs/{b}" if link else None, blob=b)
+
+
+def test_literal_digests() -> None:
+    assert pf("x", b"abc").sha256 == SHA_ABC
+    assert pf("x", b"").sha256 == SHA_EMPTY
+    assert pf("x", b"a").sha256 == SHA_A
+
+
+def test_compare_folder_sorts_every_problem_into_one_report() -> None:
+    expected = [pf("b.txt", b"abc"), pf("a.txt", b"a"), pf("z/w.bin", b"abc"), pf("c.json", b"")]
+    observed = {
+        "b.txt": obs("b.txt", b"abd"),  # flipped byte: same size, other sha
+        "a.txt": obs("a.txt", b""),  # truncated
+        "c.json": obs("c.json", b""),  # fine
+        "zz.extra": obs("zz.extra", b"x"),
+        "m.extra": obs("m.extra", b"y"),
+    }
+    r = compare(expected, observed, model="o/m", commit="c" * 40, location="/d", snapshot=False)
+    assert r.missing == ("z/w.bin",)
+    assert r.extra == ("m.extra", "zz.extra")
+    assert [m.path for m in r.mismatched] == ["a.txt", "b.txt"]
+    assert r.mismatched[0] == Mismatch("a.txt", Facts(1, SHA_A), Facts(0, SHA_EMPTY))
+    assert r.mismatched[0].fields == ("size", "sha256")
+    assert r.mismatched[1].fields == ("sha256",)
+    assert r.mismatched[1].expected.sha256 == SHA_ABC
+    assert r.bad_links == ()
+    assert not r.ok
+    assert r.files_checked == 5
+
+
+def test_compare_snapshot_links() -> None:
+    good, other = b"abc", b"a"
+    expected = [pf("ok", good), pf("swapped", good), pf("dangling", good), pf("copied", good), pf("away", good)]
+    observed = {
+        "ok": obs("ok", good, link=True),
+        "swapped": obs("swapped", other, link=True),  # points at another (intact) blob
+        "dangling": Observed("dangling", None, None, is_link=True, link=f"../../blobs/{SHA_ABC}", blob=SHA_ABC),
+        "copied": obs("copied", good, link=False),
+        "away": Observed("away", 3, SHA_ABC, is_link=True, link="/elsewhere/x", blob=None),
+    }
+    r = compare(expected, observed, model="o/m", commit="c", location="/s", snapshot=True)
+    problems = {b.path: b.problem for b in r.bad_links}
+    assert problems == {"swapped": WRONG_BLOB, "dangling": DANGLING, "copied": NOT_A_LINK, "away": OUTSIDE_BLOBS}
+    assert [b.path for b in r.bad_links] == sorted(problems)
+    swapped = next(b for b in r.bad_links if b.path == "swapped")
+    assert swapped.expected == SHA_ABC and swapped.actual == f"../../blobs/{SHA_A}"
+    # The swapped link also reads the wrong bytes; the dangling one has no bytes to compare.
+    assert [m.path for m in r.mismatched] == ["swapped"]
+    assert r.missing == () and r.extra == ()
+
+
+def test_clean_snapshot_is_ok() -> None:
+    expected = [pf("a", b"abc"), pf("b", b"a")]
+    r = compare(expected, {"a": obs("a", b"abc", link=True), "b": obs("b", b"a", link=True)},
+                model="o/m", commit="c", location="/s", snapshot=True)
+    assert r.ok and r.bytes_hashed == 4
+
+
+def test_refs_and_partials() -> None:
+    refs = {"main": "c1", "v1": "c9", "broken": None}
+    assert check_refs("o/m", refs, ["c1", "c2"]) == (
+        BadRef("o/m", "broken", None, "empty-or-unreadable"), BadRef("o/m", "v1", "c9", "no-snapshot"))
+    names = frozenset({"aa", "aa.incomplete", "bb.incomplete", "bb.incomplete.parts", "cc.incomplete.parts",
+                       "dd.incomplete"})
+    blobs = frozenset({"aa"})
+    pinned = frozenset({"aa", "bb", "cc"})
+    assert classify_partial("aa.incomplete", blobs, names, pinned) == BLOB_COMPLETE
+    assert classify_partial("bb.incomplete", blobs, names, pinned) == RESUMABLE
+    assert classify_partial("bb.incomplete.parts", blobs, names, pinned) == RESUMABLE
+    assert classify_partial("cc.incomplete.parts", blobs, names, pinned) == ORPHAN_PARTS
+    assert classify_partial("dd.incomplete", blobs, names, pinned) == NOT_PINNED
+
+
+def test_report_json_shape_and_ok() -> None:
+    t = compare([pf("a", b"abc")], {"a": obs("a", b"abd", link=True)}, model="o/m", commit="c" * 40,
+                location="/s", snapshot=True)
+    resumable = Partial("o/m", "models--o--m/blobs/x.incomplete", 5, RESUMABLE)
+    stray = Partial("o/m", "models--o--m/blobs/y.incomplete", 6, NOT_PINNED)
+    rep = VerifyReport(targets=(t,), partials=(resumable, stray))
+    d = rep.to_dict()
+    assert d["ok"] is False
+    assert d["counts"] == {"missing": 0, "extra": 0, "mismatched": 1, "bad_links": 1, "bad_refs": 0, "stray": 1}
+    m = d["targets"][0]["mismatched"][0]
+    assert m == {"path": "a", "fields": ["sha256"], "expected": {"size": 3, "sha256": SHA_ABC},
+                 "actual": {"size": 3, "sha256": hashlib.sha256(b"abd").hexdigest()}}
+    assert d["stray"] == [stray.to_dict()] and d["partials"] == [resumable.to_dict()]
+    # A resumable partial alone is not a failure.
+    assert VerifyReport(targets=(), partials=(resumable,)).ok
+
+
+files_st = st.dictionaries(st.sampled_from(["a", "b", "c/d", "e.bin", "f"]), st.binary(max_size=8), max_size=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(want=files_st, have=files_st)
+def test_compare_partitions_paths(want: dict[str, bytes], have: dict[str, bytes]) -> None:
+    expected = [pf(p, d) for p, d in want.items()]
+    r = compare(expected, {p: obs(p, d) for p, d in have.items()}, model="o/m", commit="c", location="/",
+                snapshot=False)
+    mism = {m.path for m in r.mismatched}
+    assert set(r.missing) == want.keys() - have.keys()
+    assert set(r.extra) == have.keys() - want.keys()
+    assert mism == {p for p in want.keys() & have.keys() if want[p] != have[p]}
+    assert list(r.missing) == sorted(r.missing) and list(r.extra) == sorted(r.extra)
+    assert r.ok == (want == have)
+
+
+def test_hash_one_small_buffer_literal(tmp_path: Path) -> None:
+    p = tmp_path / "f"
+    p.write_bytes(b"abc" * 1000)
+    want = hashlib.sha256(b"abc" * 1000).hexdigest()
+    seen: list[int] = []
+    r = hash_one(p, buffer_size=7, progress=seen.append)  # many partial reads into a reused buffer
+    assert (r.size, r.sha256, r.error) == (3000, want, None)
+    assert sum(seen) == 3000
+
+
+def test_hash_files_parallel_dedup_and_errors(tmp_path: Path) -> None:
+    datas = {f"f{i}": os.urandom(1000 * i + 1) for i in range(6)}
+    for n, d in datas.items():
+        (tmp_path / n).write_bytes(d)
+    (tmp_path / "abc").write_bytes(b"abc")
+    os.symlink("abc", tmp_path / "link-to-abc")
+    paths = [tmp_path / n for n in datas] + [tmp_path / "abc", tmp_path / "link-to-abc", tmp_path / "nope"]
+    read: list[int] = []
+    out = hash_files(paths, workers=3, buffer_size=512, progress=read.append)
+    for n, d in datas.items():
+        assert out[tmp_path / n].sha256 == hashlib.sha256(d).hexdigest()
+    assert out[tmp_path / "abc"].sha256 == SHA_ABC == out[tmp_path / "link-to-abc"].sha256
+    assert out[tmp_path / "nope"].sha256 is None and out[tmp_path / "nope"].error
+    # The linked file was read once.
+    assert sum(read) == sum(len(d) for d in datas.values()) + 3
