@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,9 @@ from qwen_fetch.yamlio import LineMap, line_of, load_yaml
 
 KINDS = ("hf", "modelscope", "dir", "s3")
 ENV_SOURCE = "env"
+MODELSCOPE_TOKEN_ENV = "MODELSCOPE_API_TOKEN"
+# The official client: MODELSCOPE_ENDPOINT wins over the older MODELSCOPE_DOMAIN.
+MODELSCOPE_ENDPOINT_ENVS = ("MODELSCOPE_ENDPOINT", "MODELSCOPE_DOMAIN")
 BUILTIN = "<built-in default>"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -43,6 +46,7 @@ class SourceConfig:
     model_map: tuple[ModelMap, ...] = ()
     revision: str | None = None  # default branch on this source (modelscope: master)
     optional_files: tuple[str, ...] = ()  # globs a source may add or change (issue: ModelScope extras)
+    endpoint_env: str | None = None  # the environment variable that overrode ``endpoint``, if any
 
     def map_model(self, model_id: str) -> str:
         for m in self.model_map:
@@ -129,6 +133,8 @@ def _parse_source(obj: Any, i: int, where: str, lines: LineMap) -> SourceConfig:
         revision = revision or "master"
         if "optional_files" not in obj:
             opt = ["configuration.json", "README.md", ".gitattributes"]
+        if "token_env" not in obj:
+            token_env = MODELSCOPE_TOKEN_ENV  # what the official client reads
     return SourceConfig(
         name=name, kind=kind, endpoint=endpoint, priority=priority, token_env=token_env,
         model_map=tuple(ModelMap(k, v) for k, v in sorted(mm_raw.items(), key=lambda kv: -len(kv[0]))),
@@ -187,7 +193,7 @@ def load_config(explicit: Path | None = None) -> Config:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}", hint="check the file") from None
         cfg = parse_config(text, str(path))
-    return with_env_endpoint(cfg)
+    return with_modelscope_endpoint(with_env_endpoint(cfg))
 
 
 def with_env_endpoint(cfg: Config) -> Config:
@@ -201,6 +207,30 @@ def with_env_endpoint(cfg: Config) -> Config:
     env = SourceConfig(name=ENV_SOURCE, kind="hf", endpoint=endpoint, priority=lowest - 1, token_env="HF_TOKEN")
     rest = tuple(s for s in cfg.sources if s.name != ENV_SOURCE)
     return Config(sources=(env,) + rest, origin=cfg.origin)
+
+
+def with_modelscope_endpoint(cfg: Config) -> Config:
+    """``MODELSCOPE_ENDPOINT`` / ``MODELSCOPE_DOMAIN`` override every ``kind: modelscope`` endpoint.
+
+    Same precedence and scheme rule as the official client: a bare host name
+    (``www.modelscope.ai``) means ``https://``; an explicit ``http://`` is kept
+    (loopback test servers, internal mirrors).
+    """
+    for var in MODELSCOPE_ENDPOINT_ENVS:
+        raw = os.environ.get(var, "").strip()
+        if raw:
+            break
+    else:
+        return cfg
+    endpoint = raw if raw.lower().startswith(("http://", "https://")) else f"https://{raw}"
+    parts = urlsplit(endpoint)
+    endpoint = endpoint.rstrip("/")
+    if not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ConfigError(f"{var}={raw!r} is not a host name or an http(s) URL of a host",
+                          hint=f"e.g. export {var}=www.modelscope.cn")
+    sources = tuple(replace(s, endpoint=endpoint, endpoint_env=var) if s.kind == "modelscope" else s
+                    for s in cfg.sources)
+    return Config(sources=sources, origin=cfg.origin)
 
 
 def default_cache_dir() -> Path:
