@@ -50,3 +50,5 @@ class EngineOptions:
     backoff_max: float = 20.0
     stall_timeout: float = 20.0  # no bytes for this long: drop the connection, re-queue the range
     request_timeout: float = 30.0
+    block_size: int = 1 << 20  # unit of writes and of the resume state's crc32s (ranges are cut on blocks)
+    min_split: int = 2 << 20  # an idle connection steals the tail of a range only if both halves are this big

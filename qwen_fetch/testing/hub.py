@@ -59,6 +59,16 @@ class Faults:
         return table[key]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        # A client that drops a connection mid-body (stolen range, stall, cancel) is routine here.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class HubServer:
     """``with HubServer(store) as hub: hub.url``; thread-safe request log in ``hub.log``."""
 
@@ -71,7 +81,7 @@ class HubServer:
         self.bytes_sent: dict[str, int] = {}
         self.get_counts: dict[str, int] = {}
         handler = _make_handler(self)
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd = _QuietServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.httpd.request_queue_size = 128
         if ssl_context is not None:

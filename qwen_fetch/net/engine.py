@@ -1,0 +1,260 @@
+"""The download engine's entry point: ``fetch_all``.
+
+The calling thread is the coordinator: it takes each file's lock (without
+blocking, so a file another process is fetching waits while the others go
+ahead), recovers resume state, saves block maps every second, releases locks
+and turns failures into one user-facing error at the end.  The connections are
+``options.connections`` worker threads running :func:`_worker` over the
+scheduler's shared range queue (see scheduler.py for the queue, hashing and
+promotion).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+
+from qwen_fetch.errors import DiskFullError, ExitCode, IntegrityError, QFError, SourceError
+from qwen_fetch.net.filetask import DiskFull, FileTask, Phase
+from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
+from qwen_fetch.net.rangeget import Opened, RangeRequest, Retryable, SourceFailed, open_range
+from qwen_fetch.net.scheduler import Assignment, Scheduler
+from qwen_fetch.progress import ProgressSink
+
+SAVE_INTERVAL = 1.0  # seconds between resume-state saves
+LOCK_POLL = 0.2  # seconds between tries for a lock another process holds
+STOP_GRACE = 3.0  # seconds to let connections wind down on cancel
+READ_CHUNK = 256 * 1024
+
+
+class FetchCancelled(QFError):
+    exit_code = ExitCode.UNEXPECTED
+    reference = "cancelled"
+
+
+def fetch_all(jobs: Sequence[FetchJob], options: EngineOptions, progress: ProgressSink,
+              *, cancel: threading.Event | None = None) -> list[FetchOutcome]:
+    """Fetch every job into its ``dest``, verified; outcomes in job order.
+
+    Raises :class:`IntegrityError` (some file had the wrong bytes on every
+    source), :class:`SourceError` (no source could serve some file),
+    :class:`DiskFullError` or :class:`FetchCancelled` — always after saving
+    the resume state, with partial data kept for the next run.  Calls
+    ``progress.begin`` and ``progress.end``.
+    """
+    cancel = cancel or threading.Event()
+    tasks = [FileTask(job, i, options.block_size) for i, job in enumerate(jobs)]
+    sched = Scheduler(tasks, options, progress, cancel)
+    progress.begin(sum(j.size for j in jobs), len(jobs))
+    workers = [threading.Thread(target=_worker, args=(sched,), name=f"qwen-fetch-conn-{i}", daemon=True)
+               for i in range(max(1, options.connections))]
+    for w in workers:
+        w.start()
+    try:
+        _coordinate(sched, tasks)
+    except BaseException:
+        cancel.set()
+        raise
+    finally:
+        with sched.cond:
+            sched.stopping = True
+            sched.cond.notify_all()
+        deadline = time.monotonic() + (STOP_GRACE if cancel.is_set() else options.stall_timeout + 5)
+        for w in workers:
+            w.join(timeout=max(0.0, deadline - time.monotonic()))
+        for t in tasks:
+            _save(sched, t)
+            t.release()
+        progress.end()
+    return _outcomes_or_raise(tasks)
+
+
+def _coordinate(sched: Scheduler, tasks: list[FileTask]) -> None:
+    waiting = list(tasks)
+    last_save = time.monotonic()
+    while True:
+        if sched.cancel.is_set():
+            raise FetchCancelled("download cancelled", hint="rerun the same command to resume")
+        for t in list(waiting):
+            if t.try_lock():
+                waiting.remove(t)
+                _prepare(sched, t, tasks)
+        with sched.cond:
+            if sched.fatal is not None:
+                raise _fatal_error(sched.fatal, tasks)
+            if not waiting and all(t.phase in (Phase.DONE, Phase.FAILED) for t in tasks):
+                return
+            sched.cond.wait(LOCK_POLL)
+        if time.monotonic() - last_save >= SAVE_INTERVAL:
+            for t in tasks:
+                _save(sched, t)
+            last_save = time.monotonic()
+        for t in tasks:
+            if t.phase in (Phase.DONE, Phase.FAILED) and t.lock is not None:
+                _save(sched, t)
+                t.release()
+
+
+def _prepare(sched: Scheduler, t: FileTask, tasks: list[FileTask]) -> None:
+    """We hold ``t``'s lock: reuse a finished blob, or recover the partial and queue what is missing."""
+    job, progress = t.job, sched.progress
+    if job.dest.exists():
+        if job.dest.stat().st_size == job.size:
+            t.reused, t.phase = True, Phase.DONE
+            progress.advance(job.size)
+            progress.file_done(str(job.path), "")
+            return
+        progress.note(f"{job.path}: the cached blob has the wrong size; fetching it again")
+        job.dest.unlink()
+    for note in t.open_partial():
+        progress.note(note)
+    if not job.locations:
+        t.failed_sources.append(("", "no source offers this file"))
+        t.phase = Phase.FAILED
+        return
+    need = sum(x.missing_bytes() for x in tasks if x is t or x.phase is Phase.ACTIVE)
+    free = shutil.disk_usage(job.partial.parent).free
+    if need > free:
+        raise DiskFullError(f"not enough disk space: {_human(need)} still needed, {_human(free)} free",
+                            hint="free some space or point the cache elsewhere (HF_HUB_CACHE); "
+                                 "partial downloads are kept and resume",
+                            context=[f"cache: {job.partial.parent}"])
+    progress.advance(t.resumed_bytes)
+    with sched.cond:
+        t.phase = Phase.ACTIVE
+        complete = t.done_count == t.nblocks
+        if not complete:
+            sched.plan(t)
+    if complete:
+        sched.finalize(t, t.gen)
+
+
+def _save(sched: Scheduler, t: FileTask) -> None:
+    with sched.cond:
+        if t.phase is not Phase.ACTIVE and t.phase is not Phase.FAILED or not t.dirty or t.fd < 0:
+            return
+        state = t.snapshot()
+        t.dirty = False
+    t.save(state)
+
+
+# -- connections ---------------------------------------------------------------
+
+def _worker(sched: Scheduler) -> None:
+    while True:
+        a = sched.next_assignment()
+        if a is None:
+            return
+        try:
+            _run(sched, a)
+        except DiskFull as exc:
+            sched.set_fatal(exc)
+        except Exception as exc:  # a bug: stop everything rather than hang
+            sched.set_fatal(exc)
+
+
+def _run(sched: Scheduler, a: Assignment) -> None:
+    t, o = a.task, sched.options
+    with sched.cond:
+        if a.gen != t.gen:
+            sched.active.remove(a)
+            return
+        loc = t.location
+        req = RangeRequest(a.start, a.end, t.job.size, t.etag if t.etag_source == loc.source else None)
+    begin = a.pos
+    try:
+        with open_range(loc, req, connect_timeout=o.request_timeout, stall_timeout=o.stall_timeout) as op:
+            if op.ignored_range:
+                sched.to_stream(a, changed=req.if_range is not None and op.etag != req.if_range, etag=op.etag)
+            else:
+                sched.record_etag(a, op.etag)
+            _consume(sched, a, op)
+    except Retryable as exc:
+        sched.requeue(a, exc.reason, exc.retry_after, progressed=a.pos > begin)
+    except SourceFailed as exc:
+        sched.fail_source(a, exc.reason, integrity=False)
+    else:
+        sched.retire(a)
+
+
+def _consume(sched: Scheduler, a: Assignment, op: Opened) -> None:
+    """Copy the body into whole blocks; skip blocks already done; stop early if the range shrank."""
+    t = a.task
+    size, bs = t.job.size, t.block_size
+    off = op.offset
+    block = off // bs
+    block_end = min((block + 1) * bs, size)
+    keep = sched.wanted(a, block)
+    buf = bytearray()
+    received = 0
+    try:
+        for chunk in op.response.iter_raw(READ_CHUNK):
+            received += len(chunk)
+            view = memoryview(chunk)
+            while view:
+                if off >= op.end:
+                    raise SourceFailed(f"the server sent more than the {op.end - op.offset} bytes it announced")
+                take = min(len(view), block_end - off)
+                if keep:
+                    buf += view[:take]
+                view, off = view[take:], off + take
+                if off < block_end:
+                    continue
+                if keep:
+                    if not sched.commit_block(a, block, buf):
+                        return  # the file changed course; another assignment owns it now
+                    buf = bytearray()
+                if off >= a.end or off >= size or sched.cancel.is_set() or sched.stopping:
+                    if off >= op.end and view:
+                        raise SourceFailed("the server sent more bytes than the file has")
+                    return
+                block, block_end = block + 1, min((block + 2) * bs, size)
+                keep = sched.wanted(a, block)
+        if off < op.end:
+            raise Retryable(f"connection closed after {off - op.offset} of {op.end - op.offset} bytes")
+    finally:
+        with sched.cond:
+            t.bytes_transferred += received
+
+
+# -- results ---------------------------------------------------------------------
+
+def _outcomes_or_raise(tasks: list[FileTask]) -> list[FetchOutcome]:
+    failed = [t for t in tasks if t.phase is Phase.FAILED]
+    if failed:
+        context = [f"{t.job.path}: " + "; ".join(f"{src or '-'}: {why}" for src, why in t.failed_sources)
+                   for t in failed]
+        if any(t.integrity_failure for t in failed):
+            raise IntegrityError(f"{len(failed)} file(s) did not match their pinned sha256 on any source",
+                                 context=context, reference="hash-mismatch",
+                                 hint="the sources serve other bytes than the lockfile pins: check the pin "
+                                      "(qwen-fetch lock) or the mirror; nothing unverified was cached")
+        raise SourceError(f"{len(failed)} file(s) could not be fetched from any source", context=context,
+                          reference="fetch-failed",
+                          hint="partial data is kept: rerun the same command to resume, or add another "
+                               "source in mirrors.yaml / pick one with --source")
+    return [FetchOutcome(path=t.job.path, sha256=t.job.sha256, source=t.source,
+                         bytes_transferred=t.bytes_transferred, resumed_bytes=t.resumed_bytes,
+                         retries=t.retries, reused=t.reused, failed_sources=tuple(t.failed_sources))
+            for t in tasks]
+
+
+def _fatal_error(exc: BaseException, tasks: list[FileTask]) -> BaseException:
+    if isinstance(exc, DiskFull):
+        need = sum(t.missing_bytes() if t.crcs else t.job.size for t in tasks
+                   if t.phase in (Phase.ACTIVE, Phase.WAITING))
+        return DiskFullError(f"disk full: {_human(need)} still needed to finish the download",
+                             hint="free some space or point the cache elsewhere (HF_HUB_CACHE); "
+                                  "partial downloads are kept and resume", context=[str(exc)])
+    return exc
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"

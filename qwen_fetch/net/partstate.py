@@ -1,0 +1,127 @@
+"""The resume state kept beside a partial download: ``<blob>.incomplete.parts``.
+
+It records, per block, a zlib.crc32 of the bytes written there (``null`` for a
+block not yet written), plus the ETag and source the bytes came from.  On
+resume every recorded block is read back and checked, so a partial file that
+was truncated, corrupted or written past its state is repaired instead of
+promoted.  ``gc`` deletes ``*.incomplete`` and ``*.incomplete.parts`` that no
+lock holds, so the name must stay ``str(partial) + ".parts"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from qwen_fetch.net.ranges import block_count, block_span
+
+STATE_VERSION = 1
+STATE_SUFFIX = ".parts"
+
+
+class BadState(ValueError):
+    """The state file cannot be used (wrong file, wrong version, damaged)."""
+
+
+@dataclass(frozen=True)
+class PartState:
+    size: int
+    sha256: str
+    block_size: int
+    crcs: tuple[int | None, ...]
+    source: str = ""  # the source whose ETag is recorded
+    etag: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"version": STATE_VERSION, "size": self.size, "sha256": self.sha256,
+                           "block_size": self.block_size, "source": self.source, "etag": self.etag,
+                           "crc": list(self.crcs)}, separators=(",", ":"))
+
+    @property
+    def done_blocks(self) -> int:
+        return sum(c is not None for c in self.crcs)
+
+
+def parse_state(text: str, *, size: int, sha256: str, block_size: int) -> PartState:
+    """Parse and validate a state file for the file ``(size, sha256)``, or raise :class:`BadState`."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise BadState(f"not JSON ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict) or raw.get("version") != STATE_VERSION:
+        raise BadState("unknown state version")
+    if raw.get("size") != size or raw.get("sha256") != sha256:
+        raise BadState("state belongs to another file")
+    if raw.get("block_size") != block_size:
+        raise BadState("state uses another block size")
+    crcs = raw.get("crc")
+    if not isinstance(crcs, list) or len(crcs) != block_count(size, block_size):
+        raise BadState("block list has the wrong length")
+    for c in crcs:
+        if c is not None and (type(c) is not int or not 0 <= c < 2**32):
+            raise BadState("block checksum out of range")
+    source, etag = raw.get("source", ""), raw.get("etag")
+    if not isinstance(source, str) or not (etag is None or isinstance(etag, str)):
+        raise BadState("bad source/etag")
+    return PartState(size=size, sha256=sha256, block_size=block_size, crcs=tuple(crcs), source=source, etag=etag)
+
+
+def state_path(partial: Path) -> Path:
+    return Path(str(partial) + STATE_SUFFIX)
+
+
+def load_state(path: Path, *, size: int, sha256: str, block_size: int) -> PartState | None:
+    """The state at ``path``; ``None`` when absent.  Raises :class:`BadState` when unusable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadState(f"unreadable ({exc.__class__.__name__})") from None
+    return parse_state(text, size=size, sha256=sha256, block_size=block_size)
+
+
+def save_state(path: Path, state: PartState) -> None:
+    """Atomic replace, no fsync: every block is re-checked on resume, so a stale state is harmless."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(state.to_json(), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass
+class Verified:
+    """What a partial file really holds, after reading back every recorded block."""
+
+    crcs: list[int | None]
+    hashed_blocks: int  # leading blocks already fed to ``hasher``
+    hasher: hashlib._Hash  # sha256 over the contiguous verified prefix
+    bad_blocks: int  # recorded in the state but missing or damaged on disk
+
+
+def verify_partial(fd: int, state: PartState) -> Verified:
+    """Read back every recorded block; keep those whose crc32 matches, hash the leading run."""
+    crcs: list[int | None] = [None] * len(state.crcs)
+    hasher = hashlib.sha256()
+    prefix = True
+    hashed = 0
+    bad = 0
+    for i, want in enumerate(state.crcs):
+        if want is None:
+            prefix = False
+            continue
+        start, end = block_span(i, state.size, state.block_size)
+        data = os.pread(fd, end - start, start)
+        if len(data) != end - start or zlib.crc32(data) != want:
+            bad += 1
+            prefix = False
+            continue
+        crcs[i] = want
+        if prefix:
+            hasher.update(data)
+            hashed = i + 1
+    return Verified(crcs=crcs, hashed_blocks=hashed, hasher=hasher, bad_blocks=bad)

@@ -1,0 +1,125 @@
+"""The HTTP edge of the engine: one GET for one byte range, its response checked.
+
+Everything the server says is checked against what we asked and what the pin
+says (status, ``Content-Range``, ``Content-Length``, total size) before a byte
+is written.  Failures are translated once, here, into two kinds: worth
+retrying on this source (:class:`Retryable`) or not (:class:`SourceFailed`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from qwen_fetch.net.http import describe_exc
+from qwen_fetch.net.ranges import is_strong_etag, parse_content_range, parse_retry_after
+from qwen_fetch.sources.base import FileLocation
+
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class Retryable(Exception):
+    """Transient: try this range again on the same source after a backoff."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class SourceFailed(Exception):
+    """This source cannot serve this file correctly (wrong size, 404, ...): try the next one."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RangeRequest:
+    start: int
+    end: int  # exclusive
+    size: int  # the pinned size of the whole file
+    if_range: str | None = None  # the recorded ETag, when it came from this source
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.end == self.size
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A checked response: its body holds bytes ``[offset, end)`` of the file."""
+
+    response: httpx.Response
+    offset: int
+    end: int
+    etag: str | None
+    ignored_range: bool  # asked for a range, got the whole file (200)
+
+
+def request_headers(req: RangeRequest) -> dict[str, str]:
+    # identity: a gzip-encoded body would make Content-Length/Range meaningless for us
+    headers = {"Accept-Encoding": "identity"}
+    if not req.whole:
+        headers["Range"] = f"bytes={req.start}-{req.end - 1}"
+        if req.if_range and is_strong_etag(req.if_range):
+            headers["If-Range"] = req.if_range
+    return headers
+
+
+def check_response(req: RangeRequest, status: int, headers: httpx.Headers) -> tuple[int, int]:
+    """The byte span ``(offset, end)`` the body will carry, or raise.  Pure: status and headers only."""
+    length = headers.get("Content-Length")
+    if status in RETRY_STATUSES:
+        raise Retryable(f"HTTP {status}", parse_retry_after(headers.get("Retry-After"), time.time()))
+    if status == 206:
+        if req.whole and "Range" not in request_headers(req):
+            raise Retryable("206 Partial Content to a request without Range")
+        cr = parse_content_range(headers.get("Content-Range"))
+        if cr is None:
+            raise Retryable(f"206 with a malformed Content-Range {headers.get('Content-Range')!r}")
+        start, end, total = cr
+        if total is not None and total != req.size:
+            raise SourceFailed(f"remote size is {total} bytes, the pin says {req.size}")
+        if (start, end) != (req.start, req.end):
+            raise Retryable(f"asked for bytes {req.start}-{req.end - 1}, got Content-Range {start}-{end - 1}")
+        if length is not None and length.strip() != str(end - start):
+            raise SourceFailed(f"Content-Length {length} disagrees with the {end - start}-byte range")
+        return start, end
+    if status == 200:
+        if length is not None and length.strip() != str(req.size):
+            raise SourceFailed(f"Content-Length {length} disagrees with the pinned size {req.size}")
+        return 0, req.size
+    if status == 416:
+        raise SourceFailed(f"HTTP 416: the source has fewer than {req.size} bytes")
+    if status in (401, 403):
+        raise SourceFailed(f"HTTP {status}: access denied (token missing, expired or not accepted)")
+    if status == 404:
+        raise SourceFailed("HTTP 404: file not found on this source")
+    if 500 <= status < 600:
+        raise Retryable(f"HTTP {status}")
+    raise SourceFailed(f"unexpected HTTP {status}")
+
+
+@contextmanager
+def open_range(loc: FileLocation, req: RangeRequest, *, connect_timeout: float,
+               stall_timeout: float) -> Iterator[Opened]:
+    """GET ``req`` from ``loc``; yields a checked :class:`Opened`.  Transport errors become :class:`Retryable`."""
+    # The read timeout is per socket read: it is what detects a stalled connection.
+    timeout = httpx.Timeout(connect_timeout, read=stall_timeout, pool=None)
+    headers = request_headers(req)
+    try:
+        with loc.client.stream("GET", loc.url, headers=headers, timeout=timeout) as resp:
+            offset, end = check_response(req, resp.status_code, resp.headers)
+            etag = resp.headers.get("ETag")
+            yield Opened(response=resp, offset=offset, end=end, etag=etag,
+                         ignored_range=resp.status_code == 200 and not req.whole)
+    except httpx.ReadTimeout:
+        raise Retryable(f"stalled (no bytes for {stall_timeout:g}s)") from None
+    except httpx.TransportError as exc:
+        raise Retryable(describe_exc(exc)) from None

@@ -1,0 +1,294 @@
+"""The shared queue of byte ranges and the per-file bookkeeping around it.
+
+``fetch_all`` (engine.py) runs ``options.connections`` worker threads over one shared queue
+of byte ranges (every missing block of every file, in parts of
+``options.part_size``).  A worker GETs its range, writes whole blocks to the
+partial file and marks them done; whoever completes the next block of a
+file's contiguous prefix feeds it to that file's sha256 (read back from the
+page cache), so a finished file needs no second full read.  An idle worker
+with nothing queued steals the back half of the largest range in flight.
+
+Failures: transient ones (connect errors, timeouts, stalls, 5xx, 429) re-queue
+the rest of the range after an exponential backoff with jitter; after
+``max_attempts`` failures in a row on one source, or at once for a
+non-transient one (wrong size, 404), the file falls back to its next location.
+The coordinator (the calling thread) takes each file's lock, recovers its
+resume state, saves block maps every second and promotes verified files.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+
+from qwen_fetch.net.filetask import FileTask, Phase
+from qwen_fetch.net.jobs import EngineOptions
+from qwen_fetch.net.partstate import state_path
+from qwen_fetch.net.ranges import backoff_delay, plan_ranges, split_point
+from qwen_fetch.progress import ProgressSink
+
+_jitter = random.Random()
+
+
+@dataclass
+class Assignment:
+    task: FileTask
+    gen: int
+    start: int
+    end: int  # may shrink while in flight when an idle worker steals the back half
+    failures: int = 0
+    not_before: float = 0.0
+    pos: int = 0  # first byte not yet written (block-aligned)
+
+
+class Scheduler:
+    def __init__(self, tasks: list[FileTask], options: EngineOptions, progress: ProgressSink,
+                 cancel: threading.Event) -> None:
+        self.tasks = tasks
+        self.options = options
+        self.progress = progress
+        self.cancel = cancel
+        self.cond = threading.Condition()
+        self.pending: list[Assignment] = []
+        self.active: list[Assignment] = []
+        self.stopping = False
+        self.fatal: BaseException | None = None
+
+    # -- queue ------------------------------------------------------------------
+    def plan(self, t: FileTask) -> None:
+        """Queue every missing block of ``t`` (caller holds ``cond``)."""
+        o = self.options
+        done = [c is not None for c in t.crcs]
+        if t.stream:
+            first = next((i for i, d in enumerate(done) if not d), None)
+            ranges = [] if first is None else [(first * t.block_size, t.job.size)]
+        else:
+            ranges = plan_ranges(done, t.job.size, t.block_size, o.part_size, o.single_stream_below)
+        self.pending.extend(Assignment(t, t.gen, s, e, pos=s) for s, e in ranges)
+        self.pending.sort(key=lambda a: (a.task.index, a.start))
+        self.cond.notify_all()
+
+    def next_assignment(self) -> Assignment | None:
+        with self.cond:
+            while True:
+                if self.stopping or self.cancel.is_set() or self.fatal is not None:
+                    return None
+                now = time.monotonic()
+                wait = 0.5
+                for a in self.pending:
+                    if a.not_before <= now:
+                        self.pending.remove(a)
+                        self.active.append(a)
+                        return a
+                    wait = min(wait, a.not_before - now)
+                stolen = self._steal()
+                if stolen is not None:
+                    self.active.append(stolen)
+                    return stolen
+                self.cond.wait(max(wait, 0.01))
+
+    def _steal(self) -> Assignment | None:
+        """Split the largest range in flight so its tail runs on another connection."""
+        best: tuple[int, Assignment, int] | None = None
+        for a in self.active:
+            t = a.task
+            if t.stream or a.gen != t.gen or t.job.size < self.options.single_stream_below:
+                continue
+            cut = split_point(a.pos, a.end, t.block_size, self.options.min_split)
+            if cut is not None and (best is None or a.end - a.pos > best[0]):
+                best = (a.end - a.pos, a, cut)
+        if best is None:
+            return None
+        _, victim, cut = best
+        new = Assignment(victim.task, victim.gen, cut, victim.end, pos=cut)
+        victim.end = cut
+        return new
+
+    def retire(self, a: Assignment) -> None:
+        with self.cond:
+            if a in self.active:
+                self.active.remove(a)
+            self.cond.notify_all()
+
+    def requeue(self, a: Assignment, reason: str, retry_after: float | None, progressed: bool) -> None:
+        o = self.options
+        t = a.task
+        with self.cond:
+            if a in self.active:
+                self.active.remove(a)
+            if a.gen != t.gen or t.phase is not Phase.ACTIVE:
+                return
+            t.retries += 1
+            failures = 1 if progressed else a.failures + 1
+            if failures >= o.max_attempts:
+                self._fail_source(t, reason, integrity=False)
+                return
+            delay = _backoff(failures, o)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, o.backoff_max))
+            if a.pos < a.end:
+                self.pending.append(Assignment(t, t.gen, a.pos, a.end, failures, time.monotonic() + delay, a.pos))
+                self.pending.sort(key=lambda x: (x.task.index, x.start))
+            self.cond.notify_all()
+        self.progress.note(f"{t.job.path}: {reason} from {t.location.source}; "
+                           f"retry {failures}/{o.max_attempts - 1} in {delay:.1f}s")
+
+    def fail_source(self, a: Assignment, reason: str, *, integrity: bool) -> None:
+        with self.cond:
+            if a in self.active:
+                self.active.remove(a)
+            if a.gen == a.task.gen and a.task.phase is Phase.ACTIVE:
+                self._fail_source(a.task, reason, integrity=integrity)
+
+    def _fail_source(self, t: FileTask, reason: str, *, integrity: bool) -> None:
+        """Move ``t`` to its next location (caller holds ``cond``)."""
+        t.failed_sources.append((t.location.source, reason))
+        t.integrity_failure = integrity
+        t.gen += 1
+        t.stream = False
+        self.pending = [p for p in self.pending if p.task is not t]
+        if integrity:
+            self.progress.advance(-t.forget())  # which bytes were wrong is unknown: start this file over
+        if t.loc_index + 1 >= len(t.job.locations):
+            t.phase = Phase.FAILED
+            self.progress.note(f"{t.job.path}: {reason} from {t.location.source}; no source left")
+        else:
+            old = t.location.source
+            t.loc_index += 1
+            self.progress.note(f"{t.job.path}: {reason} from {old}; falling back to {t.location.source}")
+            self.plan(t)
+        self.cond.notify_all()
+
+    def to_stream(self, a: Assignment, changed: bool, etag: str | None) -> None:
+        """The source answered 200 to a range: this connection reads the whole body; others stop."""
+        t = a.task
+        with self.cond:
+            if a.gen != t.gen:
+                return
+            t.gen += 1
+            t.stream = True
+            if changed:
+                self.progress.advance(-t.forget())
+            t.etag, t.etag_source = etag, t.location.source
+            self.pending = [p for p in self.pending if p.task is not t]
+            a.gen, a.start, a.end, a.pos = t.gen, 0, t.job.size, 0
+        self.progress.note(f"{t.job.path}: " + ("the file changed on the server; restarting it" if changed
+                                                 else f"{t.location.source} ignores Range; using one stream"))
+
+    def record_etag(self, a: Assignment, etag: str | None) -> None:
+        """Remember the validator for ``If-Range`` on resume (per source: mirrors' ETags differ)."""
+        t = a.task
+        with self.cond:
+            if a.gen == t.gen and etag and (t.etag != etag or t.etag_source != t.location.source):
+                t.etag, t.etag_source, t.dirty = etag, t.location.source, True
+
+    def set_fatal(self, exc: BaseException) -> None:
+        with self.cond:
+            if self.fatal is None:
+                self.fatal = exc
+            self.cond.notify_all()
+
+    # -- blocks and hashing -----------------------------------------------------
+    def wanted(self, a: Assignment, block: int) -> bool:
+        """Should this connection write ``block``?  Not if it is done or the file changed course."""
+        t = a.task
+        with self.cond:
+            return a.gen == t.gen and block < t.nblocks and t.crcs[block] is None \
+                and block * t.block_size >= a.start
+
+    def commit_block(self, a: Assignment, block: int, data: bytearray) -> bool:
+        t = a.task
+        crc = zlib.crc32(data)
+        if not t.write_block(a.gen, block, data):
+            return False
+        with self.cond:
+            if a.gen != t.gen:
+                return False
+            if t.crcs[block] is None:
+                t.crcs[block] = crc
+                t.done_count += 1
+                t.dirty = True
+            a.pos = t.span(block)[1]
+            complete = t.done_count == t.nblocks
+        self.progress.advance(len(data))
+        self.hash_prefix(t, blocking=False)
+        if complete:
+            self.finalize(t, a.gen)
+        return True
+
+    def hash_prefix(self, t: FileTask, *, blocking: bool) -> None:
+        """Feed the file's sha256 with every done block of its contiguous prefix."""
+        if not t.hash_lock.acquire(blocking=blocking):
+            return  # another thread is hashing this file; it will pick our block up
+        try:
+            while True:
+                with self.cond:
+                    i, h = t.hashed, t.hasher
+                    if i >= t.nblocks or t.crcs[i] is None or t.fd < 0:
+                        return
+                    start, end = t.span(i)
+                    fd = t.fd
+                try:
+                    data = os.pread(fd, end - start, start)
+                except OSError:
+                    return  # closed by a stop; nothing to hash any more
+                if len(data) != end - start:
+                    return
+                h.update(data)
+                with self.cond:
+                    if t.hasher is h and t.hashed == i:
+                        t.hashed = i + 1
+        finally:
+            t.hash_lock.release()
+
+    def finalize(self, t: FileTask, gen: int) -> None:
+        """All blocks are on disk: check size and sha256, fsync, promote."""
+        self.hash_prefix(t, blocking=True)
+        with self.cond:
+            if gen != t.gen or t.phase is not Phase.ACTIVE or t.hashed != t.nblocks:
+                return
+            digest = t.hasher.hexdigest()
+            source = t.location.source
+        if digest != t.job.sha256:
+            with self.cond:
+                if gen == t.gen:
+                    self._fail_source(t, f"sha256 mismatch (got {digest[:16]}...)", integrity=True)
+            return
+        with t.wlock:
+            if gen != t.gen or t.fd < 0:
+                return
+            os.ftruncate(t.fd, t.job.size)
+            os.fsync(t.fd)
+            os.replace(t.job.partial, t.job.dest)
+            _fsync_dir(t.job.dest.parent)
+            os.close(t.fd)
+            t.fd = -1
+            try:
+                os.unlink(state_path(t.job.partial))
+            except FileNotFoundError:
+                pass
+        with self.cond:
+            t.phase, t.source, t.dirty = Phase.DONE, source, False
+            self.cond.notify_all()
+        self.progress.file_done(str(t.job.path), source)
+
+
+def _backoff(failures: int, o: EngineOptions) -> float:
+    return backoff_delay(failures, o.backoff_base, o.backoff_max, _jitter.random())
+
+
+def _fsync_dir(path: os.PathLike[str]) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,55 @@
+"""Helpers shared by the engine tests (no tests here): a repo on a loopback hub, jobs into a cache."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from qwen_fetch.cache import RepoCache
+from qwen_fetch.net.http import make_client
+from qwen_fetch.net.jobs import EngineOptions, FetchJob
+from qwen_fetch.paths import safe_relpath
+from qwen_fetch.sources.base import FileLocation
+from qwen_fetch.testing.repo import RepoStore
+
+REPO = "org/model"
+
+# Small everything, so a few MB exercise splitting, stealing and many blocks.
+FAST = EngineOptions(connections=4, part_size=256 << 10, single_stream_below=128 << 10, block_size=64 << 10,
+                     min_split=64 << 10, max_attempts=4, backoff_base=0.01, backoff_max=0.05,
+                     stall_timeout=1.0, request_timeout=5.0)
+
+
+def payload(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def make_repo(root: Path, files: dict[str, int], seed: int = 0) -> tuple[RepoStore, str, dict[str, bytes]]:
+    store = RepoStore(root / "store")
+    data = {p: payload(n, seed + i) for i, (p, n) in enumerate(sorted(files.items()))}
+    commit = store.add_commit(REPO, dict(data))
+    return store, commit, data
+
+
+def make_jobs(cache_dir: Path, commit: str, data: dict[str, bytes], bases: list[tuple[str, str]],
+              client: httpx.Client | None = None, sha_override: dict[str, str] | None = None) -> list[FetchJob]:
+    """One job per file; ``bases`` are (source name, hub base URL) tried in order."""
+    rc = RepoCache(cache_dir, REPO)
+    client = client or make_client(timeout=10.0)
+    jobs = []
+    for path, body in sorted(data.items()):
+        sha = (sha_override or {}).get(path) or hashlib.sha256(body).hexdigest()
+        locs = tuple(FileLocation(name, f"{base}/{REPO}/resolve/{commit}/{quote(path)}", client)
+                     for name, base in bases)
+        jobs.append(FetchJob(path=safe_relpath(path), size=len(body), sha256=sha, dest=rc.blob_path(sha),
+                             partial=rc.partial_path(sha), lock=rc.lock_path(sha), locations=locs))
+    return jobs
+
+
+def options(**kw: object) -> EngineOptions:
+    return replace(FAST, **kw)  # type: ignore[arg-type]
