@@ -47,7 +47,7 @@ _OSS_RE = re.compile(r"^/oss/(?P<repo>[^/]+/[^/]+)/(?P<rev>[^/]+)/(?P<path>.+)$"
 
 @dataclass
 class MSFaults:
-    """Misbehaviour.  Keys: a file path, ``"api"`` (JSON calls) or ``"*"`` (everything)."""
+    """Misbehaviour.  Keys: a file path, ``"api"`` (JSON calls), ``"/"`` (the home page) or ``"*"`` (all)."""
 
     down: bool = False  # close every connection without an answer
     statuses: dict[str, list[int]] = field(default_factory=dict)  # answer these statuses first (consumed)
@@ -217,6 +217,8 @@ def _make_handler(ms: ModelScopeHubServer) -> type[BaseHTTPRequestHandler]:
             path = unquote(parts.path)
             query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
             try:
+                if path == "/" and self._status_fault("/"):
+                    return
                 if path == "/api/v1/repos/internalAccelerationInfo":
                     self._send_json(envelope({"InternalRegionQueryAddress": ""}))
                 elif m := _MODEL_RE.match(path):
