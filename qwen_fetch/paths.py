@@ -103,9 +103,11 @@ def check_collisions(paths: Iterable[SafeRelPath]) -> None:
 def join_safe(root: Path, rel: SafeRelPath) -> Path:
     """Join a validated relative path to ``root``; asserts it stays inside."""
     target = root.joinpath(*rel.split("/"))
-    # Defence in depth: a symlinked parent inside root could still escape.
+    # Defence in depth: a symlinked *parent* inside root could still escape.  The
+    # final component itself may be a symlink (snapshot links point into blobs/).
     resolved_root = root.resolve()
-    if not str(target.resolve()).startswith(str(resolved_root) + "/") and target.resolve() != resolved_root:
+    parent = target.parent.resolve()
+    if parent != resolved_root and not str(parent).startswith(str(resolved_root) + "/"):
         raise UnsafePathError(f"refused file path {rel!r}: escapes {root}",
                               hint="a symlink inside the target directory points outside it")
     return target

@@ -237,10 +237,12 @@ class Puller:
         primary: RepoListing | None = None
         others: list[RepoListing] = []
         rest: list[SourceConfig] = []
+        errors: list[QFError] = []
         for i, sc in enumerate(configs):
             try:
                 primary = self._resolve_one(sc, self._revision_for(sc, pin, None))
             except QFError as exc:
+                errors.append(exc)
                 self.failures.append((sc.name, exc.message))
                 self.progress.note(f"{sc.name}: {exc.message}")
                 continue
@@ -251,7 +253,13 @@ class Puller:
             rest = configs[i + 1:]
             break
         if primary is None:
+            if len(errors) == 1:
+                raise errors[0]
             reasons = [f"{n}: {r}" for n, r in self.failures] or ["no source configured"]
+            if any(isinstance(e, IntegrityError) for e in errors):
+                raise IntegrityError(f"no source served a trustworthy listing of {self.opts.model_id}",
+                                     context=reasons, hint="a mirror is broken or hostile; see each reason",
+                                     reference="all-sources-failed")
             raise SourceError(f"no source could resolve {self.opts.model_id}", context=reasons,
                               hint="check the network/proxy, the model id and --revision; `qwen-fetch mirrors --probe` tests each source",
                               reference="all-sources-failed")

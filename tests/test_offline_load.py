@@ -23,10 +23,12 @@ def test_transformers_loads_pulled_model_offline(cli, store, hub, mirrors) -> No
     assert r.exit_code == 0, r.stderr
     code = (
         "import sys, transformers\n"
-        "from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor\n"
+        "from transformers import AutoModelForImageTextToText, AutoTokenizer\n"
         f"m = AutoModelForImageTextToText.from_pretrained('{MODEL}', cache_dir=sys.argv[1])\n"
-        f"p = AutoProcessor.from_pretrained('{MODEL}', cache_dir=sys.argv[1])\n"
-        "print(type(m).__name__, m.config._commit_hash)\n"
+        f"t = AutoTokenizer.from_pretrained('{MODEL}', cache_dir=sys.argv[1])\n"
+        "assert t('hello').input_ids\n"
+        "from transformers.utils import cached_file\n"
+        f"print(type(m).__name__, cached_file('{MODEL}', 'config.json', cache_dir=sys.argv[1]).split('/')[-2])\n"
     )
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", code, str(Path("cache").absolute())], capture_output=True,

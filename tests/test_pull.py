@@ -108,7 +108,7 @@ def test_hand_edited_wrong_hash_is_refused(cli, sharded_repo, hub, mirrors) -> N
     pin = read_lock(Path("qwen-fetch.lock")).current(QWEN3_VL_8B)
     assert pin is not None
     real = pin.by_path()["config.json"].sha256
-    Path("qwen-fetch.lock").write_text(text.replace(real, "0" * 64))
+    Path("qwen-fetch.lock").write_text(text.replace(real, "f" * 64))
     r = _pull(cli, mirrors)
     assert r.exit_code == 3
     assert not RepoCache(Path("cache"), QWEN3_VL_8B).snapshot_dir(sharded_repo).exists()
