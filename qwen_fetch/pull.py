@@ -275,7 +275,7 @@ class Puller:
         return primary, others
 
     # -- hashing plain files (no sha256 in the hub metadata) ------------------
-    def fetch_plain(self, listings: Sequence[RepoListing], rf: RemoteFile) -> tuple[str, bytes]:
+    def fetch_plain(self, listings: Sequence[RepoListing], rf: RemoteFile) -> tuple[str, bytes, str]:
         """Download a small git file into memory from the first source that serves matching bytes."""
         errors: list[str] = []
         for lst in listings:
@@ -301,7 +301,7 @@ class Puller:
                 errors.append(f"{lst.source}: sha256 {sha} != listed {rf.sha256}")
                 continue
             self.progress.advance(len(data))
-            return sha, data
+            return sha, data, lst.source
         raise IntegrityError(f"{rf.path}: no source served bytes matching its listing", context=errors,
                              hint="the mirror is broken or hostile; try another --source")
 
@@ -315,7 +315,7 @@ class Puller:
         listings = [primary] + others
         src_cfg = self.config.get(primary.source)
         skipped: list[str] = []
-        plain_data: dict[str, bytes] = {}
+        plain_data: dict[str, tuple[bytes, str]] = {}
 
         if pin is not None:
             wanted = [f for f in pin.files if matches(f.path, o.include, o.exclude)]
@@ -345,8 +345,8 @@ class Puller:
                 fetched = dict(zip((rf.path for rf in need_bytes), ex.map(lambda rf: self.fetch_plain(listings, rf), need_bytes)))
             for rf in chosen:
                 if rf.path in fetched:
-                    sha, data = fetched[rf.path]
-                    plain_data[sha] = data
+                    sha, data, served_by = fetched[rf.path]
+                    plain_data[sha] = (data, served_by)
                     oid = rf.git_oid or (None if rf.lfs else
                                          hashlib.sha1(git_blob_header(len(data)) + data, usedforsecurity=False).hexdigest())
                     pinned.append(PinnedFile(path=rf.path, size=rf.size, sha256=sha, lfs=rf.lfs, git_oid=oid))
@@ -392,7 +392,7 @@ class Puller:
         return tuple(locs)
 
     def materialise(self, files: Sequence[PinnedFile], commit: str, revision: str,
-                    listings: Sequence[RepoListing], plain_data: dict[str, bytes]
+                    listings: Sequence[RepoListing], plain_data: dict[str, tuple[bytes, str]]
                     ) -> tuple[Path, list[FetchOutcome], int]:
         from qwen_fetch.net.engine import fetch_all
 
@@ -409,12 +409,16 @@ class Puller:
                 self.progress.note(f"{f.path}: cached copy does not match its pin; fetching it again")
                 _quarantine(layout.dest(f))
         todo: list[PinnedFile] = []
+        written: list[FetchOutcome] = []  # small git files already fetched (and verified) while hashing
         for f in files:
-            if f.sha256 in good:
+            if f.sha256 in good and (o.local_dir is None or layout.dest(f).exists()):
                 continue
             if f.sha256 in plain_data:
-                layout.write_verified(f, plain_data[f.sha256])
+                data, served_by = plain_data[f.sha256]
+                layout.write_verified(f, data)
                 good.add(f.sha256)
+                written.append(FetchOutcome(path=f.path, sha256=f.sha256, source=served_by,
+                                            bytes_transferred=len(data), resumed_bytes=0, retries=0, reused=False))
                 continue
             todo.append(f)
         jobs: list[FetchJob] = []
@@ -441,7 +445,7 @@ class Puller:
             self.progress.end()
         # Every byte is verified: now (and only now) expose the snapshot.
         target = layout.finish(files, commit, revision)
-        return target, list(outcomes), len(files) - len(todo)
+        return target, written + list(outcomes), len(files) - len(todo) - len(written)
 
 
 class Layout:
