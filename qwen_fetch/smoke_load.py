@@ -186,7 +186,9 @@ def _model_class(transformers: Any, model_dir: Path, auto_class: AutoClass, trus
     if trust:
         return auto  # remote code: the Auto class resolves (and imports) it
     try:
-        config = transformers.AutoConfig.from_pretrained(model_dir, local_files_only=True)
+        # trust_remote_code=False explicitly: left unset, transformers *asks on the terminal*,
+        # and a "y" there would bypass the pinning rule.
+        config = transformers.AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
         return auto._model_mapping[type(config)]
     except Exception:  # noqa: BLE001 - let from_pretrained report the real problem
         return auto

@@ -145,14 +145,9 @@ def do_smoke(target: str, *, cache_dir: Path | None, revision: str | None, lock:
         if pin is not None:
             pinned = pinned_code_paths(where.folder, {f.path: f.sha256 for f in pin.files})
     if quiet_libs:
+        # Read by transformers / huggingface_hub at import time, which has not happened yet.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        try:
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.set_verbosity_error()
-            hf_logging.disable_progress_bar()
-        except ImportError:
-            pass  # run_smoke reports the missing extra
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     report = run_smoke(where.folder, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
                        pinned_paths=pinned, max_new_tokens=max_new_tokens)
     out = report.to_dict()

@@ -307,6 +307,34 @@ def build_pickle_only_model(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
+REMOTE_CODE = '''"""Custom code for a qwen-fetch test model: a renamed Qwen3 causal LM (harmless)."""
+from transformers import Qwen3Config, Qwen3ForCausalLM
+
+
+class PinnedQwen3Config(Qwen3Config):
+    model_type = "pinned_qwen3"
+
+
+class PinnedQwen3ForCausalLM(Qwen3ForCausalLM):
+    config_class = PinnedQwen3Config
+'''
+
+
+def build_remote_code_model(out_dir: Path, seed: int = 0) -> Path:
+    """A tiny text model that needs ``trust_remote_code``: ``config.json`` maps a custom
+    ``model_type`` through ``auto_map`` to ``custom_model.py`` (a renamed Qwen3)."""
+    out_dir = Path(out_dir)
+    build_tiny_text_model(out_dir, seed)
+    (out_dir / "custom_model.py").write_text(REMOTE_CODE)
+    _patch_json(out_dir / "config.json", {
+        "model_type": "pinned_qwen3",
+        "architectures": ["PinnedQwen3ForCausalLM"],
+        "auto_map": {"AutoConfig": "custom_model.PinnedQwen3Config",
+                     "AutoModelForCausalLM": "custom_model.PinnedQwen3ForCausalLM"},
+    })
+    return out_dir
+
+
 def tiny_model_files(model_dir: Path) -> dict[str, Path]:
     """``{repo path: file}`` for every file under ``model_dir`` (for ``RepoStore.add_commit``)."""
     model_dir = Path(model_dir)
