@@ -37,16 +37,22 @@ def make_repo(root: Path, files: dict[str, int], seed: int = 0) -> tuple[RepoSto
 
 
 def make_jobs(cache_dir: Path, commit: str, data: dict[str, bytes], bases: list[tuple[str, str]],
-              client: httpx.Client | None = None, sha_override: dict[str, str] | None = None) -> list[FetchJob]:
+              client: httpx.Client | None = None) -> list[FetchJob]:
     """One job per file; ``bases`` are (source name, hub base URL) tried in order."""
+    pins = {p: (len(b), hashlib.sha256(b).hexdigest()) for p, b in data.items()}
+    return jobs_for(cache_dir, commit, pins, bases, client)
+
+
+def jobs_for(cache_dir: Path, commit: str, pins: dict[str, tuple[int, str]], bases: list[tuple[str, str]],
+             client: httpx.Client | None = None) -> list[FetchJob]:
+    """Jobs for files pinned as ``path -> (size, sha256)``, in the HF cache layout under ``cache_dir``."""
     rc = RepoCache(cache_dir, REPO)
     client = client or make_client(timeout=10.0)
     jobs = []
-    for path, body in sorted(data.items()):
-        sha = (sha_override or {}).get(path) or hashlib.sha256(body).hexdigest()
+    for path, (size, sha) in sorted(pins.items()):
         locs = tuple(FileLocation(name, f"{base}/{REPO}/resolve/{commit}/{quote(path)}", client)
                      for name, base in bases)
-        jobs.append(FetchJob(path=safe_relpath(path), size=len(body), sha256=sha, dest=rc.blob_path(sha),
+        jobs.append(FetchJob(path=safe_relpath(path), size=size, sha256=sha, dest=rc.blob_path(sha),
                              partial=rc.partial_path(sha), lock=rc.lock_path(sha), locations=locs))
     return jobs
 

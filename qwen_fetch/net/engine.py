@@ -23,7 +23,8 @@ from qwen_fetch.net.rangeget import Opened, RangeRequest, Retryable, SourceFaile
 from qwen_fetch.net.scheduler import Assignment, Scheduler
 from qwen_fetch.progress import ProgressSink
 
-SAVE_INTERVAL = 1.0  # seconds between resume-state saves
+SAVE_INTERVAL = 1.0  # seconds between resume-state compactions (blocks are journaled as they finish)
+COMPACT_AFTER = 512  # journal lines before the snapshot is rewritten
 LOCK_POLL = 0.2  # seconds between tries for a lock another process holds
 STOP_GRACE = 3.0  # seconds to let connections wind down on cancel
 READ_CHUNK = 256 * 1024
@@ -87,7 +88,8 @@ def _coordinate(sched: Scheduler, tasks: list[FileTask]) -> None:
             if not waiting and all(t.phase in (Phase.DONE, Phase.FAILED) for t in tasks):
                 return
             sched.cond.wait(LOCK_POLL)
-        if time.monotonic() - last_save >= SAVE_INTERVAL:
+        dirty = any(t.dirty for t in tasks)  # a new ETag or a restart: write it down now
+        if dirty or time.monotonic() - last_save >= SAVE_INTERVAL:
             for t in tasks:
                 _save(sched, t)
             last_save = time.monotonic()
@@ -110,6 +112,7 @@ def _prepare(sched: Scheduler, t: FileTask, tasks: list[FileTask]) -> None:
         job.dest.unlink()
     for note in t.open_partial():
         progress.note(note)
+    t.save(sched.cond)
     if not job.locations:
         t.failed_sources.append(("", "no source offers this file"))
         t.phase = Phase.FAILED
@@ -132,12 +135,13 @@ def _prepare(sched: Scheduler, t: FileTask, tasks: list[FileTask]) -> None:
 
 
 def _save(sched: Scheduler, t: FileTask) -> None:
+    """Rewrite the state snapshot when it changed in a way the journal cannot say, or to compact it."""
     with sched.cond:
-        if t.phase is not Phase.ACTIVE and t.phase is not Phase.FAILED or not t.dirty or t.fd < 0:
+        if t.phase not in (Phase.ACTIVE, Phase.FAILED) or t.fd < 0:
             return
-        state = t.snapshot()
-        t.dirty = False
-    t.save(state)
+        if not t.dirty and t.journal_lines < COMPACT_AFTER:
+            return
+    t.save(sched.cond)
 
 
 # -- connections ---------------------------------------------------------------

@@ -14,13 +14,15 @@ import errno
 import hashlib
 import os
 import threading
+import zlib
 from dataclasses import dataclass, field
 from enum import Enum
 
 import filelock
 
 from qwen_fetch.net.jobs import FetchJob
-from qwen_fetch.net.partstate import BadState, PartState, load_state, save_state, state_path, verify_partial
+from qwen_fetch.net.partstate import (BadState, PartState, journal_line, load_state, save_state, state_path,
+                                      verify_partial)
 from qwen_fetch.net.ranges import block_count, block_span
 from qwen_fetch.sources.base import FileLocation
 
@@ -44,6 +46,8 @@ class FileTask:
     phase: Phase = Phase.WAITING
     lock: filelock.FileLock | None = None
     fd: int = -1
+    journal_fd: int = -1  # append-only handle on the state file
+    journal_lines: int = 0  # blocks journaled since the last snapshot
     gen: int = 0
     loc_index: int = 0
     crcs: list[int | None] = field(default_factory=list)
@@ -95,9 +99,7 @@ class FileTask:
 
     def release(self) -> None:
         with self.wlock:  # a late write from a stopping worker must not hit a reused fd number
-            if self.fd >= 0:
-                os.close(self.fd)
-                self.fd = -1
+            self.release_files()
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -117,6 +119,7 @@ class FileTask:
         self.crcs = [None] * self.nblocks
         if state is None:
             os.ftruncate(self.fd, 0)
+            self.dirty = True
             return notes
         v = verify_partial(self.fd, state)
         if v.bad_blocks:
@@ -128,18 +131,36 @@ class FileTask:
         self.done_count = sum(c is not None for c in self.crcs)
         self.resumed_bytes = job.size - self.missing_bytes()
         self.etag, self.etag_source = state.etag, state.source
-        self.dirty = bool(v.bad_blocks)
+        self.dirty = True  # start a fresh snapshot + journal at once
         return notes
 
     def snapshot(self) -> PartState:
         return PartState(size=self.job.size, sha256=self.job.sha256, block_size=self.block_size,
                          crcs=tuple(self.crcs), source=self.etag_source, etag=self.etag)
 
-    def save(self, state: PartState) -> None:
-        """Write the resume state, unless the file was promoted or closed meanwhile."""
-        with self.wlock:
-            if self.fd >= 0:
-                save_state(state_path(self.job.partial), state)
+    def save(self, cond: threading.Condition) -> None:
+        """Compact the resume state into a fresh snapshot, unless the file was promoted or closed meanwhile."""
+        with self.wlock:  # no block can be journaled between the snapshot and the new journal handle
+            if self.fd < 0:
+                return
+            with cond:
+                state = self.snapshot()
+                self.dirty = False
+            self._close_journal()
+            self.journal_fd = save_state(state_path(self.job.partial), state)
+            self.journal_lines = 0
+
+    def _close_journal(self) -> None:
+        if self.journal_fd >= 0:
+            os.close(self.journal_fd)
+            self.journal_fd = -1
+
+    def release_files(self) -> None:
+        """Close the partial and the journal (caller holds ``wlock``)."""
+        self._close_journal()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def forget(self) -> int:
         """Drop all progress (the bytes are known bad or belong to another version); returns bytes dropped."""
@@ -153,9 +174,14 @@ class FileTask:
         return dropped
 
     # -- writes (worker threads) ----------------------------------------------
-    def write_block(self, gen: int, block: int, data: bytes | bytearray) -> bool:
-        """Write one whole block unless the file changed course; ``False`` when dropped."""
+    def write_block(self, gen: int, block: int, data: bytes | bytearray, cond: threading.Condition) -> bool:
+        """Write one whole block, journal and mark it, unless the file changed course (``False``).
+
+        Holding ``wlock`` from the generation check through the write means a
+        connection of an older generation can never write after a newer one.
+        """
         start = block * self.block_size
+        crc = zlib.crc32(data)
         with self.wlock:
             if gen != self.gen or self.fd < 0:
                 return False
@@ -164,8 +190,17 @@ class FileTask:
                 while view:
                     n = os.pwrite(self.fd, view, start)
                     view, start = view[n:], start + n
+                if self.journal_fd >= 0:
+                    os.write(self.journal_fd, journal_line(block, crc))
+                    self.journal_lines += 1
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise DiskFull(str(exc)) from None
                 raise
+            with cond:
+                if gen != self.gen:
+                    return False
+                if self.crcs[block] is None:
+                    self.crcs[block] = crc
+                    self.done_count += 1
         return True

@@ -1,7 +1,10 @@
 """The resume state kept beside a partial download: ``<blob>.incomplete.parts``.
 
 It records, per block, a zlib.crc32 of the bytes written there (``null`` for a
-block not yet written), plus the ETag and source the bytes came from.  On
+block not yet written), plus the ETag and source the bytes came from.  The
+first line is a JSON snapshot; each block finished since then appends a
+journal line ``[index,crc]``, so a killed process loses at most the blocks
+that were in flight, and the snapshot is rewritten (compacted) now and then.  On
 resume every recorded block is read back and checked, so a partial file that
 was truncated, corrupted or written past its state is repaired instead of
 promoted.  ``gc`` deletes ``*.incomplete`` and ``*.incomplete.parts`` that no
@@ -47,8 +50,33 @@ class PartState:
         return sum(c is not None for c in self.crcs)
 
 
+def journal_line(block: int, crc: int) -> bytes:
+    return b"[%d,%d]\n" % (block, crc)
+
+
 def parse_state(text: str, *, size: int, sha256: str, block_size: int) -> PartState:
-    """Parse and validate a state file for the file ``(size, sha256)``, or raise :class:`BadState`."""
+    """Parse and validate a state file for the file ``(size, sha256)``, or raise :class:`BadState`.
+
+    Journal lines after the snapshot are applied in order; a torn or invalid
+    line ends the journal (what follows it is ignored, never trusted).
+    """
+    head, _, journal = text.partition("\n")
+    snapshot = _parse_snapshot(head, size=size, sha256=sha256, block_size=block_size)
+    crcs = list(snapshot.crcs)
+    for line in journal.split("\n"):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            break
+        if not (isinstance(entry, list) and len(entry) == 2 and all(type(x) is int for x in entry)
+                and 0 <= entry[0] < len(crcs) and 0 <= entry[1] < 2**32):
+            break
+        crcs[entry[0]] = entry[1]
+    return PartState(size=size, sha256=sha256, block_size=block_size, crcs=tuple(crcs), source=snapshot.source,
+                     etag=snapshot.etag)
+
+
+def _parse_snapshot(text: str, *, size: int, sha256: str, block_size: int) -> PartState:
     try:
         raw = json.loads(text)
     except ValueError as exc:
@@ -86,11 +114,16 @@ def load_state(path: Path, *, size: int, sha256: str, block_size: int) -> PartSt
     return parse_state(text, size=size, sha256=sha256, block_size=block_size)
 
 
-def save_state(path: Path, state: PartState) -> None:
-    """Atomic replace, no fsync: every block is re-checked on resume, so a stale state is harmless."""
+def save_state(path: Path, state: PartState) -> int:
+    """Atomically replace the state with a snapshot; returns an append-only fd for journal lines.
+
+    No fsync: every block is re-checked on resume, so a stale state is harmless.
+    """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(state.to_json(), encoding="utf-8")
+    tmp.write_text(state.to_json() + "\n", encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_APPEND)
     os.replace(tmp, path)
+    return fd
 
 
 @dataclass

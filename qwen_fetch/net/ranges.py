@@ -101,6 +101,14 @@ def backoff_delay(failures: int, base: float, cap: float, jitter: float) -> floa
     return step * (0.5 + jitter / 2)
 
 
+def retry_delay(failures: int, retry_after: float | None, base: float, cap: float, jitter: float) -> float:
+    """How long to wait before the next try: the backoff, or the server's ``Retry-After`` if longer (capped)."""
+    delay = backoff_delay(failures, base, cap, jitter)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return delay
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date; ``now`` is epoch)."""
     if not value:

@@ -22,13 +22,12 @@ import os
 import random
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 
 from qwen_fetch.net.filetask import FileTask, Phase
 from qwen_fetch.net.jobs import EngineOptions
 from qwen_fetch.net.partstate import state_path
-from qwen_fetch.net.ranges import backoff_delay, plan_ranges, split_point
+from qwen_fetch.net.ranges import plan_ranges, retry_delay, split_point
 from qwen_fetch.progress import ProgressSink
 
 _jitter = random.Random()
@@ -127,9 +126,7 @@ class Scheduler:
             if failures >= o.max_attempts:
                 self._fail_source(t, reason, integrity=False)
                 return
-            delay = _backoff(failures, o)
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, o.backoff_max))
+            delay = retry_delay(failures, retry_after, o.backoff_base, o.backoff_max, _jitter.random())
             if a.pos < a.end:
                 self.pending.append(Assignment(t, t.gen, a.pos, a.end, failures, time.monotonic() + delay, a.pos))
                 self.pending.sort(key=lambda x: (x.task.index, x.start))
@@ -202,16 +199,9 @@ class Scheduler:
 
     def commit_block(self, a: Assignment, block: int, data: bytearray) -> bool:
         t = a.task
-        crc = zlib.crc32(data)
-        if not t.write_block(a.gen, block, data):
+        if not t.write_block(a.gen, block, data, self.cond):
             return False
         with self.cond:
-            if a.gen != t.gen:
-                return False
-            if t.crcs[block] is None:
-                t.crcs[block] = crc
-                t.done_count += 1
-                t.dirty = True
             a.pos = t.span(block)[1]
             complete = t.done_count == t.nblocks
         self.progress.advance(len(data))
@@ -265,8 +255,7 @@ class Scheduler:
             os.fsync(t.fd)
             os.replace(t.job.partial, t.job.dest)
             _fsync_dir(t.job.dest.parent)
-            os.close(t.fd)
-            t.fd = -1
+            t.release_files()
             try:
                 os.unlink(state_path(t.job.partial))
             except FileNotFoundError:
@@ -275,10 +264,6 @@ class Scheduler:
             t.phase, t.source, t.dirty = Phase.DONE, source, False
             self.cond.notify_all()
         self.progress.file_done(str(t.job.path), source)
-
-
-def _backoff(failures: int, o: EngineOptions) -> float:
-    return backoff_delay(failures, o.backoff_base, o.backoff_max, _jitter.random())
 
 
 def _fsync_dir(path: os.PathLike[str]) -> None:

@@ -32,6 +32,7 @@ class Faults:
 
     reset_after: dict[str, int] = field(default_factory=dict)  # close the socket after N body bytes
     reset_times: dict[str, int] = field(default_factory=dict)  # ... for this many responses (default: forever)
+    byte_budget: dict[str, int] = field(default_factory=dict)  # send at most N body bytes of a file, ever; then reset
     stall_after: dict[str, int] = field(default_factory=dict)  # stop sending after N bytes ...
     stall_seconds: float = 30.0  # ... for this long
     stall_times: dict[str, int] = field(default_factory=dict)
@@ -80,6 +81,7 @@ class HubServer:
         self.log: list[dict[str, Any]] = []
         self.bytes_sent: dict[str, int] = {}
         self.get_counts: dict[str, int] = {}
+        self.in_flight = 0  # requests being answered right now
         handler = _make_handler(self)
         self.httpd = _QuietServer((host, port), handler)
         self.httpd.daemon_threads = True
@@ -114,6 +116,16 @@ class HubServer:
     def total_bytes(self) -> int:
         with self.lock:
             return sum(self.bytes_sent.values())
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no request is being answered (e.g. the writes to a killed client have failed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.in_flight == 0:
+                    return True
+            time.sleep(0.02)
+        return False
 
     def reset_stats(self) -> None:
         with self.lock:
@@ -163,6 +175,15 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self.do_GET()
 
         def do_GET(self) -> None:
+            with hub.lock:
+                hub.in_flight += 1
+            try:
+                self._get()
+            finally:
+                with hub.lock:
+                    hub.in_flight -= 1
+
+        def _get(self) -> None:
             self._record()
             if hub.faults.down:
                 self.close_connection = True
@@ -263,6 +284,10 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 if p in f.etag_after and n_get > f.etag_after[p][0]:
                     etag = f.etag_after[p][1]
                 reset = f._take(f.reset_after, f.reset_times, p) if self.command == "GET" else None
+                budget = f.byte_budget.get(p, f.byte_budget.get("*"))
+                if budget is not None and self.command == "GET":
+                    left = max(0, budget - hub.bytes_sent.get(p, 0))
+                    reset = left if reset is None else min(reset, left)
                 stall = f._take(f.stall_after, f.stall_times, p) if self.command == "GET" else None
                 corrupt = f.corrupt.get(p, f.corrupt.get("*"))
                 advertised = f.content_length.get(p)

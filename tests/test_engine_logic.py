@@ -1,0 +1,220 @@
+"""Table-driven tests for the engine's pure parts: ranges, splits, backoff, response checks, resume state."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qwen_fetch.net.partstate import BadState, PartState, parse_state, verify_partial
+from qwen_fetch.net.rangeget import RangeRequest, Retryable, SourceFailed, check_response, request_headers
+from qwen_fetch.net.ranges import (backoff_delay, missing_runs, parse_content_range, parse_retry_after, plan_ranges,
+                                   retry_delay, split_point)
+
+KB = 1024
+SHA = "a" * 64
+
+
+@pytest.mark.parametrize("done, runs", [
+    ([], []),
+    ([True, True], []),
+    ([False], [(0, 1)]),
+    ([False, True, False, False], [(0, 1), (2, 4)]),
+    ([True, False, False, True], [(1, 3)]),
+])
+def test_missing_runs(done: list[bool], runs: list[tuple[int, int]]) -> None:
+    assert missing_runs(done) == runs
+
+
+@pytest.mark.parametrize("done, size, part, single_below, expected", [
+    # nothing done, big file: parts of 2 blocks (block = 10), last one short
+    ([False] * 5, 45, 20, 0, [(0, 20), (20, 40), (40, 45)]),
+    # part size not a multiple of the block: rounded down to whole blocks
+    ([False] * 5, 45, 25, 0, [(0, 20), (20, 40), (40, 45)]),
+    # done blocks in the middle split the plan; ranges never cover done blocks
+    ([False, True, False, False, False], 45, 20, 0, [(0, 10), (10 * 2, 40), (40, 45)]),
+    # small file: one range per missing run, not split by part size
+    ([False] * 5, 45, 10, 100, [(0, 45)]),
+    ([False, True, False, False, False], 45, 10, 100, [(0, 10), (20, 45)]),
+    ([True] * 5, 45, 20, 0, []),
+    ([], 0, 20, 0, []),
+])
+def test_plan_ranges(done: list[bool], size: int, part: int, single_below: int,
+                     expected: list[tuple[int, int]]) -> None:
+    assert plan_ranges(done, size, 10, part, single_below) == expected
+
+
+@given(st.lists(st.booleans(), max_size=60), st.integers(1, 9), st.integers(1, 50))
+def test_plan_covers_exactly_the_missing_blocks(done: list[bool], tail: int, part: int) -> None:
+    size = max(0, (len(done) - 1) * 10 + tail) if done else 0
+    covered: set[int] = set()
+    for s, e in plan_ranges(done, size, 10, part, 0):
+        assert s % 10 == 0 and (e % 10 == 0 or e == size) and s < e
+        blocks = set(range(s // 10, (e + 9) // 10))
+        assert not covered & blocks
+        covered |= blocks
+    assert covered == {i for i, d in enumerate(done) if not d}
+
+
+@pytest.mark.parametrize("pos, end, min_piece, cut", [
+    (0, 100, 10, 50),  # halve
+    (0, 95, 10, 50),  # cut rounded up to a block boundary
+    (40, 100, 10, 70),
+    (0, 20, 10, 10),  # two blocks: one each
+    (0, 15, 10, None),  # the tail would be under a block
+    (0, 30, 20, None),  # halves under min_piece
+    (90, 100, 10, None),  # only the block being filled is left
+])
+def test_split_point(pos: int, end: int, min_piece: int, cut: int | None) -> None:
+    assert split_point(pos, end, 10, min_piece) == cut
+
+
+@pytest.mark.parametrize("value, parsed", [
+    ("bytes 0-9/100", (0, 10, 100)),
+    ("bytes 10-10/*", (10, 11, None)),
+    ("BYTES 5-9/10", (5, 10, 10)),
+    ("bytes 9-5/10", None),
+    ("bytes */100", None),
+    ("items 0-9/100", None),
+    ("", None),
+    (None, None),
+])
+def test_parse_content_range(value: str | None, parsed: tuple[int, int, int | None] | None) -> None:
+    assert parse_content_range(value) == parsed
+
+
+@pytest.mark.parametrize("failures, jitter, delay", [
+    (1, 0.0, 0.25), (1, 0.999999, 0.5), (3, 0.0, 1.0), (10, 0.0, 5.0), (10, 0.999999, 10.0),
+])
+def test_backoff_grows_and_is_capped(failures: int, jitter: float, delay: float) -> None:
+    assert backoff_delay(failures, 0.5, 10.0, jitter) == pytest.approx(delay, abs=1e-5)
+
+
+@pytest.mark.parametrize("retry_after, delay", [
+    (None, 0.25),  # plain backoff
+    (3.0, 3.0),  # the server asks for longer: honour it
+    (0.0, 0.25),  # shorter than the backoff: keep the backoff
+    (999.0, 10.0),  # capped
+])
+def test_retry_delay_honours_retry_after(retry_after: float | None, delay: float) -> None:
+    assert retry_delay(1, retry_after, 0.5, 10.0, 0.0) == pytest.approx(delay)
+
+
+@pytest.mark.parametrize("value, seconds", [
+    ("7", 7.0), (" 0 ", 0.0), ("Thu, 01 Jan 1970 00:01:40 GMT", 60.0), ("soon", None), (None, None),
+])
+def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(value, now=40.0) == seconds
+
+
+def _h(**kw: str) -> httpx.Headers:
+    return httpx.Headers({k.replace("_", "-"): v for k, v in kw.items()})
+
+
+RANGE = RangeRequest(100, 200, 1000, if_range='"etag"')
+WHOLE = RangeRequest(0, 1000, 1000)
+
+
+@pytest.mark.parametrize("req, status, headers, result", [
+    (RANGE, 206, _h(Content_Range="bytes 100-199/1000", Content_Length="100"), (100, 200)),
+    (RANGE, 206, _h(Content_Range="bytes 100-199/1000"), (100, 200)),  # chunked: length checked while reading
+    (RANGE, 200, _h(Content_Length="1000"), (0, 1000)),  # Range ignored: whole body, caller skips
+    (WHOLE, 200, _h(Content_Length="1000"), (0, 1000)),
+    (RANGE, 206, _h(Content_Range="bytes 0-99/1000"), Retryable),  # not what we asked
+    (RANGE, 206, _h(Content_Range="bytes 100-299/1000"), Retryable),
+    (RANGE, 206, _h(Content_Range="junk"), Retryable),
+    (RANGE, 206, _h(Content_Range="bytes 100-199/999"), SourceFailed),  # another file than pinned
+    (RANGE, 206, _h(Content_Range="bytes 100-199/1000", Content_Length="101"), SourceFailed),
+    (WHOLE, 200, _h(Content_Length="999"), SourceFailed),
+    (WHOLE, 200, _h(Content_Length="1001"), SourceFailed),
+    (WHOLE, 206, _h(Content_Range="bytes 0-999/1000"), Retryable),  # 206 to a request without Range
+    (RANGE, 503, _h(Retry_After="2"), Retryable),
+    (RANGE, 429, _h(), Retryable),
+    (RANGE, 404, _h(), SourceFailed),
+    (RANGE, 403, _h(), SourceFailed),
+    (RANGE, 416, _h(), SourceFailed),
+    (RANGE, 301, _h(), SourceFailed),
+])
+def test_check_response(req: RangeRequest, status: int, headers: httpx.Headers,
+                        result: tuple[int, int] | type[Exception]) -> None:
+    if isinstance(result, tuple):
+        assert check_response(req, status, headers) == result
+    else:
+        with pytest.raises(result):
+            check_response(req, status, headers)
+
+
+def test_retry_after_reaches_the_retry() -> None:
+    with pytest.raises(Retryable) as info:
+        check_response(RANGE, 429, _h(Retry_After="12"))
+    assert info.value.retry_after == 12.0
+
+
+@pytest.mark.parametrize("req, headers", [
+    (WHOLE, {"Accept-Encoding": "identity"}),
+    (RANGE, {"Accept-Encoding": "identity", "Range": "bytes=100-199", "If-Range": '"etag"'}),
+    (RangeRequest(0, 10, 1000, if_range='W/"weak"'), {"Accept-Encoding": "identity", "Range": "bytes=0-9"}),
+    (RangeRequest(0, 10, 1000), {"Accept-Encoding": "identity", "Range": "bytes=0-9"}),
+])
+def test_request_headers(req: RangeRequest, headers: dict[str, str]) -> None:
+    assert request_headers(req) == headers
+
+
+# -- resume state -------------------------------------------------------------------
+
+def _state_json(**over: object) -> str:
+    import json
+
+    base: dict[str, object] = {"version": 1, "size": 25, "sha256": SHA, "block_size": 10, "source": "hf",
+                               "etag": '"e"', "crc": [1, None, 3]}
+    base.update(over)
+    return json.dumps(base)
+
+
+def test_parse_state_accepts_its_own_output() -> None:
+    st_ = parse_state(_state_json(), size=25, sha256=SHA, block_size=10)
+    assert st_.crcs == (1, None, 3) and st_.etag == '"e"' and st_.source == "hf" and st_.done_blocks == 2
+    assert parse_state(st_.to_json(), size=25, sha256=SHA, block_size=10) == st_
+
+
+@pytest.mark.parametrize("text", [
+    "not json", "[]", _state_json(version=2), _state_json(size=26), _state_json(sha256="b" * 64),
+    _state_json(block_size=20), _state_json(crc=[1, 2]), _state_json(crc=[1, 2, 2**32]), _state_json(crc=[1, "x", 3]),
+    _state_json(crc=[1, True, 3]), _state_json(crc=None), _state_json(etag=5),
+])
+def test_parse_state_rejects(text: str) -> None:
+    with pytest.raises(BadState):
+        parse_state(text, size=25, sha256=SHA, block_size=10)
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(0, 2**32 - 1)), min_size=1, max_size=40),
+       st.one_of(st.none(), st.text(max_size=20)), st.text(max_size=10))
+def test_state_roundtrip(crcs: list[int | None], etag: str | None, source: str) -> None:
+    size = len(crcs) * 10 - 3
+    s = PartState(size=size, sha256=SHA, block_size=10, crcs=tuple(crcs), source=source, etag=etag)
+    assert parse_state(s.to_json(), size=size, sha256=SHA, block_size=10) == s
+
+
+def test_verify_partial_keeps_only_intact_blocks(tmp_path: object) -> None:
+    from pathlib import Path
+
+    data = bytes(range(256)) * 4  # 1024 bytes, 4 blocks of 256 + nothing left over
+    path = Path(str(tmp_path)) / "p"
+    damaged = bytearray(data)
+    damaged[300] ^= 1  # block 1 corrupted on disk
+    path.write_bytes(bytes(damaged[:900]))  # block 3 truncated
+    crcs = tuple(zlib.crc32(data[i:i + 256]) for i in range(0, 1024, 256))
+    state = PartState(size=1024, sha256=SHA, block_size=256, crcs=(crcs[0], crcs[1], None, crcs[3]))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        v = verify_partial(fd, state)
+    finally:
+        os.close(fd)
+    assert v.crcs == [crcs[0], None, None, None]
+    assert v.bad_blocks == 2
+    assert v.hashed_blocks == 1 and v.hasher.hexdigest() == hashlib.sha256(data[:256]).hexdigest()
