@@ -22,19 +22,25 @@ print(snapshot_download(sys.argv[1], cache_dir=sys.argv[2], revision='master'))
 """
 
 
-def run_modelscope(url: str, tmp: Path, model_id: str) -> Path:
+def run_modelscope(url: str, tmp: Path, model_id: str, mode: str) -> Path:
+    """Download with the official client: its Python API (``snapshot_download``) or ``modelscope download``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSCOPE_")}
     # MODELSCOPE_DOMAIN is how a user points the official client at a mirror; it accepts a scheme.
     env.update(MODELSCOPE_DOMAIN=url, MODELSCOPE_CACHE=str(tmp / "ms-cache"), MODELSCOPE_HOME=str(tmp / "ms-home"),
                NO_PROXY="127.0.0.1,localhost", MODELSCOPE_DOWNLOAD_INTRA_CLOUD="false")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, model_id, str(tmp / "dl")], env=env, capture_output=True,
-                          text=True, timeout=180)
+    if mode == "api":
+        cmd = [sys.executable, "-c", SCRIPT, model_id, str(tmp / "dl")]
+    else:
+        cli = Path(sys.executable).with_name("modelscope")
+        cmd = [str(cli), "download", "--model", model_id, "--revision", "master", "--local_dir", str(tmp / "dl")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return Path(proc.stdout.strip().splitlines()[-1])
+    return Path(proc.stdout.strip().splitlines()[-1]) if mode == "api" else tmp / "dl"
 
 
-@pytest.mark.parametrize("redirect", [False, True], ids=["direct", "302-to-storage"])
-def test_official_client_downloads_byte_identical(tmp_path: Path, redirect: bool) -> None:
+@pytest.mark.parametrize("mode,redirect", [("api", False), ("api", True), ("cli", True)],
+                         ids=["snapshot_download", "snapshot_download-302-to-storage", "modelscope-download-cli"])
+def test_official_client_downloads_byte_identical(tmp_path: Path, mode: str, redirect: bool) -> None:
     store = RepoStore(tmp_path / "store")
     commit = add_sharded_repo(store, QWEN3_VL_8B, shard_total=1 << 20)
     readme = b"# ModelScope's own model card\n"
@@ -42,7 +48,7 @@ def test_official_client_downloads_byte_identical(tmp_path: Path, redirect: bool
     with ModelScopeHubServer(store, extra_files=extras) as oss, \
             ModelScopeHubServer(store, MSFaults(redirect_base=oss.url if redirect else None),
                                 extra_files=extras) as ms:
-        out = run_modelscope(ms.url, tmp_path, QWEN3_VL_8B)
+        out = run_modelscope(ms.url, tmp_path, QWEN3_VL_8B, mode)
         listed = ms.requests_to("/repo/files?")
     assert listed and "Revision=master" in listed[0]["path"] and "Recursive=True" in listed[0]["path"]
     got = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")

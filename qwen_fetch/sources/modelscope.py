@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -65,7 +65,7 @@ class ModelScopeAuth(HostBearerAuth):
     never follow a redirect to the object-storage host.
     """
 
-    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self.matches(request.url):
             request.headers["Authorization"] = f"Bearer {self._token}"
             request.headers["Cookie"] = f"m_session_id={self._token}"
@@ -247,7 +247,7 @@ class ModelScopeSource:
 
     def revisions(self, repo_id: str) -> Revisions:
         """Branches and tags of ``repo_id`` (after ``model_map``)."""
-        data = self._get(self._url(repo_id, "revisions"), f"{repo_id} revisions")
+        data = self._get(self._url(repo_id, "revisions"), f"model {repo_id}")
         return parse_revisions(data, self.name)
 
     def resolve(self, repo_id: str, revision: str) -> RepoListing:
