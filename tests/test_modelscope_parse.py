@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from qwen_fetch.errors import ExitCode, IntegrityError, SourceError
+from qwen_fetch.errors import ExitCode, IntegrityError, QFError, SourceError
 from qwen_fetch.paths import UnsafePathError
 from qwen_fetch.sources.hf import ListingError
 from qwen_fetch.sources.modelscope import LISTING_CAP, parse_files, parse_revisions, unwrap
@@ -128,3 +130,22 @@ def test_unwrap_reports_a_refusal_as_a_source_error() -> None:
     with pytest.raises(SourceError) as info:
         unwrap({"Code": 10010205001, "Success": False, "Message": "model not exist"}, "ms", "listing")
     assert info.value.exit_code == ExitCode.SOURCE and "model not exist" in info.value.message
+
+
+# -- property: any JSON a server may send is either accepted or refused as a user-facing error -------
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2, 1 << 62), st.floats(), st.text(max_size=70),
+                     st.sampled_from(["blob", "tree", SHA_A, C_NEW, "a/b", "..", ""]))
+_keys = st.sampled_from(["Path", "Type", "Size", "Sha256", "Revision", "CommittedDate", "IsLFS", "Name", "Files",
+                         "RevisionMap", "Branches", "Tags", "Code", "Success", "Data", "Message"])
+_json = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                       st.dictionaries(_keys, inner, max_size=6)), max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_arbitrary_json_never_crashes_the_parsers(data: Any) -> None:
+    for fn in (lambda d: parse_files(d, "ms"), lambda d: parse_revisions(d, "ms"), lambda d: unwrap(d, "ms", "x")):
+        try:
+            fn(data)
+        except QFError:
+            pass  # refused with a message and an exit code: fine; anything else would be exit 1
