@@ -42,6 +42,13 @@ def test_good_listing_gives_files_sorted_out_and_newest_commit() -> None:
     assert commit == C_NEW
 
 
+def test_iso_dates_accepted_and_compared() -> None:
+    files = [blob("a", Revision=C_NEW, CommittedDate="2025-01-02T00:00:00Z"),
+             blob("b", Revision=C_OLD, CommittedDate="2025-01-01T23:59:59.5+00:00")]
+    assert parse_files({"Files": files}, "ms")[1] == C_NEW
+    assert parse_files({"Files": [blob("a", CommittedDate=None)]}, "ms")[1] == C_OLD
+
+
 def test_commit_tie_on_date_is_deterministic() -> None:
     files = [blob("a", Revision=C_NEW), blob("b", Revision=C_OLD)]
     assert parse_files({"Files": files}, "ms")[1] == parse_files({"Files": files[::-1]}, "ms")[1] == C_NEW
@@ -77,6 +84,7 @@ HOSTILE: list[tuple[str, Any, type[Exception]]] = [
     ("IsLFS not bool", {"Files": [blob("a", IsLFS="yes")]}, ListingError),
     ("bad commit id", {"Files": [blob("a", Revision="master; rm -rf")]}, ListingError),
     ("bad date", {"Files": [blob("a", CommittedDate="yesterday")]}, ListingError),
+    ("float date", {"Files": [blob("a", CommittedDate=1.5)]}, ListingError),
     ("entry not an object", {"Files": ["a"]}, ListingError),
     ("no Files", {"Items": []}, ListingError),
     ("Files not a list", {"Files": {"a": 1}}, ListingError),

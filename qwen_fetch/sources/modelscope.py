@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 import threading
+from datetime import datetime
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -139,6 +140,21 @@ def parse_revisions(data: Any, source: str) -> Revisions:
     return Revisions(branches=out["Branches"], tags=out["Tags"])
 
 
+def _timestamp(value: Any) -> float | None:
+    """``CommittedDate`` as epoch seconds: an integer (what the API sends) or an ISO-8601 string
+    (what the official client also accepts); absent means 0.  None when it is neither."""
+    if value is None or value == "":
+        return 0.0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and len(value) <= 40:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError, OSError):
+            return None
+    return None
+
+
 def parse_files(data: Any, source: str) -> tuple[list[RemoteFile], str | None]:
     """``Data`` of ``repo/files`` -> (files, newest commit id) (pure).
 
@@ -154,7 +170,7 @@ def parse_files(data: Any, source: str) -> tuple[list[RemoteFile], str | None]:
         raise ListingError(f"source {source!r}: file listing hit the server's {LISTING_CAP}-entry cap "
                            "and may be truncated", hint="use an HF-compatible source for this repo")
     files: list[RemoteFile] = []
-    newest: tuple[int, str] | None = None
+    newest: tuple[float, str] | None = None
     for e in entries:
         if not isinstance(e, dict):
             raise _bad(source, "file listing entry is not an object")
@@ -184,9 +200,9 @@ def parse_files(data: Any, source: str) -> tuple[list[RemoteFile], str | None]:
         if rev not in (None, ""):
             if not isinstance(rev, str) or not _COMMIT_RE.match(rev.lower()):
                 raise _bad(source, f"bad commit id {str(rev)[:80]!r} for {path!r}")
-            when = e.get("CommittedDate", 0)
-            if not isinstance(when, int) or isinstance(when, bool):
-                raise _bad(source, f"bad CommittedDate {str(when)[:40]!r} for {path!r}")
+            when = _timestamp(e.get("CommittedDate"))
+            if when is None:
+                raise _bad(source, f"bad CommittedDate {str(e.get('CommittedDate'))[:40]!r} for {path!r}")
             key = (when, rev.lower())
             newest = key if newest is None or key > newest else newest
         files.append(RemoteFile(path=path, size=size, sha256=sha, git_oid=None, lfs=lfs))
