@@ -49,6 +49,13 @@ def test_iso_dates_accepted_and_compared() -> None:
     assert parse_files({"Files": [blob("a", CommittedDate=None)]}, "ms")[1] == C_OLD
 
 
+def test_missing_islfs_is_guessed_like_gitattributes() -> None:
+    files = [blob("w.safetensors", IsLFS=None), blob("big.txt", Size=20 << 20, IsLFS=None), blob("c.json", IsLFS=None),
+             blob("d.json", IsLFS=True)]
+    got = {f.path: f.lfs for f in parse_files({"Files": files}, "ms")[0]}
+    assert got == {"w.safetensors": True, "big.txt": True, "c.json": False, "d.json": True}
+
+
 def test_commit_tie_on_date_is_deterministic() -> None:
     files = [blob("a", Revision=C_NEW), blob("b", Revision=C_OLD)]
     assert parse_files({"Files": files}, "ms")[1] == parse_files({"Files": files[::-1]}, "ms")[1] == C_NEW

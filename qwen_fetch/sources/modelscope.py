@@ -54,6 +54,8 @@ API_PREFIX = "/api/v1/models"
 # modelscope_hub.constants.REPO_FILES_TRUNCATION_LIMIT: ``repo/files`` never returns more.
 LISTING_CAP = 3000
 MAX_SIZE = 1 << 50
+LFS_GUESS_SIZE = 10 << 20
+LFS_GUESS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".msgpack", ".h5", ".npz")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{7,64}$")
 _HOSTILE = "the mirror is broken or hostile; use another --source"
 
@@ -193,7 +195,9 @@ def parse_files(data: Any, source: str) -> tuple[list[RemoteFile], str | None]:
             raise _bad(source, f"bad sha256 {str(sha)[:80]!r} for {path!r}")
         else:
             sha = sha.lower()
-        lfs = e.get("IsLFS", False)
+        lfs = e.get("IsLFS")
+        if lfs is None:  # not published: assume what .gitattributes does for weights and big files
+            lfs = size >= LFS_GUESS_SIZE or path.endswith(LFS_GUESS_SUFFIXES)
         if not isinstance(lfs, bool):
             raise _bad(source, f"bad IsLFS {str(lfs)[:20]!r} for {path!r}")
         rev = e.get("Revision")
