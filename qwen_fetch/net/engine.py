@@ -42,13 +42,13 @@ def fetch_all(jobs: Sequence[FetchJob], options: EngineOptions, progress: Progre
     Raises :class:`IntegrityError` (some file had the wrong bytes on every
     source), :class:`SourceError` (no source could serve some file),
     :class:`DiskFullError` or :class:`FetchCancelled` — always after saving
-    the resume state, with partial data kept for the next run.  Calls
-    ``progress.begin`` and ``progress.end``.
+    the resume state, with partial data kept for the next run.  The caller
+    owns ``progress.begin``/``end``; the engine advances it by every byte
+    verified on disk, found valid from an earlier run, or reused.
     """
     cancel = cancel or threading.Event()
     tasks = [FileTask(job, i, options.block_size) for i, job in enumerate(jobs)]
     sched = Scheduler(tasks, options, progress, cancel)
-    progress.begin(sum(j.size for j in jobs), len(jobs))
     workers = [threading.Thread(target=_worker, args=(sched,), name=f"qwen-fetch-conn-{i}", daemon=True)
                for i in range(max(1, options.connections))]
     for w in workers:
@@ -68,7 +68,6 @@ def fetch_all(jobs: Sequence[FetchJob], options: EngineOptions, progress: Progre
         for t in tasks:
             _save(sched, t)
             t.release()
-        progress.end()
     return _outcomes_or_raise(tasks)
 
 
