@@ -121,15 +121,16 @@ def _tokenizer(special_base: int | None = None) -> Any:
     return tok
 
 
-def _image_processor() -> Any:
+def _image_processor(full_size: bool = False) -> Any:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    # Real Qwen3-VL: patch 16, merge 2, temporal 2, mean/std 0.5.  Pixel bounds kept small
-    # so a synthetic image costs a handful of tokens.
+    # Real Qwen3-VL: patch 16, merge 2, temporal 2, mean/std 0.5, 256*256..4096*4096 pixels.
+    # The tiny model keeps the pixel bounds small so a synthetic image costs a few tokens.
+    lo, hi = (65536, 16777216) if full_size else (32 * 32, 64 * 64)
     return Qwen2VLImageProcessorPil(
         patch_size=16, temporal_patch_size=2, merge_size=2,
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
-        min_pixels=32 * 32, max_pixels=64 * 64,
+        min_pixels=lo, max_pixels=hi,
     )
 
 
@@ -185,7 +186,7 @@ def _generation_config(specials: dict[str, int]) -> Any:
     )
 
 
-def save_processor(out_dir: Path, *, special_base: int | None = None) -> None:
+def save_processor(out_dir: Path, *, special_base: int | None = None, full_size: bool = False) -> None:
     """Tokenizer, image/video processor configs and chat template, as Qwen3-VL ships them.
 
     The files are written one by one rather than through ``Qwen3VLProcessor``: building
@@ -196,7 +197,7 @@ def save_processor(out_dir: Path, *, special_base: int | None = None) -> None:
     tok.save_pretrained(out_dir)
     # Qwen ships the template in tokenizer_config.json too, so a bare AutoTokenizer can chat.
     _patch_json(out_dir / "tokenizer_config.json", {"chat_template": CHAT_TEMPLATE})
-    image = _image_processor()
+    image = _image_processor(full_size)
     image.save_pretrained(out_dir)
     _patch_json(out_dir / "preprocessor_config.json", {"processor_class": "Qwen3VLProcessor"})
     (out_dir / "video_preprocessor_config.json").write_text(_dumps({
@@ -263,6 +264,36 @@ def build_tiny_qwen3_vl(out_dir: Path, seed: int = 0, *, shards: int = 2) -> Pat
     model.generation_config = _generation_config(tiny_vocab()[2])
     _save_sharded(model, out_dir, shards)
     save_processor(out_dir)
+    return out_dir
+
+
+def build_full_size_qwen3_vl(out_dir: Path, seed: int = 0, *, device: str = "cuda",
+                             max_shard_size: str = "5GB") -> Path:
+    """Random-weight Qwen3-VL-8B-Instruct: the real config, bf16, about 17.5 GB in four
+    shards like the real repo (``max_shard_size`` 5GB), with a locally built tokenizer whose
+    special tokens sit at the real ids (151643...).  For the GPU benchmark: initialised on
+    ``device`` because 8.8e9 random numbers on a CPU take minutes."""
+    import torch
+    from transformers import Qwen3VLForConditionalGeneration
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = qwen3_vl_config(full_size=True)
+    torch.manual_seed(seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device):
+            model = Qwen3VLForConditionalGeneration(config).eval()
+    finally:
+        torch.set_default_dtype(previous)
+    specials = {tok: REAL_SPECIAL_BASE + k for k, tok in enumerate(QWEN_SPECIAL_TOKENS)}
+    model.generation_config = _generation_config(specials)
+    model.save_pretrained(out_dir, max_shard_size=max_shard_size)
+    del model
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    save_processor(out_dir, special_base=REAL_SPECIAL_BASE, full_size=True)
     return out_dir
 
 
