@@ -84,8 +84,11 @@ def check_collisions(paths: Iterable[SafeRelPath]) -> None:
     for p in all_paths:
         key = unicodedata.normalize("NFC", p).casefold()
         if key in seen and seen[key] != p:
+            a, b = seen[key], p
+            # NFC and NFD spellings print identically: show the code points so the user sees why.
+            shown = (ascii(a), ascii(b)) if not (a.isascii() and b.isascii()) else (repr(a), repr(b))
             raise UnsafePathError(
-                f"refused file listing: {seen[key]!r} and {p!r} collide (case or Unicode normalisation)",
+                f"refused file listing: {shown[0]} and {shown[1]} collide (case or Unicode normalisation)",
                 hint="the source's file listing is hostile or corrupt")
         if key in seen:
             raise UnsafePathError(f"refused file listing: {p!r} is listed twice",

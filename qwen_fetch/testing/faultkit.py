@@ -1,0 +1,320 @@
+"""Tools for the fault campaign (tests/test_faults_*.py and bench/fault_campaign.py).
+
+* :data:`HOSTILE_LISTINGS`: tree listings a compromised mirror could serve, each
+  with the words the refusal must contain;
+* :func:`tree_state` / :func:`new_outside`: what a run wrote, anywhere under a
+  directory, so a test can say "nothing outside the target";
+* :func:`cache_digest`: a canonical picture of a cache (every blob's bytes,
+  every snapshot link, every ref, every stray file) to compare with a clean pull;
+* :class:`SnapshotWatcher`: a thread that polls the snapshots while a pull, gc
+  or verify runs (or is killed) and records any moment at which a snapshot
+  holds a file whose sha256 differs from its pin, or a dangling link;
+* :func:`mount_small_fs`: a small tmpfs (or loop file system) for disk-full runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SHA_A = "a" * 64
+OID_A = "b" * 40
+
+
+def _file(path: Any, size: int = 3, **extra: Any) -> dict[str, Any]:
+    return {"type": "file", "path": path, "size": size, "oid": OID_A, **extra}
+
+
+def _lfs(path: str, size: int = 3) -> dict[str, Any]:
+    return _file(path, size, lfs={"oid": SHA_A, "size": size, "pointerSize": 134})
+
+
+def _nest(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+# name -> (the tree JSON the mirror serves: entries or raw bytes, words the error must contain)
+HOSTILE_LISTINGS: dict[str, tuple[Any, str]] = {
+    "dotdot": ([_file("../../escape.txt")], "'..'"),
+    "dotdot-inside": ([_file("sub/../../../escape.txt")], "'..'"),
+    "dotdot-lfs": ([_lfs("../escape.safetensors")], "'..'"),
+    "absolute": ([_file("/tmp/qwen-fetch-escape.txt")], "absolute path"),
+    "drive-letter": ([_file("C:/escape.txt")], "absolute path"),
+    "backslash": ([_file("..\\..\\escape.txt")], "backslash"),
+    "nul": ([_file("config.json\x00.txt")], "control character"),
+    "newline": ([_file("a\nb.json")], "control character"),
+    "escape-seq": ([_file("\x1b[2Jconfig.json")], "control character"),
+    "bidi-override": ([_file("evil\u202etxt.json")], "control character"),
+    "long-component": ([_file("a" * 300)], "longer than 255"),
+    "long-path": ([_file("/".join(["d" * 200] * 6))], "longer than 1024"),
+    "empty-path": ([_file("")], "not a non-empty string"),
+    "non-string-path": ([_file(12345)], "not a non-empty string"),
+    "dot-component": ([_file("./config.json")], "'.'"),
+    "reserved-git": ([_file(".git/hooks/post-checkout")], "reserved"),
+    "case-collision": ([_file("Config.json"), _file("config.json")], "collide"),
+    "nfc-nfd-collision": ([_file("caf\u00e9.json"), _file("cafe\u0301.json")], "collide"),
+    "duplicate": ([_file("config.json"), _file("config.json")], "listed twice"),
+    "file-and-dir": ([_file("a"), _file("a/b")], "both a file and a directory"),
+    "symlink-entry": ([{"type": "symlink", "path": "weights", "target": "/etc/passwd", "size": 3}],
+                      "unsupported entry type"),
+    "negative-size": ([_file("config.json", -1)], "bad size"),
+    "bool-size": ([_file("config.json", True)], "bad size"),
+    "huge-size": ([_file("config.json", 1 << 62)], "bad size"),
+    "lfs-size-disagrees": ([_file("m.safetensors", 3, lfs={"oid": SHA_A, "size": 4})], "disagrees"),
+    "bad-lfs-sha": ([_file("m.safetensors", 3, lfs={"oid": "zz"})], "bad lfs sha256"),
+    "bad-git-oid": ([_file("config.json", 3, oid="../x")], "bad git blob id"),
+    "not-a-list": ({"files": []}, "not a JSON array"),
+    "entry-not-object": (["config.json"], "not an object"),
+    "malformed-json": (b'[{"type": "file", "path": "config.json", "si', "malformed JSON"),
+    "deeply-nested-json": (_nest(200_000), "malformed JSON"),
+    "not-utf8-json": (b'[{"type": "file", "path": "\xff\xfe"}]', "malformed JSON"),
+}
+
+
+# ---------------------------------------------------------------------------
+# what is on disk
+
+
+def tree_state(root: Path, *, skip: Iterable[Path] = ()) -> dict[str, str]:
+    """``relative path -> kind:detail`` for everything under ``root`` (links not followed)."""
+    skip_abs = [os.path.abspath(s) for s in skip]
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if any(dirpath == s or dirpath.startswith(s + os.sep) for s in skip_abs):
+            dirnames[:] = []
+            continue
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            if os.path.islink(p):
+                out[rel] = "link:" + os.readlink(p)
+            elif os.path.isdir(p):
+                out[rel] = "dir"
+            else:
+                out[rel] = f"file:{st.st_size}:{st.st_mtime_ns}"
+    return out
+
+
+def new_outside(before: Mapping[str, str], after: Mapping[str, str], allowed: Iterable[str]) -> list[str]:
+    """Paths created or changed between two :func:`tree_state` pictures, outside the ``allowed`` prefixes."""
+    prefixes = tuple(a.rstrip("/") for a in allowed)
+    changed = [p for p, v in after.items() if before.get(p) != v]
+    return sorted(p for p in changed if not any(p == a or p.startswith(a + os.sep) for a in prefixes))
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_digest(cache: Path) -> dict[str, str]:
+    """Everything a user of the cache can see, canonically: blob bytes, links, refs, stray files.
+
+    Lock files (``.locks/``) are left out: huggingface_hub leaves them behind too.
+    """
+    out: dict[str, str] = {}
+    if not cache.exists():
+        return out
+    for rel, kind in tree_state(cache).items():
+        if rel.split(os.sep)[0] == ".locks":
+            continue
+        if kind.startswith("file:"):
+            out[rel] = "sha256:" + sha256_of(cache / rel)
+        else:
+            out[rel] = kind
+    return out
+
+
+def diff_digests(want: Mapping[str, str], got: Mapping[str, str]) -> list[str]:
+    lines = [f"missing {p}" for p in sorted(set(want) - set(got))]
+    lines += [f"extra {p} ({got[p]})" for p in sorted(set(got) - set(want))]
+    lines += [f"differs {p}: {want[p]} != {got[p]}" for p in sorted(set(want) & set(got)) if want[p] != got[p]]
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# the watcher
+
+
+@dataclass
+class SnapshotWatcher:
+    """Poll ``<cache>/models--*/snapshots/*/**`` and check every file against its pin.
+
+    ``expected`` maps ``commit -> {path: sha256}``.  A violation is a snapshot
+    file that does not hash to its pin, a path the pin does not have, or a
+    dangling link.  Blobs are hashed once per (inode, size, mtime).
+    """
+
+    cache: Path
+    expected: Mapping[str, Mapping[str, str]]
+    interval: float = 0.01
+    violations: list[str] = field(default_factory=list)
+    polls: int = 0
+    files_checked: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _hashes: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
+
+    def __enter__(self) -> SnapshotWatcher:
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="snapshot-watcher")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.check_once()  # the final state counts too
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.check_once()
+            self._stop.wait(self.interval)
+
+    def check_once(self) -> None:
+        self.polls += 1
+        for snaps in self.cache.glob("models--*/snapshots"):
+            try:
+                commits = list(snaps.iterdir())
+            except FileNotFoundError:
+                continue
+            for snap in commits:
+                want = self.expected.get(snap.name)
+                for dirpath, _dirs, files in os.walk(snap):
+                    for name in files:
+                        self._check(snap, Path(dirpath) / name, want)
+
+    def _check(self, snap: Path, p: Path, want: Mapping[str, str] | None) -> None:
+        rel = p.relative_to(snap).as_posix()
+        where = f"{snap.name[:12]}/{rel}"
+        try:
+            st = os.stat(p)  # follows the link
+        except FileNotFoundError:
+            if os.path.lexists(p) and os.path.exists(snap):
+                # re-check: gc may have moved the whole snapshot away between the two calls
+                time.sleep(0.005)
+                if os.path.lexists(p) and not os.path.exists(p):
+                    self._violate(f"{where}: dangling link -> {os.readlink(p)}")
+            return
+        if want is None:
+            self._violate(f"{where}: snapshot of an unpinned commit")
+            return
+        if rel not in want:
+            self._violate(f"{where}: not in the pin")
+            return
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        digest = self._hashes.get(key)
+        if digest is None:
+            try:
+                digest = sha256_of(p)
+            except FileNotFoundError:
+                return
+            self._hashes[key] = digest
+        self.files_checked += 1
+        if digest != want[rel]:
+            self._violate(f"{where}: sha256 {digest[:12]} but pinned {want[rel][:12]}")
+
+    def _violate(self, msg: str) -> None:
+        if msg not in self.violations:
+            self.violations.append(msg)
+
+
+# ---------------------------------------------------------------------------
+# processes
+
+
+def qf_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "qwen_fetch", *args]
+
+
+def run_qf(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+           timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    full = dict(os.environ)
+    full.update(env or {})
+    return subprocess.run(qf_argv(*args), capture_output=True, text=True, env=full, cwd=cwd, timeout=timeout)
+
+
+def kill_after(argv: list[str], delay: float, *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+               timeout: float = 240) -> tuple[bool, int]:
+    """Start ``argv``, SIGKILL it after ``delay`` seconds; ``(killed, returncode)``.
+
+    ``killed`` is False when the process had already exited on its own.
+    """
+    full = dict(os.environ)
+    full.update(env or {})
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=full, cwd=cwd)
+    try:
+        proc.wait(timeout=delay)
+        return False, proc.returncode
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return True, proc.wait(timeout=timeout)
+
+
+# ---------------------------------------------------------------------------
+# a small file system
+
+
+def mount_small_fs(mountpoint: Path, size_mib: int) -> str:
+    """Mount a ``size_mib`` file system at ``mountpoint``; returns how, or raises ``OSError`` with the reason.
+
+    tmpfs first (needs root or CAP_SYS_ADMIN); then an ext4 image on a loop device.
+    """
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    reasons: list[str] = []
+    if shutil.which("mount") is None:
+        raise OSError("no mount(8) on this machine")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0755", "tmpfs", str(mountpoint)],
+                       capture_output=True, text=True)
+    if r.returncode == 0:
+        return "tmpfs"
+    reasons.append(f"tmpfs: {r.stderr.strip() or r.returncode}")
+    if shutil.which("mkfs.ext4"):
+        img = mountpoint.with_name(mountpoint.name + ".img")
+        with open(img, "wb") as f:
+            f.truncate(size_mib << 20)
+        mk = subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], capture_output=True, text=True)
+        if mk.returncode == 0:
+            r = subprocess.run(["mount", "-o", "loop", str(img), str(mountpoint)], capture_output=True, text=True)
+            if r.returncode == 0:
+                return "ext4 on a loop device"
+            reasons.append(f"loop: {r.stderr.strip() or r.returncode}")
+        else:
+            reasons.append(f"mkfs.ext4: {mk.stderr.strip()}")
+    else:
+        reasons.append("loop: no mkfs.ext4")
+    raise OSError("cannot mount a small file system: " + "; ".join(reasons))
+
+
+def resize_small_fs(mountpoint: Path, size_mib: int) -> bool:
+    """Grow a tmpfs from :func:`mount_small_fs` in place; False when that is not possible."""
+    r = subprocess.run(["mount", "-o", f"remount,size={size_mib}m", str(mountpoint)], capture_output=True)
+    return r.returncode == 0
+
+
+def unmount(mountpoint: Path) -> None:
+    subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+
+
+def expected_pins(store: Any, repo_id: str, commits: Iterable[str]) -> dict[str, dict[str, str]]:
+    """``commit -> {path: sha256}`` from a :class:`~qwen_fetch.testing.repo.RepoStore`."""
+    return {c: {f.path: f.sha256 for f in store.files(repo_id, c)} for c in commits}
