@@ -543,10 +543,18 @@ def _get_small(loc: FileLocation, size: int) -> bytes:
     from qwen_fetch.sources.hf import http_error
 
     try:
-        with loc.client.stream("GET", loc.url) as resp:
+        with loc.client.stream("GET", loc.url, headers={"Accept-Encoding": "identity"}) as resp:
             if resp.status_code >= 400:
                 resp.read()
                 raise http_error(loc.source, resp, loc.url.rsplit("/", 1)[-1])
+            # Checked before reading: a longer Content-Length would otherwise hold the
+            # connection open until the read timeout, waiting for bytes that never come.
+            declared = resp.headers.get("Content-Length")
+            encoded = resp.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+            if declared is not None and not encoded and declared.strip() != str(size):
+                raise IntegrityError(f"source {loc.source!r} announced Content-Length {declared.strip()[:20]} "
+                                     f"for a file listed at {size} bytes",
+                                     hint="the mirror is broken or hostile; try another --source")
             buf = bytearray()
             for chunk in resp.iter_bytes():
                 buf += chunk
