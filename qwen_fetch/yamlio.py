@@ -15,8 +15,23 @@ LineMap = dict[tuple[object, ...], int]
 _ALLOWED_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
 
 
-def _construct(node: yaml.Node, path: tuple[object, ...], lines: LineMap, where: str) -> Any:
-    lines[path] = node.start_mark.line + 1
+MAX_DEPTH = 32  # our files nest 6 levels deep; a deeper document is hostile or broken
+
+
+def _construct(node: yaml.Node, path: tuple[object, ...], lines: LineMap, where: str,
+               seen: set[int] | None = None) -> Any:
+    seen = set() if seen is None else seen
+    line = node.start_mark.line + 1
+    if id(node) in seen:
+        # An alias (*name) re-uses a node: refused, since nested aliases expand
+        # exponentially ("billion laughs") and our files never need them.
+        raise ConfigError(f"{where}:{line}: YAML anchors and aliases (&name, *name) are not supported",
+                          hint="write the value out in full")
+    seen.add(id(node))
+    if len(path) > MAX_DEPTH:
+        raise ConfigError(f"{where}:{line}: nested more than {MAX_DEPTH} levels deep",
+                          hint="the file is malformed; check the indentation")
+    lines[path] = line
     if node.tag not in _ALLOWED_TAGS:
         # Safe loading only: no object construction, no timestamps/binary surprises.
         raise ConfigError(f"{where}:{node.start_mark.line + 1}: unsupported YAML tag {node.tag!r}",
@@ -28,10 +43,10 @@ def _construct(node: yaml.Node, path: tuple[object, ...], lines: LineMap, where:
             if key in out:
                 raise ConfigError(f"{where}:{knode.start_mark.line + 1}: duplicate key {key!r}",
                                   hint="remove one of the two entries")
-            out[key] = _construct(vnode, path + (key,), lines, where)
+            out[key] = _construct(vnode, path + (key,), lines, where, seen)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, path + (i,), lines, where) for i, v in enumerate(node.value)]
+        return [_construct(v, path + (i,), lines, where, seen) for i, v in enumerate(node.value)]
     return _scalar(node, where)
 
 
@@ -56,6 +71,9 @@ def load_yaml(text: str, where: str) -> tuple[Any, LineMap]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}{line}: malformed YAML: {problem}",
                           hint="fix the YAML syntax at that line") from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise ConfigError(f"{where}: malformed YAML: nested too deeply",
+                          hint="the file is malformed or hostile; restore it from version control") from None
     if node is None:
         return None, {}
     lines: LineMap = {}
