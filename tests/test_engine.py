@@ -19,6 +19,7 @@ from qwen_fetch.net.engine import FetchCancelled, fetch_all
 from qwen_fetch.net.http import make_client
 from qwen_fetch.net.jobs import FetchJob
 from qwen_fetch.net.partstate import state_path
+from qwen_fetch.net.scheduler import part_size_for
 from qwen_fetch.progress import NullProgress
 from qwen_fetch.testing.hub import Faults, HubServer
 from tests.test_engine_support import FAST, make_jobs, make_repo, options
@@ -59,6 +60,30 @@ def test_clean_download_many_connections(repo, tmp_path: Path) -> None:
         small = [r["headers"] for r in hub.log if r["path"].endswith("config.json")]
         assert len(small) == 1 and "Range" not in small[0]  # small file: one plain request
         assert not list(tmp_path.rglob("*.incomplete*"))
+
+
+def test_idle_connection_steals_the_tail_of_a_slow_range(repo, tmp_path: Path) -> None:
+    store, commit, data = repo
+    # The first response pauses for 2 s after 100 kB: slow, but not a stall (stall_timeout 5 s).
+    faults = Faults(stall_after={BIG: 100_000}, stall_times={BIG: 1}, stall_seconds=2.0)
+    with HubServer(store, faults) as hub:
+        jobs = [j for j in make_jobs(tmp_path, commit, data, [("hub", hub.url)]) if j.path == BIG]
+        opts = options(connections=2, steal_after=0.3, stall_timeout=5.0)
+        out = fetch_all(jobs, opts, NullProgress())
+        assert_cache_exact(jobs, data)
+        grid = part_size_for(FILES[BIG], opts) // opts.block_size * opts.block_size
+        starts = [int(r["headers"]["Range"][6:].split("-")[0]) for r in hub.log if r["path"].endswith(BIG)]
+        assert any(s % grid for s in starts)  # a range that the plan did not make: a stolen tail
+        assert out[0].bytes_transferred < FILES[BIG] * 1.2
+
+
+def test_fast_connections_are_not_split(repo, tmp_path: Path) -> None:
+    store, commit, data = repo
+    with HubServer(store) as hub:
+        jobs = [j for j in make_jobs(tmp_path, commit, data, [("hub", hub.url)]) if j.path == BIG]
+        fetch_all(jobs, options(connections=3, part_size=1 << 30, steal_after=60.0), NullProgress())
+        assert_cache_exact(jobs, data)
+        assert hub.bytes_sent[BIG] == FILES[BIG]
 
 
 def test_reused_when_blob_exists_and_refetched_when_size_is_wrong(repo, tmp_path: Path) -> None:

@@ -27,7 +27,6 @@ SAVE_INTERVAL = 1.0  # seconds between resume-state compactions (blocks are jour
 COMPACT_AFTER = 512  # journal lines before the snapshot is rewritten
 LOCK_POLL = 0.2  # seconds between tries for a lock another process holds
 STOP_GRACE = 3.0  # seconds to let connections wind down on cancel
-READ_CHUNK = 256 * 1024
 
 
 class FetchCancelled(QFError):
@@ -193,7 +192,7 @@ def _consume(sched: Scheduler, a: Assignment, op: Opened) -> None:
     buf = bytearray()
     received = 0
     try:
-        for chunk in op.response.iter_raw(READ_CHUNK):
+        for chunk in op.response.iter_raw():  # as the socket delivers it: no re-chunking copies
             received += len(chunk)
             view = memoryview(chunk)
             while view:

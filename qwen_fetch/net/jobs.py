@@ -52,3 +52,4 @@ class EngineOptions:
     request_timeout: float = 30.0
     block_size: int = 1 << 20  # unit of writes and of the resume state's crc32s (ranges are cut on blocks)
     min_split: int = 2 << 20  # an idle connection steals the tail of a range only if both halves are this big
+    steal_after: float = 2.0  # ... and only if that range's connection needs longer than this (s) to finish it

@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""Download benchmark: qwen-fetch pull vs hf download vs aria2c (vs modelscope download, later).
+
+Serves a repo shaped like Qwen3-VL-8B-Instruct (four shards in the real size
+ratios, about 2 GiB, plus the small files at their real sizes) from nginx on
+127.0.0.1 with sendfile, laid out so the HF protocol works:
+
+    /{org}/{name}/resolve/{main|commit}/{path}     static files + X-Repo-Commit / X-Linked-* headers
+    /api/models/{org}/{name}/revision/{rev}        static JSON (repo_info)
+    /api/models/{org}/{name}/tree/{rev}            static JSON (list_repo_tree, our listing)
+
+Two nginx servers share that root: (a) unthrottled, (b) ``limit_rate 20m``
+per connection, like a CDN.  Tools run interleaved and repeated; each run gets
+a fresh cache, its wall time and peak RSS (``wait4``) are recorded, the median
+is reported.  Then a pull is SIGKILLed halfway and resumed, and the bytes nginx
+sent (access log) are compared with an uninterrupted pull.
+
+    .venv/bin/python bench/bench_download.py [--total-gib 2] [--repeats 2] [--out bench/results/download.md]
+
+Needs nginx and aria2c (apt-get install -y nginx aria2).  Adding a tool is one
+more ``Tool`` in ``TOOLS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from qwen_fetch.hashing import hash_file  # noqa: E402
+from qwen_fetch.testing.fixtures import QWEN3_VL_8B, build_sharded_files  # noqa: E402
+from qwen_fetch.testing.repo import is_lfs  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+RATE = "20m"  # nginx limit_rate for scenario (b): 20 MB/s per connection
+SCENARIOS = {"a": "unthrottled", "b": f"{RATE}B/s per connection"}
+
+
+# -- the served repo --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Served:
+    www: Path
+    commit: str
+    files: dict[str, tuple[int, str, str]]  # path -> (size, sha256, git blob oid)
+
+    @property
+    def total(self) -> int:
+        return sum(s for s, _, _ in self.files.values())
+
+
+def build_repo(work: Path, total_bytes: int) -> Served:
+    src = work / "src"
+    meta = work / "meta.json"
+    if meta.exists() and json.loads(meta.read_text()).get("total") == total_bytes:
+        raw = json.loads(meta.read_text())
+        files = {p: tuple(v) for p, v in raw["files"].items()}
+    else:
+        print(f"building a {total_bytes / 2**30:.1f} GiB repo in {src} ...", flush=True)
+        paths = build_sharded_files(src, total_bytes, seed=1, small_scale=1.0)
+        files = {}
+        for p, disk in sorted(paths.items()):
+            h = hash_file(disk, with_git_oid=True)
+            files[p] = (h.size, h.sha256, h.git_oid or "")
+        meta.write_text(json.dumps({"total": total_bytes, "files": files}))
+    commit = hashlib.sha1(json.dumps(sorted(files.items())).encode()).hexdigest()
+    www = work / "www"
+    shutil.rmtree(www, ignore_errors=True)
+    repo = QWEN3_VL_8B
+    for rev in ("main", commit):
+        for p in files:
+            dst = www / repo / "resolve" / rev / p
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.link(src / p, dst)
+    api = www / "api" / "models" / repo
+    siblings, tree = [], []
+    for p, (size, sha, oid) in sorted(files.items()):
+        lfs = is_lfs(p, size)
+        s: dict[str, object] = {"rfilename": p, "size": size, "blobId": oid}
+        e: dict[str, object] = {"type": "file", "path": p, "size": size, "oid": oid}
+        if lfs:
+            s["lfs"] = {"sha256": sha, "size": size, "pointerSize": 134}
+            e["lfs"] = {"oid": sha, "size": size, "pointerSize": 134}
+        siblings.append(s)
+        tree.append(e)
+    info = {"id": repo, "modelId": repo, "sha": commit, "siblings": siblings, "private": False, "gated": False,
+            "disabled": False, "tags": [], "downloads": 0, "likes": 0}
+    for rev in ("main", commit):
+        for kind, body in (("revision", info), ("tree", tree)):
+            f = api / kind / rev
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(json.dumps(body))
+    return Served(www=www, commit=commit, files=files)  # type: ignore[arg-type]
+
+
+# -- nginx -------------------------------------------------------------------------
+
+class Nginx:
+    def __init__(self, work: Path, served: Served) -> None:
+        self.dir = work / "nginx"
+        shutil.rmtree(self.dir, ignore_errors=True)
+        (self.dir / "tmp").mkdir(parents=True)
+        self.ports = {"a": _free_port(), "b": _free_port()}
+        self.logs = {k: self.dir / f"{k}.log" for k in self.ports}
+        locs = ["location /api/ { default_type application/json; }"]
+        for rev in ("main", served.commit):
+            for p, (size, sha, oid) in served.files.items():
+                tag = sha if is_lfs(p, size) else oid
+                hdr = [f"add_header X-Repo-Commit {served.commit} always;"]
+                if is_lfs(p, size):
+                    hdr += [f'add_header X-Linked-Etag \'"{tag}"\' always;', f"add_header X-Linked-Size {size} always;"]
+                locs.append(f"location = /{QWEN3_VL_8B}/resolve/{rev}/{p} {{ {' '.join(hdr)} }}")
+        (self.dir / "locations.conf").write_text("\n".join(locs) + "\n")
+        servers = []
+        for k, port in self.ports.items():
+            limit = f"limit_rate {RATE};" if k == "b" else ""
+            servers.append(f"server {{ listen 127.0.0.1:{port}; root {served.www}; access_log {self.logs[k]} bench;"
+                           f" {limit} include {self.dir}/locations.conf; }}")
+        d = self.dir
+        conf = f"""
+worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    log_format bench '$status $body_bytes_sent "$request" "$http_range"';
+    sendfile on; tcp_nopush on; keepalive_requests 100000; keepalive_timeout 120;
+    default_type application/octet-stream;
+    client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy; fastcgi_temp_path {d}/tmp/fcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;
+    {' '.join(servers)}
+}}
+"""
+        (d / "nginx.conf").write_text(conf)
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        (d / "nginx.conf").write_text(user + conf)
+        self.proc = subprocess.Popen(["nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-g", "daemon off;"])
+        _wait_port(self.ports["a"])
+        _wait_port(self.ports["b"])
+
+    def url(self, scenario: str) -> str:
+        return f"http://127.0.0.1:{self.ports[scenario]}"
+
+    def log_offset(self, scenario: str) -> int:
+        p = self.logs[scenario]
+        return p.stat().st_size if p.exists() else 0
+
+    def bytes_since(self, scenario: str, offset: int) -> int:
+        time.sleep(0.5)  # nginx logs a request when it ends; give killed connections a moment
+        with open(self.logs[scenario], "rb") as f:
+            f.seek(offset)
+            return sum(int(line.split()[1]) for line in f.read().decode().splitlines() if line.strip())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int) -> None:
+    import socket
+
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nginx did not come up on port {port}")
+
+
+# -- tools -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Run:
+    argv: list[str]
+    env: dict[str, str]
+    check: Callable[[], None]  # raises when the files are not all there
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    prepare: Callable[[str, Path, Served], Run]  # (endpoint, fresh output dir, served) -> Run
+    available: Callable[[], bool]
+
+
+def _base_env(out: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE", "QWEN_FETCH"))}
+    env.update(HOME=str(out / "home"), HF_HUB_DISABLE_TELEMETRY="1", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    return env
+
+
+def _blobs_complete(cache: Path, served: Served) -> Callable[[], None]:
+    def check() -> None:
+        blobs = list(cache.glob("models--*/blobs/*"))
+        big = {sha for p, (size, sha, _) in served.files.items() if is_lfs(p, size)}
+        have = {b.name for b in blobs if not b.name.endswith(".incomplete")}
+        missing = big - have
+        if missing:
+            raise RuntimeError(f"{len(missing)} LFS blob(s) missing in {cache}")
+    return check
+
+
+def qwen_fetch_tool(connections: int | None = None) -> Tool:
+    def prepare(endpoint: str, out: Path, served: Served) -> Run:
+        cfg = out / "mirrors.yaml"
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(f"sources:\n  - name: bench\n    kind: hf\n    endpoint: {endpoint}\n    priority: 1\n")
+        cache = out / "cache"
+        argv = [str(VENV_BIN / "qwen-fetch"), "pull", QWEN3_VL_8B, "--config", str(cfg), "--cache-dir", str(cache),
+                "--lock", str(out / "qwen-fetch.lock"), "--source", "bench", "--json", "--smoke", "off"]
+        if connections:
+            argv += ["--connections", str(connections)]
+        return Run(argv, _base_env(out), _blobs_complete(cache, served))
+
+    name = "qwen-fetch pull" + (f" -c {connections}" if connections else "")
+    return Tool(name, prepare, lambda: (VENV_BIN / "qwen-fetch").exists())
+
+
+def hf_tool() -> Tool:
+    def prepare(endpoint: str, out: Path, served: Served) -> Run:
+        cache = out / "cache"
+        env = _base_env(out) | {"HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(cache), "HF_HUB_DISABLE_XET": "1",
+                                "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        argv = [str(VENV_BIN / "hf"), "download", QWEN3_VL_8B, "--max-workers", "8", "--quiet"]
+        return Run(argv, env, _blobs_complete(cache, served))
+
+    return Tool("hf download --max-workers 8", prepare, lambda: (VENV_BIN / "hf").exists())
+
+
+def aria2_tool() -> Tool:
+    def prepare(endpoint: str, out: Path, served: Served) -> Run:
+        target = out / "files"
+        target.mkdir(parents=True, exist_ok=True)
+        lines = [f"{endpoint}/{QWEN3_VL_8B}/resolve/main/{p}\n  out={p}\n" for p in served.files]
+        (out / "aria2.txt").write_text("".join(lines))
+        argv = ["aria2c", "-x16", "-s16", "-j5", "-i", str(out / "aria2.txt"), "-d", str(target),
+                "--console-log-level=warn", "--summary-interval=0", "--quiet=true"]
+
+        def check() -> None:
+            for p, (size, _, _) in served.files.items():
+                if (target / p).stat().st_size != size:
+                    raise RuntimeError(f"aria2c: {p} has the wrong size")
+        return Run(argv, _base_env(out), check)
+
+    return Tool("aria2c -x16 -s16 -j5", prepare, lambda: shutil.which("aria2c") is not None)
+
+
+# modelscope download: one more function returning a Tool, appended to TOOLS.
+TOOLS: list[Tool] = [qwen_fetch_tool(), hf_tool(), aria2_tool()]
+BASELINE = "hf download --max-workers 8"
+
+
+# -- running -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Result:
+    tool: str
+    scenario: str
+    seconds: float
+    peak_rss: int  # bytes
+
+
+def run_once(tool: Tool, scenario: str, nginx: Nginx, served: Served, scratch: Path) -> Result:
+    out = scratch / "run"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    run = tool.prepare(nginx.url(scenario), out, served)
+    subprocess.run(["sync"], check=False)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(run.argv, env=run.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{tool.name} failed ({proc.returncode}): {err[-2000:]}")
+    run.check()
+    shutil.rmtree(out, ignore_errors=True)
+    return Result(tool.name, scenario, seconds, usage.ru_maxrss * 1024)
+
+
+def resume_check(nginx: Nginx, served: Served, scratch: Path, scenario: str = "b") -> tuple[int, int, float]:
+    """Bytes nginx sent for an uninterrupted pull, and for one SIGKILLed halfway and rerun."""
+    tool = qwen_fetch_tool()
+    out = scratch / "resume"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    run = tool.prepare(nginx.url(scenario), out, served)
+    off = nginx.log_offset(scenario)
+    subprocess.run(run.argv, env=run.env, check=True, stdout=subprocess.DEVNULL)
+    clean = nginx.bytes_since(scenario, off)
+    shutil.rmtree(out / "cache")
+    (out / "qwen-fetch.lock").unlink(missing_ok=True)
+
+    off = nginx.log_offset(scenario)
+    proc = subprocess.Popen(run.argv, env=run.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = out / "cache"
+    half = served.total // 2
+    while proc.poll() is None and _bytes_on_disk(cache) < half:
+        time.sleep(0.05)
+    killed_at = _bytes_on_disk(cache) / served.total
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    subprocess.run(run.argv, env=run.env, check=True, stdout=subprocess.DEVNULL)
+    run.check()
+    resumed = nginx.bytes_since(scenario, off)
+    shutil.rmtree(out, ignore_errors=True)
+    return clean, resumed, killed_at
+
+
+def _bytes_on_disk(cache: Path) -> int:
+    total = 0
+    for p in cache.glob("models--*/blobs/*"):
+        try:
+            total += p.stat().st_blocks * 512
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def report(results: list[Result], resume: tuple[int, int, float] | None, served: Served, repeats: int) -> str:
+    mb = served.total / 1e6
+    rows = []
+    for scenario in SCENARIOS:
+        base = [r.seconds for r in results if r.scenario == scenario and r.tool == BASELINE]
+        base_s = statistics.median(base) if base else None
+        for tool in dict.fromkeys(r.tool for r in results):
+            rs = [r for r in results if r.scenario == scenario and r.tool == tool]
+            if not rs:
+                continue
+            s = statistics.median(r.seconds for r in rs)
+            ratio = f"{base_s / s:.2f}x" if base_s else "-"
+            rss = max(r.peak_rss for r in rs) / 2**20
+            runs = ", ".join(f"{mb / r.seconds:.0f}" for r in rs)
+            rows.append(f"| {tool} | ({scenario}) {SCENARIOS[scenario]} | {mb / s:.0f} | {ratio} | {rss:.0f} MiB "
+                        f"| {runs} |")
+    lines = [
+        f"Repo: {len(served.files)} files, {served.total / 2**30:.2f} GiB (4 shards in the real ratios + real-size "
+        f"small files), nginx {_nginx_version()} on 127.0.0.1 with sendfile. {repeats} interleaved repeat(s); "
+        f"median shown. Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+        f"shared with other engineers' test runs while measuring, so absolute numbers are noisy.",
+        "",
+        "| tool | scenario | MB/s (median) | vs hf download | peak RSS | MB/s per run |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
+    if resume:
+        clean, resumed, at = resume
+        lines += ["", f"Resume (scenario b): an uninterrupted pull transferred {clean / 1e6:.1f} MB; one SIGKILLed at "
+                      f"{at:.0%} of the bytes on disk and rerun transferred {resumed / 1e6:.1f} MB in all "
+                      f"(+{(resumed - clean) / clean:.2%})."]
+    return "\n".join(lines) + "\n"
+
+
+def _nginx_version() -> str:
+    out = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr
+    m = re.search(r"nginx/(\S+)", out)
+    return m.group(1) if m else "?"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--total-gib", type=float, default=2.0, help="shard bytes in GiB (default 2)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--scenarios", default="a,b")
+    ap.add_argument("--tools", default="", help="comma-separated substrings of tool names to run (default: all)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/qwen-fetch-bench"))
+    ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "download.md")
+    args = ap.parse_args()
+    if not shutil.which("nginx"):
+        sys.exit("nginx not found: apt-get install -y nginx aria2")
+    args.work.mkdir(parents=True, exist_ok=True)
+    served = build_repo(args.work, int(args.total_gib * 2**30))
+    wanted = [t for t in TOOLS if t.available() and (not args.tools or any(s in t.name for s in args.tools.split(",")))]
+    nginx = Nginx(args.work, served)
+    results: list[Result] = []
+    resume = None
+    t0 = time.monotonic()
+    try:
+        for rep in range(args.repeats):
+            for scenario in args.scenarios.split(","):
+                for tool in (wanted if rep % 2 == 0 else wanted[::-1]):  # interleaved, order alternating
+                    r = run_once(tool, scenario, nginx, served, args.work / "scratch")
+                    results.append(r)
+                    print(f"[{rep + 1}/{args.repeats}] ({scenario}) {tool.name}: {r.seconds:.1f}s "
+                          f"{served.total / 1e6 / r.seconds:.0f} MB/s, RSS {r.peak_rss / 2**20:.0f} MiB", flush=True)
+        if not args.no_resume:
+            resume = resume_check(nginx, served, args.work / "scratch")
+            print(f"resume: clean {resume[0]} B, killed+resumed {resume[1]} B", flush=True)
+    finally:
+        nginx.stop()
+    text = report(results, resume, served, args.repeats)
+    text += f"\nBench wall time: {time.monotonic() - t0:.0f} s. Command: `.venv/bin/python bench/bench_download.py " \
+            f"{' '.join(sys.argv[1:])}`.\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("# Download benchmark\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()
