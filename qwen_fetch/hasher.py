@@ -12,6 +12,7 @@ hashed once.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -19,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-BUFFER = 16 * 1024 * 1024  # 16 MiB reads: few syscalls, and long GIL-free hashlib updates
+BUFFER = 8 * 1024 * 1024  # 8 MiB reads: few syscalls, and long GIL-free hashlib updates
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,21 @@ def _buffer(size: int) -> bytearray:
     return buf
 
 
-def hash_one(path: Path, *, buffer_size: int = BUFFER, progress: ProgressFn | None = None) -> HashResult:
-    """sha256 and size of one file, read with ``readinto`` into a per-thread buffer."""
+def hash_one(path: Path, *, buffer_size: int = BUFFER, progress: ProgressFn | None = None,
+             use_mmap: bool = True) -> HashResult:
+    """sha256 and size of one file.
+
+    By default the file is mapped and hashed straight from the page cache: with SHA
+    extensions a core hashes ~1.2 GB/s, so copying every byte into a buffer first
+    (``readinto``) costs a noticeable share of the time.  Blobs are never rewritten in
+    place (pull renames finished files in), so a mapping cannot see a file shrink under
+    it; anything mmap refuses (empty or special files) falls back to ``readinto``.
+    """
+    if use_mmap:
+        try:
+            return _hash_mapped(path, buffer_size, progress)
+        except (ValueError, OSError):
+            pass
     buf = _buffer(buffer_size)
     view = memoryview(buf)
     h = hashlib.sha256()
@@ -75,6 +89,28 @@ def hash_one(path: Path, *, buffer_size: int = BUFFER, progress: ProgressFn | No
     return HashResult(total, h.hexdigest())
 
 
+def _hash_mapped(path: Path, chunk: int, progress: ProgressFn | None) -> HashResult:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise ValueError("empty file")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            if hasattr(m, "madvise"):
+                m.madvise(mmap.MADV_SEQUENTIAL)
+            view = memoryview(m)
+            try:
+                for off in range(0, size, chunk):
+                    part = view[off:off + chunk]
+                    h.update(part)  # releases the GIL: other threads hash meanwhile
+                    if progress is not None:
+                        progress(len(part))
+                    part.release()
+            finally:
+                view.release()
+    return HashResult(size, h.hexdigest())
+
+
 def _identity(path: Path) -> tuple[int, int] | Path:
     try:
         st = os.stat(path)
@@ -84,7 +120,7 @@ def _identity(path: Path) -> tuple[int, int] | Path:
 
 
 def hash_files(paths: Iterable[Path], *, workers: int | None = None, buffer_size: int = BUFFER,
-               progress: ProgressFn | None = None) -> dict[Path, HashResult]:
+               progress: ProgressFn | None = None, use_mmap: bool = True) -> dict[Path, HashResult]:
     """Hash every path (following links) in parallel; each underlying file is read once."""
     paths = list(dict.fromkeys(paths))
     groups: dict[tuple[int, int] | Path, list[Path]] = {}
@@ -102,13 +138,13 @@ def hash_files(paths: Iterable[Path], *, workers: int | None = None, buffer_size
     results: dict[Path, HashResult] = {}
     if n == 1:
         for key in order:
-            r = hash_one(groups[key][0], buffer_size=buffer_size, progress=progress)
+            r = hash_one(groups[key][0], buffer_size=buffer_size, progress=progress, use_mmap=use_mmap)
             for p in groups[key]:
                 results[p] = r
         return results
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="qf-hash") as pool:
-        futures = {key: pool.submit(hash_one, groups[key][0], buffer_size=buffer_size, progress=progress)
-                   for key in order}
+        futures = {key: pool.submit(hash_one, groups[key][0], buffer_size=buffer_size, progress=progress,
+                                    use_mmap=use_mmap) for key in order}
         for key, fut in futures.items():
             r = fut.result()
             for p in groups[key]:

@@ -6,10 +6,11 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_fetch.hasher import hash_files, hash_one
+from qwen_fetch.hasher import HashResult, hash_files, hash_one
 from qwen_fetch.manifest import PinnedFile
 from qwen_fetch.paths import SafeRelPath
 from qwen_fetch.verify import (
@@ -153,14 +154,20 @@ def test_compare_partitions_paths(want: dict[str, bytes], have: dict[str, bytes]
     assert r.ok == (want == have)
 
 
-def test_hash_one_small_buffer_literal(tmp_path: Path) -> None:
+@pytest.mark.parametrize("use_mmap", [True, False])
+def test_hash_one_small_buffer_literal(tmp_path: Path, use_mmap: bool) -> None:
     p = tmp_path / "f"
     p.write_bytes(b"abc" * 1000)
     want = hashlib.sha256(b"abc" * 1000).hexdigest()
     seen: list[int] = []
-    r = hash_one(p, buffer_size=7, progress=seen.append)  # many partial reads into a reused buffer
+    r = hash_one(p, buffer_size=7, progress=seen.append, use_mmap=use_mmap)  # many short chunks
     assert (r.size, r.sha256, r.error) == (3000, want, None)
     assert sum(seen) == 3000
+    (tmp_path / "abc").write_bytes(b"abc")
+    (tmp_path / "empty").write_bytes(b"")
+    assert hash_one(tmp_path / "abc", use_mmap=use_mmap).sha256 == SHA_ABC
+    assert hash_one(tmp_path / "empty", use_mmap=use_mmap) == HashResult(0, SHA_EMPTY)
+    assert hash_one(tmp_path / "nope", use_mmap=use_mmap).error
 
 
 def test_hash_files_parallel_dedup_and_errors(tmp_path: Path) -> None:
