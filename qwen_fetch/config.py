@@ -47,6 +47,7 @@ class SourceConfig:
     revision: str | None = None  # default branch on this source (modelscope: master)
     optional_files: tuple[str, ...] = ()  # globs a source may add or change (issue: ModelScope extras)
     endpoint_env: str | None = None  # the environment variable that overrode ``endpoint``, if any
+    s3_endpoint_url: str | None = None  # kind: s3 on MinIO/Ceph/OSS (else AWS_ENDPOINT_URL or AWS)
 
     def map_model(self, model_id: str) -> str:
         for m in self.model_map:
@@ -80,7 +81,8 @@ class Config:
         raise UsageError(f"unknown source {name!r}", hint=f"configured sources ({self.origin}): {names}")
 
 
-_SOURCE_KEYS = {"name", "kind", "endpoint", "priority", "token_env", "model_map", "revision", "optional_files"}
+_SOURCE_KEYS = {"name", "kind", "endpoint", "priority", "token_env", "model_map", "revision", "optional_files",
+                "s3_endpoint_url"}
 
 
 def _err(where: str, lines: LineMap, path: tuple[object, ...], msg: str) -> ConfigError:
@@ -114,6 +116,14 @@ def _parse_source(obj: Any, i: int, where: str, lines: LineMap) -> SourceConfig:
         raise _err(where, lines, path + ("endpoint",), f"endpoint {endpoint!r} must be an http(s) URL")
     if kind == "s3" and parts.scheme != "s3":
         raise _err(where, lines, path + ("endpoint",), f"endpoint {endpoint!r} must look like s3://bucket/prefix")
+    if kind == "dir" and not (endpoint.startswith(("/", "~", "file://"))):
+        raise _err(where, lines, path + ("endpoint",), f"endpoint {endpoint!r} must be an absolute path or file:// URL")
+    s3_url = obj.get("s3_endpoint_url")
+    if s3_url is not None:
+        sp = urlsplit(s3_url) if isinstance(s3_url, str) else None
+        if kind != "s3" or sp is None or sp.scheme not in ("http", "https") or not sp.hostname:
+            raise _err(where, lines, path + ("s3_endpoint_url",),
+                       "s3_endpoint_url must be an http(s) URL, on a kind: s3 source")
     priority = obj.get("priority", 50)
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise _err(where, lines, path + ("priority",), f"priority must be an integer, got {priority!r}")
@@ -138,7 +148,7 @@ def _parse_source(obj: Any, i: int, where: str, lines: LineMap) -> SourceConfig:
     return SourceConfig(
         name=name, kind=kind, endpoint=endpoint, priority=priority, token_env=token_env,
         model_map=tuple(ModelMap(k, v) for k, v in sorted(mm_raw.items(), key=lambda kv: -len(kv[0]))),
-        revision=revision, optional_files=tuple(opt),
+        revision=revision, optional_files=tuple(opt), s3_endpoint_url=s3_url.rstrip("/") if s3_url else None,
     )
 
 

@@ -51,7 +51,11 @@ def make_source(config: SourceConfig, *, timeout: float = 30.0, connections: int
         from qwen_fetch.sources.modelscope import ModelScopeSource
 
         return ModelScopeSource(config, timeout=timeout, connections=connections)
+    if config.kind in ("dir", "s3"):
+        from qwen_fetch.sources.store import StoreSource
+
+        return StoreSource(config)
     from qwen_fetch.errors import ConfigError
 
     raise ConfigError(f"source {config.name!r}: kind {config.kind!r} is not supported by this build",
-                      hint="use kind: hf or kind: modelscope")
+                      hint="use kind: hf, modelscope, dir or s3")
