@@ -152,6 +152,8 @@ def check_against_pin(listing: RepoListing, pin: Pin, wanted: Iterable[PinnedFil
             continue
         if rf.path not in wanted_paths:
             continue
+        if any(fnmatch.fnmatchcase(rf.path, g) for g in optional):
+            continue  # a source's own variant (e.g. ModelScope's model card): other sources serve the pinned bytes
         if rf.size != pf.size:
             problems.append(f"{rf.path}: size {rf.size} listed, {pf.size} pinned")
         elif rf.sha256 is not None and rf.sha256 != pf.sha256:
@@ -200,6 +202,7 @@ class Puller:
         return self.sources[sc.name]
 
     def _revision_for(self, sc: SourceConfig, pin: Pin | None, primary: RepoListing | None) -> str:
+        """The revision to ask ``sc`` for.  Commits are only meaningful within one hub family."""
         if pin is not None:
             if sc.name == pin.source:
                 return pin.commit
@@ -208,14 +211,20 @@ class Puller:
                 return sr.commit
             if self._same_kind(sc, pin.source):
                 return pin.commit
-        elif primary is not None and self._same_kind(sc, primary.source):
+            # Another hub: its default branch; the pinned content hashes decide what it may serve.
+            return self._source_default(sc)
+        if primary is not None and self._same_kind(sc, primary.source):
             return primary.commit
-        if self.opts.revision and (pin is None or self.opts.revision == pin.revision):
-            if sc.kind == "hf" or not _looks_like_commit(self.opts.revision):
-                return self.opts.revision
-        if pin is not None and sc.kind == "hf" and not _looks_like_commit(pin.revision):
-            return pin.revision
-        return self._source_default(sc)
+        rev = self.opts.revision
+        if rev is None or rev in ("main", "master") or (primary is not None and _looks_like_commit(rev)):
+            return self._source_default(sc)
+        return rev
+
+    def _optional_of(self, source: str) -> tuple[str, ...]:
+        try:
+            return self.config.get(source).optional_files
+        except QFError:
+            return ()
 
     def _source_default(self, sc: SourceConfig) -> str:
         return sc.revision or ("master" if sc.kind == "modelscope" else "main")
@@ -326,7 +335,14 @@ class Puller:
                                      context=problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else []),
                                      hint="nothing was downloaded; if the change is intended run with --update and review the lockfile diff",
                                      reference="not-allowlisted")
-            files = tuple(wanted)
+            # Files only the pin's own hub publishes (ModelScope's configuration.json): when no
+            # reachable source has them, they are skipped and reported, not an integrity failure.
+            pin_optional = self._optional_of(pin.source)
+            unavailable = [f for f in wanted if any(fnmatch.fnmatchcase(f.path, g) for g in pin_optional)
+                           and not any((rf := lst.by_path().get(f.path)) is not None and content_matches(rf, f)
+                                       for lst in listings)]
+            skipped = sorted(set(skipped) | {f.path for f in unavailable})
+            files = tuple(f for f in wanted if f not in unavailable)
             revision, commit = pin.revision, pin.commit
         else:
             revision = o.revision or self._source_default(src_cfg)

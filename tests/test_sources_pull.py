@@ -114,9 +114,6 @@ def test_modelscope_token_reaches_endpoint_not_object_storage(cli, tmp_path: Pat
         assert all(TOKEN not in str(q["headers"]) for q in oss.log)
 
 
-@pytest.mark.xfail(reason="pull.check_against_pin treats a pinned optional file that differs on the primary "
-                          "(ModelScope's README.md) as a lock mismatch instead of serving it from another source",
-                   strict=False)
 def test_modelscope_differing_readme_with_an_hf_lock(cli, tmp_path: Path, two_hubs) -> None:  # type: ignore[no-untyped-def]
     store, commit, hf, _ = two_hubs
     with ModelScopeHubServer(store, extra_files={**DEFAULT_EXTRA_FILES, "README.md": b"# ModelScope card\n"}) as ms:
@@ -131,8 +128,6 @@ def test_modelscope_differing_readme_with_an_hf_lock(cli, tmp_path: Path, two_hu
         assert sf is not None and (Path(doc["target"]) / "README.md").read_bytes() == sf.disk.read_bytes()
 
 
-@pytest.mark.xfail(reason="pull._revision_for asks an hf source for the pin's ModelScope revision name (master)",
-                   strict=False)
 def test_modelscope_lock_then_hf_source(cli, tmp_path: Path, two_hubs) -> None:  # type: ignore[no-untyped-def]
     _, _, hf, ms = two_hubs
     cfg = config(tmp_path / "m.yaml", ("ms", "modelscope", ms.url, 10), ("hf", "hf", hf.url, 20))
