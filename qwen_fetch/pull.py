@@ -236,6 +236,21 @@ class Puller:
             return sc.kind == "hf"
         return other.kind == sc.kind
 
+    def health_checked(self, configs: list[SourceConfig]) -> list[SourceConfig]:
+        """``--source auto``: short parallel health checks; unhealthy sources are skipped with their reason."""
+        from qwen_fetch.select import PROBE_TIMEOUT, probe_all, rank
+
+        ranking = rank(probe_all(configs, timeout=min(PROBE_TIMEOUT, self.opts.engine.request_timeout)), configs)
+        for sc, reason in ranking.skipped:
+            self.failures.append((sc.name, f"health check: {reason}"))
+            self.progress.note(f"{sc.name}: skipped ({reason})")
+        if not ranking.order:
+            raise SourceError(f"no source could resolve {self.opts.model_id}",
+                              context=[f"{n}: {r}" for n, r in self.failures],
+                              hint="check the network/proxy (HTTPS_PROXY/NO_PROXY) and the endpoints in mirrors.yaml; "
+                                   "`qwen-fetch mirrors --probe` tests each source", reference="all-sources-failed")
+        return list(ranking.order)
+
     def _resolve_one(self, sc: SourceConfig, revision: str) -> RepoListing:
         listing = self._source(sc).resolve(self.opts.model_id, revision)
         return listing
@@ -243,6 +258,8 @@ class Puller:
     def resolve_all(self, pin: Pin | None) -> tuple[RepoListing, list[RepoListing]]:
         """The primary listing (first source by priority that answers) plus the others that answered."""
         configs = self.candidate_configs()
+        if len(configs) > 1:
+            configs = self.health_checked(configs)
         primary: RepoListing | None = None
         others: list[RepoListing] = []
         rest: list[SourceConfig] = []
