@@ -318,3 +318,156 @@ def unmount(mountpoint: Path) -> None:
 def expected_pins(store: Any, repo_id: str, commits: Iterable[str]) -> dict[str, dict[str, str]]:
     """``commit -> {path: sha256}`` from a :class:`~qwen_fetch.testing.repo.RepoStore`."""
     return {c: {f.path: f.sha256 for f in store.files(repo_id, c)} for c in commits}
+
+
+# ---------------------------------------------------------------------------
+# crash trials: SIGKILL pull / verify / gc at random moments, rerun, compare
+
+
+@dataclass
+class Trial:
+    kind: str
+    kills: int = 0  # SIGKILLs that hit a running process
+    passed: bool = False
+    lost: list[str] = field(default_factory=list)  # in the clean cache, missing after the rerun
+    corrupt: list[str] = field(default_factory=list)  # wrong bytes (seen by the watcher or at the end)
+    notes: list[str] = field(default_factory=list)  # extra files, failed reruns, ...
+
+
+class CrashLab:
+    """Reference caches built once; each trial works on its own copy under ``work``.
+
+    ``hub_url`` serves ``repo_id`` with ``commit`` at ``main`` and ``old_commit``
+    at ``old`` (for gc: a revision that no lockfile pins and no ref names).
+    """
+
+    def __init__(self, work: Path, store: Any, repo_id: str, commit: str, old_commit: str, hub_url: str) -> None:
+        self.work = work
+        self.repo_id = repo_id
+        self.commit = commit
+        self.old_commit = old_commit
+        work.mkdir(parents=True, exist_ok=True)
+        self.mirrors = work / "mirrors.yaml"
+        self.mirrors.write_text(f"sources:\n  - name: local\n    kind: hf\n    endpoint: {hub_url}\n")
+        self.expected = expected_pins(store, repo_id, [commit, old_commit])
+        self.n = 0
+        # the clean pull every pull trial must end equal to
+        self.ref = work / "ref"
+        t0 = time.monotonic()
+        self._ok(self.pull(self.ref), "clean pull")
+        self.pull_seconds = time.monotonic() - t0
+        self.ref_digest = cache_digest(self.ref / "cache")
+        self.ref_lock = (self.ref / "qwen-fetch.lock").read_text()
+        t0 = time.monotonic()
+        self._ok(self.verify(self.ref), "clean verify")
+        self.verify_seconds = time.monotonic() - t0
+        # the gc starting point: the old revision (ref removed, unpinned) + a stale partial, then main
+        self.gc_base = work / "gc-base"
+        self._ok(self.pull(self.gc_base, "--revision", "old", lock="old.lock"), "pull old")
+        os.unlink(self.gc_base / "cache" / self._repo_dir() / "refs" / "old")
+        self._ok(self.pull(self.gc_base), "pull main")
+        blobs = self.gc_base / "cache" / self._repo_dir() / "blobs"
+        stale = blobs / ("e" * 64 + ".incomplete")
+        stale.write_bytes(os.urandom(300_000))
+        os.utime(stale, (time.time() - 3 * 86400,) * 2)
+        clean = self._copy(self.gc_base, "gc-ref")
+        t0 = time.monotonic()
+        self._ok(self.gc(clean), "clean gc")
+        self.gc_seconds = time.monotonic() - t0
+        self.gc_digest = cache_digest(clean / "cache")
+        assert self.gc_digest != cache_digest(self.gc_base / "cache"), "the gc base has nothing to collect"
+
+    # -- commands -------------------------------------------------------------
+    def _repo_dir(self) -> str:
+        return "models--" + self.repo_id.replace("/", "--")
+
+    def pull(self, d: Path, *extra: str, lock: str = "qwen-fetch.lock") -> list[str]:
+        d.mkdir(parents=True, exist_ok=True)
+        return qf_argv("pull", self.repo_id, "--config", str(self.mirrors), "--cache-dir", str(d / "cache"),
+                       "--lock", str(d / lock), "--no-smoke", "--json", *extra)
+
+    def verify(self, d: Path) -> list[str]:
+        return qf_argv("verify", self.repo_id, "--cache-dir", str(d / "cache"), "--lock", str(d / "qwen-fetch.lock"))
+
+    def gc(self, d: Path) -> list[str]:
+        return qf_argv("gc", "--cache-dir", str(d / "cache"), "--lock", str(d / "qwen-fetch.lock"), "--yes", "--json")
+
+    def _ok(self, argv: list[str], what: str) -> None:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            raise RuntimeError(f"{what} failed ({r.returncode}): {r.stderr[-2000:]}")
+
+    def _copy(self, src: Path, name: str) -> Path:
+        self.n += 1
+        dst = self.work / f"{name}-{self.n}"
+        shutil.copytree(src, dst, symlinks=True)
+        return dst
+
+    def _fresh(self, name: str) -> Path:
+        self.n += 1
+        d = self.work / f"{name}-{self.n}"
+        d.mkdir(parents=True)
+        return d
+
+    def _judge(self, t: Trial, want: Mapping[str, str], got: Mapping[str, str], w: SnapshotWatcher) -> None:
+        t.lost += [p for p in sorted(set(want) - set(got))]
+        t.corrupt += [f"{p}: {got[p]}" for p in sorted(set(want) & set(got)) if want[p] != got[p]]
+        t.corrupt += w.violations
+        t.notes += [f"extra {p}" for p in sorted(set(got) - set(want))]
+        t.passed = not (t.lost or t.corrupt or t.notes)
+
+    def _rerun(self, t: Trial, argv: list[str], what: str, ok_codes: tuple[int, ...] = (0,)) -> None:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        if r.returncode not in ok_codes:
+            t.notes.append(f"{what} exited {r.returncode}: {r.stderr.strip()[-300:]}")
+
+    # -- trials ---------------------------------------------------------------
+    def trial_pull(self, rng: Any, kills: int = 1, pinned: bool = False) -> Trial:
+        """``kills`` runs of pull, each SIGKILLed at a random moment; then one rerun to the end."""
+        t = Trial("pull")
+        d = self._fresh("pull")
+        if pinned:
+            (d / "qwen-fetch.lock").write_text(self.ref_lock)
+        with SnapshotWatcher(d / "cache", self.expected) as w:
+            for _ in range(kills):
+                killed, _rc = kill_after(self.pull(d), rng.uniform(0.05, self.pull_seconds * 1.1))
+                t.kills += killed
+            self._rerun(t, self.pull(d), "rerun of pull")
+            self._rerun(t, self.verify(d), "verify after the rerun")
+        self._judge(t, self.ref_digest, cache_digest(d / "cache"), w)
+        lock = d / "qwen-fetch.lock"
+        if not lock.exists() or lock.read_text() != self.ref_lock:
+            t.notes.append("the lockfile differs from a clean pull's")
+            t.passed = False
+        strays = sorted(p.name for p in d.iterdir() if p.name not in ("cache", "qwen-fetch.lock"))
+        if strays:
+            t.notes.append(f"stray files beside the lockfile: {strays}")
+            t.passed = False
+        if t.passed:
+            shutil.rmtree(d, ignore_errors=True)
+        return t
+
+    def trial_verify(self, rng: Any) -> Trial:
+        t = Trial("verify")
+        d = self._copy(self.ref, "verify")
+        with SnapshotWatcher(d / "cache", self.expected) as w:
+            killed, _rc = kill_after(self.verify(d), rng.uniform(0.05, self.verify_seconds * 1.1))
+            t.kills += killed
+            self._rerun(t, self.verify(d), "rerun of verify")
+        self._judge(t, self.ref_digest, cache_digest(d / "cache"), w)
+        if t.passed:
+            shutil.rmtree(d, ignore_errors=True)
+        return t
+
+    def trial_gc(self, rng: Any) -> Trial:
+        t = Trial("gc")
+        d = self._copy(self.gc_base, "gc")
+        with SnapshotWatcher(d / "cache", self.expected) as w:
+            killed, _rc = kill_after(self.gc(d), rng.uniform(0.05, self.gc_seconds * 1.1))
+            t.kills += killed
+            self._rerun(t, self.gc(d), "rerun of gc")
+            self._rerun(t, self.verify(d), "verify after gc")
+        self._judge(t, self.gc_digest, cache_digest(d / "cache"), w)
+        if t.passed:
+            shutil.rmtree(d, ignore_errors=True)
+        return t
