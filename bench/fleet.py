@@ -129,6 +129,7 @@ def main() -> int:
         print(f"solo {name}: {solo[name]:.1f}s")
 
     # 3. the fleet, all at once.
+    load_before = os.getloadavg()[0]
     nodes: list[Node] = []
     t0 = time.monotonic()
     for i in range(args.pulls):
@@ -147,6 +148,7 @@ def main() -> int:
                 pending.remove(n)
         time.sleep(0.05)
     wall = time.monotonic() - t0
+    load_after = os.getloadavg()[0]
 
     # 4. identical, verified bytes on every node.
     for n in nodes:
@@ -181,7 +183,8 @@ def main() -> int:
     md = f"""# Fleet check: one `qwen-fetch serve`, {args.pulls} `qwen-fetch pull` + {args.hf} `hf download` clients
 
 Command: `.venv/bin/python bench/fleet.py --mib {args.mib} --pulls {args.pulls} --hf {args.hf}`
-Host: {host}; everything on loopback (server and all clients share the CPU cores).
+Host: {host}; everything on loopback (server and all clients share the CPU cores);
+1-minute load average {load_before:.1f} before the fleet started, {load_after:.1f} when it finished.
 Model: `{MODEL}`-shaped repo, {len(pin.files)} files, {model_bytes / 2**20:.0f} MiB per copy; `serve --lock` (verified pin).
 
 Each tool alone first (same server, one client): {solo_line}

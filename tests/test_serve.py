@@ -74,6 +74,15 @@ def test_snapshot_download_in_process(tmp_path: Path, pulled, served: ServeServe
     before = served.stats.bytes_sent
     snapshot_download(QWEN3_VL_8B, endpoint=served.url, cache_dir=str(tmp_path / "sd"))
     assert served.stats.bytes_sent - before < 20_000  # JSON only, no file body again
+    # A cache written by huggingface_hub (plain blobs named by git blob id) served without a lock:
+    # a second hop gets the same bytes, and the same ETags as the first.
+    with ServeServer(tmp_path / "sd") as hop, httpx.Client() as c:
+        out2 = snapshot_download(QWEN3_VL_8B, endpoint=hop.url, cache_dir=str(tmp_path / "sd2"))
+        assert snapshot_hashes(Path(out2)) == {f.path: f.sha256 for f in pin.files}
+        for name in ("config.json", SHARD):
+            a = c.head(f"{served.url}/{QWEN3_VL_8B}/resolve/main/{name}").headers
+            b = c.head(f"{hop.url}/{QWEN3_VL_8B}/resolve/main/{name}").headers
+            assert (a["ETag"], a.get("X-Linked-Size")) == (b["ETag"], b.get("X-Linked-Size"))
 
 
 def test_qwen_fetch_pulls_from_serve_as_hf_source(tmp_path: Path, cli, pulled, served: ServeServer) -> None:
