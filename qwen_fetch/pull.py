@@ -20,7 +20,7 @@ import fnmatch
 import hashlib
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,11 +28,12 @@ from pathlib import Path
 from qwen_fetch.cache import RepoCache, check_repo_id
 from qwen_fetch.config import Config, SourceConfig
 from qwen_fetch.errors import IntegrityError, QFError, SourceError, UsageError
-from qwen_fetch.hashing import git_blob_header, hash_file
-from qwen_fetch.lockfile import Lock, read_lock, write_lock
+from qwen_fetch.hashing import git_blob_header
+from qwen_fetch.layout import Layout, quarantine, verify_existing
+from qwen_fetch.lockfile import read_lock, write_lock
 from qwen_fetch.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
-from qwen_fetch.paths import SafeRelPath, join_safe
+from qwen_fetch.pins import check_against_pin, content_matches, matches, pick_pin
 from qwen_fetch.progress import NullProgress, ProgressSink
 from qwen_fetch.sources.base import FileLocation, Source, make_source
 
@@ -97,79 +98,6 @@ class PullResult:
             "skipped_extras": list(self.skipped_extras),
             "lock_written": self.lock_written,
         }
-
-
-# ---------------------------------------------------------------------------
-# pure helpers
-
-
-def matches(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
-    """``hf download`` semantics: keep if any include matches (or none given) and no exclude matches."""
-    def m(pats: Sequence[str]) -> bool:
-        return any(fnmatch.fnmatchcase(path, p) or (p.endswith("/") and path.startswith(p)) for p in pats)
-
-    return (not include or m(include)) and not m(exclude)
-
-
-def pick_pin(lock: Lock, model_id: str, revision: str | None, update: bool, frozen: bool) -> Pin | None:
-    """Which pin governs this pull; raise when the request contradicts the lock."""
-    pins = lock.pins(model_id)
-    if not pins:
-        if frozen:
-            raise IntegrityError(f"{model_id} has no pin in the lockfile and --frozen forbids adding one",
-                                 hint=f"run `qwen-fetch lock {model_id}` and commit the lockfile",
-                                 reference="missing-pin")
-        return None
-    if update:
-        if frozen:
-            raise UsageError("--update and --frozen contradict each other", hint="drop one of them")
-        return None
-    if revision is None:
-        return pins[0]
-    for p in pins:  # current first; older pins allow a pinned rollback
-        if revision in (p.revision, p.commit) or (len(revision) >= 7 and p.commit.startswith(revision)):
-            return p
-    raise IntegrityError(
-        f"{model_id} is locked to {pins[0].revision}@{pins[0].commit[:12]}; --revision {revision} is not pinned",
-        hint=f"to move the pin run `qwen-fetch pull {model_id} --revision {revision} --update`",
-        reference="revision-not-pinned")
-
-
-def check_against_pin(listing: RepoListing, pin: Pin, wanted: Iterable[PinnedFile], optional: Sequence[str]
-                      ) -> tuple[list[str], list[str]]:
-    """Compare a source's listing with the pin.  Returns (problems, skipped optional extras)."""
-    pinned = pin.by_path()
-    wanted_paths = {f.path for f in wanted}
-    problems: list[str] = []
-    skipped: list[str] = []
-    for rf in listing.files:
-        pf = pinned.get(rf.path)
-        if pf is None:
-            if any(fnmatch.fnmatchcase(rf.path, g) for g in optional):
-                skipped.append(rf.path)
-            else:
-                problems.append(f"{rf.path}: not in the lock (not allowlisted)")
-            continue
-        if rf.path not in wanted_paths:
-            continue
-        if any(fnmatch.fnmatchcase(rf.path, g) for g in optional):
-            continue  # a source's own variant (e.g. ModelScope's model card): other sources serve the pinned bytes
-        if rf.size != pf.size:
-            problems.append(f"{rf.path}: size {rf.size} listed, {pf.size} pinned")
-        elif rf.sha256 is not None and rf.sha256 != pf.sha256:
-            problems.append(f"{rf.path}: sha256 {rf.sha256} listed, {pf.sha256} pinned")
-    return sorted(problems), sorted(skipped)
-
-
-def content_matches(rf: RemoteFile, pf: PinnedFile) -> bool:
-    """May this source's file serve this pin?  (Bytes are verified anyway.)"""
-    if rf.size != pf.size:
-        return False
-    if rf.sha256 is not None:
-        return rf.sha256 == pf.sha256
-    if rf.git_oid is not None and pf.git_oid is not None:
-        return rf.git_oid == pf.git_oid
-    return True
 
 
 # ---------------------------------------------------------------------------
@@ -435,12 +363,12 @@ class Puller:
         # Files already present: re-hash them (never trust bytes we did not verify).
         present = [f for f in files if layout.dest(f).exists()]
         with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as ex:
-            ok = list(ex.map(lambda f: _verify_existing(layout.dest(f), f), present))
+            ok = list(ex.map(lambda f: verify_existing(layout.dest(f), f), present))
         good = {f.sha256 for f, v in zip(present, ok) if v}
         for f, v in zip(present, ok):
             if not v:
                 self.progress.note(f"{f.path}: cached copy does not match its pin; fetching it again")
-                _quarantine(layout.dest(f))
+                quarantine(layout.dest(f))
         todo: list[PinnedFile] = []
         written: list[FetchOutcome] = []  # small git files already fetched (and verified) while hashing
         for f in files:
@@ -479,90 +407,6 @@ class Puller:
         # Every byte is verified: now (and only now) expose the snapshot.
         target = layout.finish(files, commit, revision)
         return target, written + list(outcomes), len(files) - len(todo) - len(written)
-
-
-class Layout:
-    """Where verified bytes go: the HF cache (blobs + snapshot links) or a plain folder."""
-
-    def __init__(self, cache_dir: Path, model_id: str, local_dir: Path | None) -> None:
-        self.repo = RepoCache(cache_dir, model_id)
-        self.local_dir = local_dir
-        self.meta = local_dir / ".cache" / "qwen-fetch" if local_dir is not None else None
-
-    def ensure(self) -> None:
-        if self.local_dir is None:
-            self.repo.ensure_dirs()
-        else:
-            assert self.meta is not None
-            (self.meta / "locks").mkdir(parents=True, exist_ok=True)
-
-    def dest(self, f: PinnedFile) -> Path:
-        if self.local_dir is None:
-            return self.repo.blob_path(f.sha256)
-        return join_safe(self.local_dir, f.path)
-
-    def partial(self, f: PinnedFile) -> Path:
-        if self.local_dir is None:
-            return self.repo.partial_path(f.sha256)
-        assert self.meta is not None
-        return self.meta / f"{f.sha256}.incomplete"
-
-    def lock(self, f: PinnedFile) -> Path:
-        if self.local_dir is None:
-            return self.repo.lock_path(f.sha256)
-        assert self.meta is not None
-        return self.meta / "locks" / f"{f.sha256}.lock"
-
-    def write_verified(self, f: PinnedFile, data: bytes) -> None:
-        dest = self.dest(f)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-
-    def finish(self, files: Sequence[PinnedFile], commit: str, revision: str) -> Path:
-        if self.local_dir is not None:
-            # Same content at two paths: the engine fetched it once.
-            by_sha: dict[str, Path] = {}
-            for f in files:
-                d = self.dest(f)
-                if d.exists():
-                    by_sha.setdefault(f.sha256, d)
-            for f in files:
-                d = self.dest(f)
-                if not d.exists():
-                    src = by_sha[f.sha256]
-                    d.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = d.with_name(f".{d.name}.tmp")
-                    with open(src, "rb") as a, open(tmp, "wb") as b:
-                        while chunk := a.read(1 << 22):
-                            b.write(chunk)
-                    os.replace(tmp, d)
-            return self.local_dir
-        for f in files:
-            self.repo.link_snapshot(commit, f.path, f.sha256)
-        if revision != commit:
-            self.repo.write_ref(revision, commit)
-        return self.repo.snapshot_dir(commit)
-
-
-def _verify_existing(path: Path, f: PinnedFile) -> bool:
-    try:
-        if path.stat().st_size != f.size:
-            return False
-        return hash_file(path).sha256 == f.sha256
-    except OSError:
-        return False
-
-
-def _quarantine(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
 
 
 def _looks_like_commit(rev: str) -> bool:

@@ -1,0 +1,96 @@
+"""Where verified bytes go: the HF cache (blobs + snapshot links) or a plain ``--local-dir`` folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from qwen_fetch.cache import RepoCache
+from qwen_fetch.hashing import hash_file
+from qwen_fetch.manifest import PinnedFile
+from qwen_fetch.paths import join_safe
+
+
+class Layout:
+    """Where verified bytes go: the HF cache (blobs + snapshot links) or a plain folder."""
+
+    def __init__(self, cache_dir: Path, model_id: str, local_dir: Path | None) -> None:
+        self.repo = RepoCache(cache_dir, model_id)
+        self.local_dir = local_dir
+        self.meta = local_dir / ".cache" / "qwen-fetch" if local_dir is not None else None
+
+    def ensure(self) -> None:
+        if self.local_dir is None:
+            self.repo.ensure_dirs()
+        else:
+            assert self.meta is not None
+            (self.meta / "locks").mkdir(parents=True, exist_ok=True)
+
+    def dest(self, f: PinnedFile) -> Path:
+        if self.local_dir is None:
+            return self.repo.blob_path(f.sha256)
+        return join_safe(self.local_dir, f.path)
+
+    def partial(self, f: PinnedFile) -> Path:
+        if self.local_dir is None:
+            return self.repo.partial_path(f.sha256)
+        assert self.meta is not None
+        return self.meta / f"{f.sha256}.incomplete"
+
+    def lock(self, f: PinnedFile) -> Path:
+        if self.local_dir is None:
+            return self.repo.lock_path(f.sha256)
+        assert self.meta is not None
+        return self.meta / "locks" / f"{f.sha256}.lock"
+
+    def write_verified(self, f: PinnedFile, data: bytes) -> None:
+        dest = self.dest(f)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+
+    def finish(self, files: Sequence[PinnedFile], commit: str, revision: str) -> Path:
+        if self.local_dir is not None:
+            # Same content at two paths: the engine fetched it once.
+            by_sha: dict[str, Path] = {}
+            for f in files:
+                d = self.dest(f)
+                if d.exists():
+                    by_sha.setdefault(f.sha256, d)
+            for f in files:
+                d = self.dest(f)
+                if not d.exists():
+                    src = by_sha[f.sha256]
+                    d.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = d.with_name(f".{d.name}.tmp")
+                    with open(src, "rb") as a, open(tmp, "wb") as b:
+                        while chunk := a.read(1 << 22):
+                            b.write(chunk)
+                    os.replace(tmp, d)
+            return self.local_dir
+        for f in files:
+            self.repo.link_snapshot(commit, f.path, f.sha256)
+        if revision != commit:
+            self.repo.write_ref(revision, commit)
+        return self.repo.snapshot_dir(commit)
+
+
+def verify_existing(path: Path, f: PinnedFile) -> bool:
+    try:
+        if path.stat().st_size != f.size:
+            return False
+        return hash_file(path).sha256 == f.sha256
+    except OSError:
+        return False
+
+
+def quarantine(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
