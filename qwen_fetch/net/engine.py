@@ -189,7 +189,8 @@ def _consume(sched: Scheduler, a: Assignment, op: Opened) -> None:
     block = off // bs
     block_end = min((block + 1) * bs, size)
     keep = sched.wanted(a, block)
-    buf = bytearray()
+    buf = bytearray(min(bs, size))  # one block, reused: no allocation per block
+    filled = 0
     received = 0
     try:
         for chunk in op.response.iter_raw():  # as the socket delivers it: no re-chunking copies
@@ -200,14 +201,15 @@ def _consume(sched: Scheduler, a: Assignment, op: Opened) -> None:
                     raise SourceFailed(f"the server sent more than the {op.end - op.offset} bytes it announced")
                 take = min(len(view), block_end - off)
                 if keep:
-                    buf += view[:take]
+                    buf[filled:filled + take] = view[:take]
+                    filled += take
                 view, off = view[take:], off + take
                 if off < block_end:
                     continue
                 if keep:
-                    if not sched.commit_block(a, block, buf):
+                    if not sched.commit_block(a, block, memoryview(buf)[:filled]):
                         return  # the file changed course; another assignment owns it now
-                    buf = bytearray()
+                filled = 0
                 if off >= a.end or off >= size or sched.cancel.is_set() or sched.stopping:
                     if off >= op.end and view:
                         raise SourceFailed("the server sent more bytes than the file has")

@@ -54,6 +54,8 @@ class FileTask:
     done_count: int = 0
     hashed: int = 0
     hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
+    hash_buf: bytearray | None = None  # reused read-back buffer (under hash_lock)
+    flushed: int = 0  # bytes before this offset were handed to writeback
     etag: str | None = None
     etag_source: str = ""
     stream: bool = False  # the source ignores Range: one connection reads the whole body
@@ -157,6 +159,7 @@ class FileTask:
 
     def release_files(self) -> None:
         """Close the partial and the journal (caller holds ``wlock``)."""
+        self.hash_buf = None
         self._close_journal()
         if self.fd >= 0:
             os.close(self.fd)
@@ -174,7 +177,7 @@ class FileTask:
         return dropped
 
     # -- writes (worker threads) ----------------------------------------------
-    def write_block(self, gen: int, block: int, data: bytes | bytearray, cond: threading.Condition) -> bool:
+    def write_block(self, gen: int, block: int, data: memoryview, cond: threading.Condition) -> bool:
         """Write one whole block, journal and mark it, unless the file changed course (``False``).
 
         Holding ``wlock`` from the generation check through the write means a

@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from qwen_fetch.net.diskio import start_writeback
 from qwen_fetch.net.filetask import FileTask, Phase
 from qwen_fetch.net.jobs import EngineOptions
 from qwen_fetch.net.partstate import state_path
@@ -31,6 +32,8 @@ from qwen_fetch.net.ranges import plan_ranges, retry_delay, split_point
 from qwen_fetch.progress import ProgressSink
 
 _jitter = random.Random()
+HASH_RUN_BLOCKS = 8  # blocks read back and hashed per call
+WRITEBACK_BYTES = 16 << 20  # ask the kernel to write hashed bytes back in stretches this long
 MIN_RATE_WINDOW = 0.5  # seconds of a connection's history before its speed is trusted
 
 
@@ -89,18 +92,31 @@ class Scheduler:
                 if self.stopping or self.cancel.is_set() or self.fatal is not None:
                     return None
                 now = time.monotonic()
-                wait = 0.5
-                for a in self.pending:
-                    if a.not_before <= now:
-                        self.pending.remove(a)
-                        self.active.append(a)
-                        return a
-                    wait = min(wait, a.not_before - now)
+                ready = [a for a in self.pending if a.not_before <= now]
+                if ready:
+                    a = self._spread(ready)
+                    self.pending.remove(a)
+                    self.active.append(a)
+                    return a
+                wait = min([0.5] + [a.not_before - now for a in self.pending])
                 stolen = self._steal()
                 if stolen is not None:
                     self.active.append(stolen)
                     return stolen
                 self.cond.wait(max(wait, 0.01))
+
+    def _spread(self, ready: list[Assignment]) -> Assignment:
+        """The next range of the file with the fewest connections (then in file order).
+
+        Spreading connections over files keeps each file's in-flight window
+        short, so its contiguous prefix (and the sha256 over it) advances as
+        ranges land instead of all at once at the end, and several files hash
+        in parallel.
+        """
+        busy: dict[int, int] = {}
+        for a in self.active:
+            busy[a.task.index] = busy.get(a.task.index, 0) + 1
+        return min(ready, key=lambda a: (busy.get(a.task.index, 0), a.task.index, a.start))
 
     def _steal(self) -> Assignment | None:
         """Split the slowest-to-finish range in flight so its tail runs on another connection.
@@ -220,7 +236,7 @@ class Scheduler:
             return a.gen == t.gen and block < t.nblocks and t.crcs[block] is None \
                 and block * t.block_size >= a.start
 
-    def commit_block(self, a: Assignment, block: int, data: bytearray) -> bool:
+    def commit_block(self, a: Assignment, block: int, data: memoryview) -> bool:
         t = a.task
         if not t.write_block(a.gen, block, data, self.cond):
             return False
@@ -234,27 +250,36 @@ class Scheduler:
         return True
 
     def hash_prefix(self, t: FileTask, *, blocking: bool) -> None:
-        """Feed the file's sha256 with every done block of its contiguous prefix."""
+        """Feed the file's sha256 with every done block of its contiguous prefix (read back, in runs)."""
         if not t.hash_lock.acquire(blocking=blocking):
             return  # another thread is hashing this file; it will pick our block up
         try:
             while True:
                 with self.cond:
-                    i, h = t.hashed, t.hasher
-                    if i >= t.nblocks or t.crcs[i] is None or t.fd < 0:
+                    i, h, fd = t.hashed, t.hasher, t.fd
+                    j = i
+                    while j < t.nblocks and t.crcs[j] is not None and j - i < HASH_RUN_BLOCKS:
+                        j += 1
+                    if j == i or fd < 0:
                         return
-                    start, end = t.span(i)
-                    fd = t.fd
+                start, end = t.span(i)[0], t.span(j - 1)[1]
+                if t.hash_buf is None or len(t.hash_buf) < end - start:
+                    t.hash_buf = bytearray(min(t.job.size, HASH_RUN_BLOCKS * t.block_size))
+                view = memoryview(t.hash_buf)[:end - start]
                 try:
-                    data = os.pread(fd, end - start, start)
+                    n = os.preadv(fd, [view], start)  # into a reused buffer: no allocation per block
                 except OSError:
                     return  # closed by a stop; nothing to hash any more
-                if len(data) != end - start:
+                if n != end - start:
                     return
-                h.update(data)
+                h.update(view)
                 with self.cond:
-                    if t.hasher is h and t.hashed == i:
-                        t.hashed = i + 1
+                    if t.hasher is not h or t.hashed != i:
+                        continue
+                    t.hashed = j
+                if end - t.flushed >= WRITEBACK_BYTES or end == t.job.size:
+                    start_writeback(fd, t.flushed, end - t.flushed)
+                    t.flushed = end
         finally:
             t.hash_lock.release()
 
