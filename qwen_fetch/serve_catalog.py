@@ -39,6 +39,7 @@ from qwen_fetch.paths import SafeRelPath, UnsafePathError, safe_relpath
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".msgpack", ".h5", ".npz",
                 ".npy", ".pkl", ".tar", ".gz", ".zip", ".zst", ".model", ".tflite", ".ot", ".arrow", ".parquet")
 LFS_MIN_SIZE = 10 * 1024 * 1024
+_REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,200}")
 OPEN_TTL = 2.0  # seconds an open-mode snapshot listing is reused (a running pull may add files)
 
 Fingerprint = tuple[int, int, int]  # (inode, size, mtime_ns)
@@ -255,8 +256,10 @@ class Catalog:
                 if revision in (pin.revision, pin.commit):
                     return pin.commit
             raise Refusal("RevisionNotFound", f"{repo_id}@{revision} is not pinned in the lock served here")
+        if not _REVISION_RE.fullmatch(revision) or ".." in revision:  # never a path outside refs/
+            raise Refusal("RevisionNotFound", f"{revision!r} is not a branch, tag or commit")
         commit = revision if re.fullmatch(r"[0-9a-f]{40}", revision) else repo.read_ref(revision)
-        if commit is None or ".." in revision or not repo.snapshot_dir(commit).is_dir():
+        if commit is None or not re.fullmatch(r"[0-9a-f]{40}", commit) or not repo.snapshot_dir(commit).is_dir():
             raise Refusal("RevisionNotFound", f"{repo_id}@{revision} is not in the cache")
         return commit
 
@@ -288,9 +291,9 @@ class Catalog:
                     raise Refusal("RevisionNotFound", f"{repo_id}@{commit[:12]}: {self._refused[key]}", commit)
             got, why = pinned_snapshot(repo, pin, self.memo)
             with self._mu:
-                if got is None:
+                if got is None and repo.snapshot_dir(commit).is_dir():  # absent: a later pull may add it
                     self._refused[key] = why
-                else:
+                elif got is not None:
                     self._snapshots[key] = got
         if got is None:
             raise Refusal("RevisionNotFound", f"{repo_id}@{commit[:12]}: {why}", commit)

@@ -164,6 +164,13 @@ def test_lock_refuses_unpinned_revision_and_repo(tmp_path: Path, store: RepoStor
     pull_into(cache, tmp_path / "other.lock", QWEN3_VL_8B, hub.url, revision="v2")
     with ServeServer(cache, None) as open_server, ServeServer(cache, lock) as locked, httpx.Client() as c:
         assert c.get(f"{open_server.url}/api/models/{QWEN3_VL_8B}/revision/v2").json()["sha"] == other
+        evil = cache / "models--Qwen--Qwen3-VL-8B-Instruct" / "evil"
+        evil.write_text(other)  # a "ref" outside refs/: never readable through a revision
+        from urllib.parse import quote
+
+        for rev in ("..%2Fevil", quote(str(evil), safe=""), "main%2F..%2F..%2Fevil"):
+            r = c.get(f"{open_server.url}/api/models/{QWEN3_VL_8B}/revision/{rev}")
+            assert (r.status_code, r.headers["X-Error-Code"]) == (404, "RevisionNotFound"), rev
         r = c.get(f"{locked.url}/api/models/{QWEN3_VL_8B}/revision/v2")
         assert (r.status_code, r.headers["X-Error-Code"]) == (404, "RevisionNotFound")
         r = c.head(f"{locked.url}/{QWEN3_VL_8B}/resolve/{other}/config.json")

@@ -113,7 +113,8 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
         size, sha, lfs, oid = e.get("size"), e.get("sha256"), e.get("lfs", False), e.get("git_oid")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise bad(f"bad size for {path!r}")
-        if not is_sha256(sha) or not isinstance(lfs, bool) or (oid is not None and not is_sha1(oid)):
+        if not isinstance(sha, str) or not is_sha256(sha) or not isinstance(lfs, bool) \
+                or (oid is not None and not is_sha1(oid)):
             raise bad(f"bad sha256 / lfs / git_oid for {path!r}")
         files.append(PinnedFile(path=path, size=size, sha256=sha, lfs=lfs, git_oid=oid))
     try:
