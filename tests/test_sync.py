@@ -78,9 +78,13 @@ def test_sync_to_directory_then_pull_back_and_verify(tmp_path: Path, cli, pulled
     assert (dest / "models" / QWEN3_VL_8B / "refs" / "main").read_text().strip() == pin.commit
     assert sorted(p.name for p in (dest / "blobs").iterdir()) == sorted({f.sha256 for f in pin.files})
 
-    again = cli(*args)
+    # The re-run names the store as a `kind: dir` source of mirrors.yaml: nothing to transfer.
+    mirrors = _store_mirrors(tmp_path / "dir.yaml", "dir", str(dest))
+    again = cli("sync", QWEN3_VL_8B, "--to", "private", "--config", str(mirrors), "--cache-dir", str(cache),
+                "--lock", str(lock_path), "--json")
     assert again.exit_code == 0, again.stderr
     assert (again.json()["uploaded_blobs"], again.json()["uploaded_bytes"]) == (0, 0)
+    assert again.json()["skipped_blobs"] == _unique_blobs(lock)
     assert not again.json()["manifest_written"] and not again.json()["ref_written"]
 
     # Bit rot in the store: a plain re-run trusts names and sizes, --recheck re-reads and repairs it.
@@ -91,13 +95,19 @@ def test_sync_to_directory_then_pull_back_and_verify(tmp_path: Path, cli, pulled
     assert fixed.exit_code == 0, fixed.stderr
     assert [u["sha256"] for u in fixed.json()["upload"]] == [shard.sha256]
 
-    mirrors = _store_mirrors(tmp_path / "dir.yaml", "dir", str(dest))
     p = cli("pull", QWEN3_VL_8B, "--config", str(mirrors), "--cache-dir", "node", "--lock", str(lock_path),
             "--frozen", "--no-smoke", "--json")
     assert p.exit_code == 0, p.stderr
     assert p.json()["source"] == "private" and p.json()["downloaded_files"] == len(pin.files)
     v = cli("verify", QWEN3_VL_8B, "--cache-dir", "node", "--lock", str(lock_path))
     assert v.exit_code == 0, v.stdout + v.stderr
+
+    # A store is never trusted either: a blob rotten in it is refused by the puller (exit 3).
+    rotten.write_bytes(b"\1" * shard.size)
+    bad = cli("pull", QWEN3_VL_8B, "--config", str(mirrors), "--cache-dir", "node2", "--lock", str(lock_path),
+              "--frozen", "--no-smoke", "--json")
+    assert bad.exit_code == 3, bad.stderr
+    assert not (tmp_path / "node2" / "models--Qwen--Qwen3-VL-8B-Instruct" / "blobs" / shard.sha256).exists()
 
 
 def test_sync_refuses_a_corrupted_cache_and_an_unpinned_model(tmp_path: Path, cli, pulled) -> None:
