@@ -101,12 +101,13 @@ class Snapshot:
     commit: str
     files: tuple[ServedFile, ...]  # sorted by path
     built: float = field(default=0.0, compare=False)
+    _index: dict[str, ServedFile] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._index.update((f.path, f) for f in self.files)  # one lookup per request, whatever the repo size
 
     def file(self, path: str) -> ServedFile | None:
-        for f in self.files:
-            if f.path == path:
-                return f
-        return None
+        return self._index.get(path)
 
 
 # ---------------------------------------------------------------------------
