@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Download benchmark: qwen-fetch pull vs hf download vs aria2c (vs modelscope download, later).
+"""Download benchmark: qwen-fetch pull vs hf download vs aria2c vs modelscope download.
 
 Serves a repo shaped like Qwen3-VL-8B-Instruct (four shards in the real size
 ratios, about 2 GiB, plus the small files at their real sizes) from nginx on
@@ -269,8 +269,69 @@ def aria2_tool() -> Tool:
     return Tool("aria2c -x16 -s16 -j5", prepare, lambda: shutil.which("aria2c") is not None)
 
 
-# modelscope download: one more function returning a Tool, appended to TOOLS.
-TOOLS: list[Tool] = [qwen_fetch_tool(), hf_tool(), aria2_tool()]
+# ModelScope's API in front of the same nginx: JSON listing here, bytes by 302 to nginx (as ModelScope 302s to
+# object storage), so `modelscope download` reads exactly the bytes, rate limit and access log the others do.
+_MS_FACADE = r"""
+import json, os, subprocess, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, quote, urlsplit
+listing, files_base, argv = open(sys.argv[1], "rb").read(), sys.argv[2], sys.argv[3:]
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_HEAD(self): self.do_GET()
+    def do_GET(self):
+        u = urlsplit(self.path)
+        q = {k: v[0] for k, v in parse_qs(u.query).items()}
+        if u.path.endswith("/repo/files"):
+            self.send_response(200); self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(listing))); self.end_headers()
+            if self.command == "GET": self.wfile.write(listing)
+        elif u.path.endswith("/repo") and "FilePath" in q:
+            self.send_response(302); self.send_header("Location", files_base + quote(q["FilePath"]))
+            self.send_header("Content-Length", "0"); self.end_headers()
+        else:
+            self.send_response(404); self.send_header("Content-Length", "0"); self.end_headers()
+srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+srv.daemon_threads = True
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+env = dict(os.environ, MODELSCOPE_DOMAIN=f"http://127.0.0.1:{srv.server_address[1]}")
+sys.exit(subprocess.run(argv, env=env).returncode)
+"""
+
+
+def modelscope_tool(parallels: int | None = None) -> Tool:
+    """`modelscope download` (the official client), default settings unless ``parallels`` is given."""
+    cli = VENV_BIN / "modelscope"
+
+    def prepare(endpoint: str, out: Path, served: Served) -> Run:
+        entries = [{"Name": p.rsplit("/", 1)[-1], "Path": p, "Type": "blob", "Size": size, "Sha256": sha,
+                    "Revision": served.commit, "CommittedDate": 1_750_000_000, "IsLFS": is_lfs(p, size)}
+                   for p, (size, sha, _) in sorted(served.files.items())]
+        listing = out / "ms-files.json"
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        listing.write_text(json.dumps({"Code": 200, "Success": True, "Message": "success",
+                                       "Data": {"Files": entries}}))
+        target = out / "files"
+        env = _base_env(out) | {"MODELSCOPE_CACHE": str(out / "ms-cache"), "MODELSCOPE_HOME": str(out / "ms-home"),
+                                "MODELSCOPE_DOWNLOAD_INTRA_CLOUD": "false", "PYTHONWARNINGS": "ignore"}
+        if parallels:
+            env["MODELSCOPE_DOWNLOAD_PARALLELS"] = str(parallels)
+        argv = [sys.executable, "-c", _MS_FACADE, str(listing), f"{endpoint}/{QWEN3_VL_8B}/resolve/main/",
+                str(cli), "download", QWEN3_VL_8B, "--revision", "master", "--local-dir", str(target),
+                "--max-workers", "8"]
+
+        def check() -> None:
+            for p, (size, _, _) in served.files.items():
+                if (target / p).stat().st_size != size:
+                    raise RuntimeError(f"modelscope: {p} has the wrong size")
+        return Run(argv, env, check)
+
+    name = "modelscope download --max-workers 8" + (f" (PARALLELS={parallels})" if parallels else "")
+    return Tool(name, prepare, cli.exists)
+
+
+TOOLS: list[Tool] = [qwen_fetch_tool(), hf_tool(), aria2_tool(), modelscope_tool()]
 BASELINE = "hf download --max-workers 8"
 
 
