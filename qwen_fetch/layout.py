@@ -48,11 +48,19 @@ class Layout:
         dest = self.dest(f)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            # A full disk (or a ^C) must not leave a half-written temporary beside the blobs.
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
     def finish(self, files: Sequence[PinnedFile], commit: str, revision: str) -> Path:
         if self.local_dir is not None:

@@ -370,16 +370,15 @@ class Puller:
                 self.progress.note(f"{f.path}: cached copy does not match its pin; fetching it again")
                 quarantine(layout.dest(f))
         todo: list[PinnedFile] = []
-        written: list[FetchOutcome] = []  # small git files already fetched (and verified) while hashing
+        to_write: list[PinnedFile] = []  # small git files already fetched (and verified) while hashing
+        planned: set[str] = set()
         for f in files:
             if f.sha256 in good and (o.local_dir is None or layout.dest(f).exists()):
                 continue
             if f.sha256 in plain_data:
-                data, served_by = plain_data[f.sha256]
-                layout.write_verified(f, data)
-                good.add(f.sha256)
-                written.append(FetchOutcome(path=f.path, sha256=f.sha256, source=served_by,
-                                            bytes_transferred=len(data), resumed_bytes=0, retries=0, reused=False))
+                if o.local_dir is not None or f.sha256 not in planned:
+                    to_write.append(f)
+                    planned.add(f.sha256)
                 continue
             todo.append(f)
         jobs: list[FetchJob] = []
@@ -399,6 +398,13 @@ class Puller:
             raise IntegrityError(f"no source lists pinned file(s) with matching content: {', '.join(sorted(missing_loc)[:5])}",
                                  context=[f"{n}: {r}" for n, r in self.failures],
                                  hint="the sources changed since the lock was written; check --source or update the pin")
+        _check_space(layout, sum(f.size for f in to_write), jobs)
+        written: list[FetchOutcome] = []
+        for f in to_write:
+            data, served_by = plain_data[f.sha256]
+            layout.write_verified(f, data)
+            written.append(FetchOutcome(path=f.path, sha256=f.sha256, source=served_by,
+                                        bytes_transferred=len(data), resumed_bytes=0, retries=0, reused=False))
         self.progress.begin(sum(j.size for j in jobs), len(jobs))
         try:
             outcomes = fetch_all(jobs, o.engine, self.progress) if jobs else []
@@ -407,6 +413,37 @@ class Puller:
         # Every byte is verified: now (and only now) expose the snapshot.
         target = layout.finish(files, commit, revision)
         return target, written + list(outcomes), len(files) - len(todo) - len(written)
+
+
+def _check_space(layout: Layout, plain_bytes: int, jobs: Sequence[FetchJob]) -> None:
+    """Refuse to start when the files still to write cannot fit (the engine re-checks as it goes)."""
+    import shutil
+
+    from qwen_fetch.errors import DiskFullError
+
+    need = plain_bytes
+    for j in jobs:
+        try:
+            have = min(os.stat(j.partial).st_blocks * 512, j.size)  # a partial may have holes
+        except OSError:
+            have = 0
+        need += j.size - have
+    where = layout.local_dir if layout.local_dir is not None else layout.repo.blobs_dir
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise DiskFullError(f"not enough disk space: {human_bytes(need)} still needed, {human_bytes(free)} free",
+                            hint="free some space (qwen-fetch gc) or point the cache elsewhere (HF_HUB_CACHE); "
+                                 "partial downloads are kept and resume",
+                            context=[f"cache: {where}"])
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
 
 
 def _looks_like_commit(rev: str) -> bool:
