@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout, installed or not
 MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 
 
