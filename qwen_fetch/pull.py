@@ -130,19 +130,21 @@ class Puller:
         return self.sources[sc.name]
 
     def _revision_for(self, sc: SourceConfig, pin: Pin | None, primary: RepoListing | None) -> str:
-        """The revision to ask ``sc`` for.  Commits are only meaningful within one hub family."""
+        """The revision to ask ``sc`` for.  Commits are only meaningful within one hub family, and
+        ModelScope is addressed by branch/tag name (it does not reliably accept a commit id)."""
+        by_name = sc.kind == "modelscope"
         if pin is not None:
             if sc.name == pin.source:
-                return pin.commit
+                return pin.revision if by_name else pin.commit
             sr = pin.source_revision(sc.name)
             if sr is not None:
-                return sr.commit
+                return sr.revision if by_name else sr.commit
             if self._same_kind(sc, pin.source):
-                return pin.commit
+                return pin.revision if by_name else pin.commit
             # Another hub: its default branch; the pinned content hashes decide what it may serve.
             return self._source_default(sc)
         if primary is not None and self._same_kind(sc, primary.source):
-            return primary.commit
+            return primary.revision if by_name else primary.commit
         rev = self.opts.revision
         if rev is None or rev in ("main", "master") or (primary is not None and _looks_like_commit(rev)):
             return self._source_default(sc)
@@ -203,7 +205,10 @@ class Puller:
             if pin is not None and primary.commit != pin.commit and sc.name == pin.source:
                 raise IntegrityError(f"source {sc.name!r} resolved {self.opts.model_id} to commit {primary.commit}, "
                                      f"but the lock pins {pin.commit}",
-                                     hint="the mirror is stale or hostile; use another --source", reference="commit-mismatch")
+                                     hint=("the pinned branch moved on this hub: review and run with --update"
+                                           if sc.kind == "modelscope" else
+                                           "the mirror is stale or hostile; use another --source"),
+                                     reference="commit-mismatch")
             rest = configs[i + 1:]
             break
         if primary is None:

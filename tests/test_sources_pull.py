@@ -135,3 +135,15 @@ def test_modelscope_lock_then_hf_source(cli, tmp_path: Path, two_hubs) -> None: 
     r = pull(cli, cfg, "--source", "hf", "--cache-dir", str(tmp_path / "fresh-cache"))
     assert r.exit_code == 0, r.stdout + r.stderr
     assert r.json()["served_by"][SHARD] == "hf"
+
+
+def test_modelscope_pin_is_resolved_by_name_and_drift_is_caught(cli, tmp_path: Path, two_hubs) -> None:  # type: ignore[no-untyped-def]
+    store, _, _, ms = two_hubs
+    cfg = config(tmp_path / "ms.yaml", ("ms", "modelscope", ms.url, 20))
+    assert pull(cli, cfg).exit_code == 0
+    files_req = [q["path"] for q in ms.requests_to("/api/v1/models/") if "repo/files" in q["path"]]
+    assert files_req and all("Revision=master" in p for p in files_req)  # a name, never a commit id
+    assert pull(cli, cfg, "--frozen").exit_code == 0
+    add_sharded_repo(store, QWEN3_VL_8B, shard_total=1 << 20, seed=9)  # master moves on
+    r = pull(cli, cfg, "--frozen")
+    assert r.exit_code == 3 and r.json()["error"] == "commit-mismatch"
