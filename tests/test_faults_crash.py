@@ -1,4 +1,7 @@
-"""Fault campaign, crash consistency: SIGKILL pull / verify / gc at random moments, then rerun.
+"""Fault campaign, crash consistency and concurrency.
+
+SIGKILL pull / verify / gc at random moments, then rerun; and 2 or 4 pulls of
+one model into one cache at once with gc running beside them.
 
 A watcher thread polls the snapshots the whole time: at no moment may a
 snapshot hold a file whose sha256 differs from its pin (or a dangling link).
@@ -34,7 +37,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
     os.environ.update(env)
     try:
         with HubServer(store, Faults(rate=1_000_000)) as hub:  # ~1.5 s per shard: kills land mid-transfer
-            yield CrashLab(root / "work", store, QWEN3_VL_8B, commit, old, hub.url)
+            lab = CrashLab(root / "work", store, QWEN3_VL_8B, commit, old, hub.url)
+            lab.hub = hub
+            yield lab
     finally:
         for k, v in saved.items():
             if v is None:
@@ -83,3 +88,14 @@ def test_pull_killed_mid_transfer_at_least_once(lab: CrashLab) -> None:
     from qwen_fetch.testing.faultkit import cache_digest
 
     assert cache_digest(d / "cache") == lab.ref_digest
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_concurrent_pulls_with_gc_beside_them(lab: CrashLab, n: int) -> None:
+    """Pinned model, gc --yes in a loop: all pulls succeed, each file crosses the wire once, nothing corrupt."""
+    _assert_trial(lab.trial_concurrent(lab.hub, n))
+
+
+def test_concurrent_unpinned_pulls_with_gc_no_lock(lab: CrashLab) -> None:
+    """No pin yet (each pull writes the lockfile) and gc --no-lock: a revision being linked has no ref yet."""
+    _assert_trial(lab.trial_concurrent(lab.hub, 4, pinned=False))

@@ -350,7 +350,10 @@ class CrashLab:
         self.mirrors = work / "mirrors.yaml"
         self.mirrors.write_text(f"sources:\n  - name: local\n    kind: hf\n    endpoint: {hub_url}\n")
         self.expected = expected_pins(store, repo_id, [commit, old_commit])
+        self.sizes = {f.path: f.size for f in store.files(repo_id, commit)}
+        self.lfs_files = sorted(f.path for f in store.files(repo_id, commit) if f.lfs)
         self.n = 0
+        self.hub: Any = None  # the HubServer behind hub_url, when the caller has it (byte counters)
         # the clean pull every pull trial must end equal to
         self.ref = work / "ref"
         t0 = time.monotonic()
@@ -468,6 +471,62 @@ class CrashLab:
             self._rerun(t, self.gc(d), "rerun of gc")
             self._rerun(t, self.verify(d), "verify after gc")
         self._judge(t, self.gc_digest, cache_digest(d / "cache"), w)
+        if t.passed:
+            shutil.rmtree(d, ignore_errors=True)
+        return t
+
+    def trial_concurrent(self, hub: Any, n: int, *, pinned: bool = True, gc_args: tuple[str, ...] = ()) -> Trial:
+        """``n`` pulls of the same model into one cache at once, and gc in a loop beside them.
+
+        Every pull must succeed, every file must cross the wire exactly once
+        (``hub.bytes_sent``; with ``pinned`` only: unpinned pulls each fetch the
+        small git files to hash them), and the cache must equal a clean pull's.
+        """
+        t = Trial(f"{n} concurrent pulls + gc")
+        d = self._fresh(f"conc{n}")
+        if pinned:
+            (d / "qwen-fetch.lock").write_text(self.ref_lock)
+        hub.reset_stats()
+        stop = threading.Event()
+        gc_codes: list[int] = []
+        gc_argv = self.gc(d) + list(gc_args) if pinned else \
+            qf_argv("gc", "--cache-dir", str(d / "cache"), "--no-lock", "--yes", "--json", *gc_args)
+
+        def gc_loop() -> None:
+            while not stop.is_set():
+                r = subprocess.run(gc_argv, capture_output=True, text=True, timeout=300)
+                gc_codes.append(r.returncode)
+                if r.returncode not in (0, 2):  # 2: no cache yet / nothing to do is fine
+                    t.notes.append(f"gc exited {r.returncode}: {r.stderr.strip()[-300:]}")
+
+        with SnapshotWatcher(d / "cache", self.expected) as w:
+            gc_thread = threading.Thread(target=gc_loop, daemon=True)
+            gc_thread.start()
+            procs = [subprocess.Popen(self.pull(d), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for _ in range(n)]
+            for p in procs:
+                out, err = p.communicate(timeout=600)
+                if p.returncode != 0:
+                    t.notes.append(f"a pull exited {p.returncode}: {err.strip()[-300:]}")
+            stop.set()
+            gc_thread.join(timeout=300)
+            self._rerun(t, self.verify(d), "verify after the concurrent pulls")
+        if not gc_codes:
+            t.notes.append("gc never ran")
+        self._judge(t, self.ref_digest, cache_digest(d / "cache"), w)
+        if pinned:
+            for f, want in sorted(self.sizes.items()):
+                got = hub.bytes_sent.get(f, 0)
+                if got != want:
+                    t.notes.append(f"{f}: {got} bytes sent for a {want}-byte file")
+        else:
+            for f in self.lfs_files:
+                if hub.bytes_sent.get(f, 0) != self.sizes[f]:
+                    t.notes.append(f"{f}: {hub.bytes_sent.get(f, 0)} bytes sent for a {self.sizes[f]}-byte file")
+        lock = d / "qwen-fetch.lock"
+        if not lock.exists() or lock.read_text() != self.ref_lock:
+            t.notes.append("the lockfile differs from a clean pull's")
+        t.passed = not (t.lost or t.corrupt or t.notes)
         if t.passed:
             shutil.rmtree(d, ignore_errors=True)
         return t
