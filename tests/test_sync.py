@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from qwen_fetch.errors import IntegrityError
 from qwen_fetch.lockfile import Lock
+from qwen_fetch.store.backends import DirStore
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore
@@ -180,4 +182,57 @@ def test_s3_multipart_etag_matches_the_server(tmp_path: Path, s3_server: str, bu
     g = tmp_path / "other"
     g.write_bytes(f.read_bytes()[:-1] + b"x")  # same size, other bytes: caught by the ETag
     assert "ETag" in (st.check_blob(f"blobs/{sha}", g, sha256=sha, size=g.stat().st_size) or "")
+    st.close()
+
+
+def test_a_blob_that_does_not_verify_after_upload_stops_before_the_manifest(tmp_path: Path, pulled) -> None:
+    """The store acknowledges an upload but holds other bytes (a flaky NFS server, a broken gateway)."""
+    from qwen_fetch.store.layout import manifest_key, ref_key
+    from qwen_fetch.sync import SyncOptions, SyncResult, run_sync
+
+    class LossyStore(DirStore):
+        def put_file(self, key: str, local: Path, *, sha256: str) -> None:
+            super().put_file(key, local, sha256=sha256)
+            if key.endswith(victim):
+                p = self.path(key)
+                p.write_bytes(p.read_bytes()[:-1] + b"?")
+
+    cache, lock_path, lock = pulled
+    pin = lock.pins(QWEN3_VL_8B)[0]
+    victim = next(f for f in pin.files if f.path.endswith("00003-of-00004.safetensors")).sha256
+    store = LossyStore(tmp_path / "lossy")
+    opts = SyncOptions(model=QWEN3_VL_8B, dest=str(store.root), cache_dir=cache, lock_path=lock_path)
+    with pytest.raises(IntegrityError) as exc:
+        run_sync(opts, store)
+    assert "did not verify after upload" in exc.value.message and "00003-of-00004" in " ".join(exc.value.context)
+    assert store.get_bytes(manifest_key(QWEN3_VL_8B, pin.commit)) is None  # never advertised
+    assert store.get_bytes(ref_key(QWEN3_VL_8B, "main")) is None
+    # The next run replaces only the bad blob (its size is right, so it takes --recheck to notice).
+    fixed = run_sync(SyncOptions(model=QWEN3_VL_8B, dest=str(store.root), cache_dir=cache, lock_path=lock_path,
+                                 recheck=True), DirStore(store.root))
+    assert isinstance(fixed, SyncResult) and [b.sha256 for b in fixed.plan.upload] == [victim]
+
+
+def test_s3_store_reads_back_when_the_etag_is_not_an_md5(tmp_path: Path, s3_server: str, bucket: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SSE-KMS and some gateways return opaque ETags: the check falls back to reading the object back."""
+    from qwen_fetch.hashing import hash_file
+    from qwen_fetch.store.backends import ObjectInfo, S3Store
+
+    f = tmp_path / "blob"
+    f.write_bytes(os.urandom(300_000))
+    sha = hash_file(f).sha256
+    st = S3Store(f"s3://{bucket}", s3_server)
+    st.put_file(f"blobs/{sha}", f, sha256=sha)
+    real_head = st.head
+
+    def opaque(key: str) -> ObjectInfo | None:
+        info = real_head(key)
+        return None if info is None else ObjectInfo(info.size, info.sha256, '"opaque-kms-etag"')
+
+    monkeypatch.setattr(st, "head", opaque)
+    assert st.check_blob(f"blobs/{sha}", f, sha256=sha, size=300_000) is None
+    st.put_bytes(f"blobs/{sha}", b"x" * 300_000)  # same size, other bytes, metadata gone
+    monkeypatch.setattr(st, "head", lambda key: ObjectInfo(300_000, sha, '"opaque-kms-etag"'))
+    assert "read back sha256" in (st.check_blob(f"blobs/{sha}", f, sha256=sha, size=300_000) or "")
     st.close()
