@@ -106,6 +106,7 @@ def register(app: typer.Typer) -> None:
                       markup=False)
             return
         con.print(f"[green]synced[/] {head}")
-        con.print(f"  uploaded {out.uploaded_blobs} blob(s), {_size(out.uploaded_bytes)}, verified after upload; "
-                  f"{len(plan.present)} already present; manifest {'written' if plan.write_manifest else 'unchanged'}; "
-                  f"{out.seconds:.1f}s", markup=False)
+        sent = (f"uploaded {out.uploaded_blobs} blob(s), {_size(out.uploaded_bytes)}, each verified after upload"
+                if out.uploaded_blobs else "nothing to upload")
+        con.print(f"  {sent}; {len(plan.present)} already present; "
+                  f"manifest {'written' if plan.write_manifest else 'unchanged'}; {out.seconds:.1f}s", markup=False)
