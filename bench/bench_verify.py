@@ -28,6 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from qwen_fetch.cache import RepoCache  # noqa: E402
+from qwen_fetch.hasher import hash_files  # noqa: E402
 from qwen_fetch.lockfile import Lock, write_lock  # noqa: E402
 from qwen_fetch.manifest import Pin, PinnedFile  # noqa: E402
 from qwen_fetch.paths import safe_relpath  # noqa: E402
@@ -154,8 +155,12 @@ def main() -> None:
             "sha256sum": ["sha256sum", *files],
             f"sha256sum x{a.workers} (xargs -P)": ["sh", "-c", f"printf '%s\\n' \"$@\" | xargs -P {a.workers} -n 1 "
                                                          "sha256sum", "sh", *files],
+            "read only (cat > /dev/null)": ["sh", "-c", "cat \"$@\" > /dev/null", "sh", *files],
         }
         times: dict[str, list[float]] = {k: [] for k in tools}
+        engine = "hasher only (in-process: no interpreter start, imports, lock parsing)"
+        times[engine] = []
+        blob_paths = [Path(p) for p in files]
         rate1: list[float] = []
         rateN: list[float] = []
         loads: list[float] = []
@@ -168,6 +173,12 @@ def main() -> None:
                     timed(["cat", *files], env) if r == 0 and name == order[0] else None  # warm the page cache
                 loads.append(os.getloadavg()[0])
                 times[name].append(timed(tools[name], env))
+                if name == "qwen-fetch verify":
+                    if a.cold:
+                        drop_caches()
+                    t0 = time.perf_counter()
+                    hash_files(blob_paths, workers=a.workers)
+                    times[engine].append(time.perf_counter() - t0)
                 rate1.append(hashlib_rate(1))
                 rateN.append(hashlib_rate(a.workers))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
@@ -197,6 +208,7 @@ def main() -> None:
     for name, ts in times.items():
         med = statistics.median(ts)
         lines.append(f"| `{name}` | {med:.2f} | {min(ts):.2f} | {total / med / mib:.0f} | {hf / med:.2f}x |")
+    eng = statistics.median(times[engine])
     lines += [
         "",
         "| limit (same run) | MiB/s | time for this model |",
@@ -209,7 +221,8 @@ def main() -> None:
         f"- `qwen-fetch verify` vs `hf cache verify`: **{hf / ours:.2f}x** (median of times; per round: "
         + ", ".join(f"{x:.2f}x" for x in per_round) + "). Target ≥ 1.8x.",
         f"- `qwen-fetch verify` vs the {a.workers}-thread hashlib limit: **{limit_s / ours * 100:.0f} %** "
-        f"(target ≥ 85 %); vs the whole-file bound: {lpt_s / ours * 100:.0f} %.",
+        f"(target ≥ 85 %); vs the whole-file bound: {lpt_s / ours * 100:.0f} %. The hashing engine alone "
+        f"(no process start): {limit_s / eng * 100:.0f} % of the limit, {lpt_s / eng * 100:.0f} % of the whole-file bound.",
         f"- Ceiling from file granularity: the largest-first split puts "
         f"{lpt_makespan([f.size for f in pin.files], a.workers) / total * 100:.1f} % of the bytes on the busiest "
         f"thread, so no file-parallel verifier can beat {total / lpt_makespan([f.size for f in pin.files], a.workers):.2f}x "
