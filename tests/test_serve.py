@@ -247,3 +247,27 @@ def test_transformers_from_pretrained_through_serve(tmp_path: Path, store: RepoS
     snap = tmp_path / "tf" / "models--qwen-fetch-demo--Qwen3-VL-tiny" / "snapshots" / commit
     assert snapshot_hashes(snap)["model-00001-of-00002.safetensors"] == read_lock(lock_path).pins(model)[0].by_path()[
         "model-00001-of-00002.safetensors"].sha256
+
+
+def test_small_fleet_gets_identical_verified_bytes(tmp_path: Path, pulled, served: ServeServer) -> None:
+    """bench/fleet.py in miniature: qwen-fetch pulls and an hf download at once, one serve."""
+    _, lock_path, lock = pulled
+    pin = lock.pins(QWEN3_VL_8B)[0]
+    mirrors = write_mirrors(tmp_path / "lan.yaml", ("lan", served.url))
+    env = dict(os.environ, NO_PROXY="127.0.0.1", HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "qwen_fetch", "pull", QWEN3_VL_8B, "--config", str(mirrors),
+                               "--cache-dir", str(tmp_path / f"node{i}"), "--lock", str(lock_path), "--frozen",
+                               "--no-smoke", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(3)]
+    procs.append(subprocess.Popen([str(Path(sys.executable).with_name("hf")), "download", QWEN3_VL_8B, "--cache-dir",
+                                   str(tmp_path / "hfnode")], env=dict(env, HF_ENDPOINT=served.url),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err.decode()[-2000:]
+    want = {f.path: f.sha256 for f in pin.files}
+    for node in ("node0", "node1", "node2", "hfnode"):
+        snap = tmp_path / node / "models--Qwen--Qwen3-VL-8B-Instruct" / "snapshots" / pin.commit
+        assert snapshot_hashes(snap) == want, node
+    assert served.stats.by_status.get(200, 0) + served.stats.by_status.get(206, 0) > 0
+    assert set(served.stats.by_status) <= {200, 206, 404}  # 404: hf's optional probes only
