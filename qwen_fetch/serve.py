@@ -236,7 +236,9 @@ def _make_handler(app: ServeServer) -> type[BaseHTTPRequestHandler]:
             self._done(status, len(body) if self.command != "HEAD" else 0)
 
         def _refuse(self, r: Refusal) -> None:
-            headers = {"X-Error-Code": r.code, "X-Error-Message": r.message[:200].encode("ascii", "replace").decode()}
+            # The message may quote a path from the URL: printable ASCII only (no header injection via %0d%0a).
+            safe = "".join(c if " " <= c <= "~" else "?" for c in r.message[:200])
+            headers = {"X-Error-Code": r.code, "X-Error-Message": safe}
             if r.commit:
                 headers["X-Repo-Commit"] = r.commit  # huggingface_hub caches .no_exist with it
             self._json({"error": r.message}, 404, headers)

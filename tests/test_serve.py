@@ -131,6 +131,8 @@ def test_resolve_headers_ranges_and_errors(pulled, served: ServeServer, sharded_
         r = c.get(f"{served.url}/{QWEN3_VL_8B}/resolve/main/..%2F..%2Fq.lock")
         assert r.status_code == 404
         assert c.post(f"{base}/config.json").status_code == 405
+        r = c.get(f"{base}/x%0d%0aSet-Cookie:%20pwned=1")  # a path that would split the response
+        assert r.status_code == 404 and "set-cookie" not in r.headers and "\r" not in r.headers["X-Error-Message"]
 
 
 def test_many_concurrent_range_clients_get_exact_bytes(pulled, served: ServeServer) -> None:
