@@ -40,7 +40,7 @@ def _run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float) -
     t0 = time.perf_counter()
     full = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(env or {}))
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, env=full, timeout=timeout, cwd=ROOT)
+        p = subprocess.run(cmd, check=False, capture_output=True, text=True, env=full, timeout=timeout, cwd=ROOT)
         rc, out, err = p.returncode, p.stdout, p.stderr
     except subprocess.TimeoutExpired as exc:
         rc, out, err = 124, str(exc.stdout or ""), f"timed out after {timeout:.0f}s"
@@ -86,7 +86,7 @@ class Bench:
         self.results: dict[str, Any] = {"env": _env_facts(), "steps": {}}
 
     def left(self) -> float:
-        return self.args.budget - (time.monotonic() - self.start)
+        return float(self.args.budget) - (time.monotonic() - self.start)
 
     def record(self, step: str, **data: Any) -> None:
         self.results["steps"][step] = data
@@ -103,7 +103,7 @@ class Bench:
                 + ("t.build_tiny_qwen3_vl(Path(sys.argv[1]), shards=4)" if self.args.tiny
                    else "t.build_full_size_qwen3_vl(Path(sys.argv[1]))"))
         # A child process: the GPU memory used to initialise the weights is gone before the smoke-load.
-        rc, secs, out, err = _run([sys.executable, "-c", code, str(model_dir)], timeout=max(60, self.left()))
+        rc, secs, _out, err = _run([sys.executable, "-c", code, str(model_dir)], timeout=max(60, self.left()))
         files = sorted(p.name for p in model_dir.iterdir()) if model_dir.is_dir() else []
         self.record("build", rc=rc, seconds=round(secs, 1), kind=kind, files=files,
                     bytes=_dir_bytes(model_dir) if model_dir.is_dir() else 0, stderr_tail=err[-1500:] if rc else "")
@@ -131,7 +131,8 @@ class Bench:
 
         t0 = time.perf_counter()
         store = RepoStore(self.work / "store")
-        commit = store.add_commit(MODEL, tiny_model_files(model_dir))
+        files: dict[str, bytes | Path] = dict(tiny_model_files(model_dir))
+        commit = store.add_commit(MODEL, files)
         store.files(MODEL, commit)  # warm the hub's hash cache (same process as the server)
         self.record("store", seconds=round(time.perf_counter() - t0, 1), commit=commit, bytes=total)
 
@@ -171,12 +172,12 @@ class Bench:
 
 def render_markdown(results: dict[str, Any]) -> str:
     env, steps = results["env"], results["steps"]
-    lines = [f"Device: {env.get('gpu', 'no GPU')} ({env.get('gpu_memory_gib', '?')} GiB), {env.get('cpus')} CPUs; "
-             f"torch {env.get('torch')}, transformers {env.get('transformers')}, "
-             f"huggingface_hub {env.get('huggingface_hub')}, Python {env.get('python')}.", ""]
+    lines = [(f"Device: {env.get('gpu', 'no GPU')} ({env.get('gpu_memory_gib', '?')} GiB), {env.get('cpus')} CPUs; "
+              f"torch {env.get('torch')}, transformers {env.get('transformers')}, "
+              f"huggingface_hub {env.get('huggingface_hub')}, Python {env.get('python')}."), ""]
     b = steps.get("build", {})
-    lines += [f"Model: random-weight Qwen3-VL-8B-Instruct ({b.get('kind')}), {b.get('bytes', 0) / 1e9:.2f} GB, "
-              f"files: {', '.join(b.get('files', []))}.", "",
+    lines += [(f"Model: random-weight Qwen3-VL-8B-Instruct ({b.get('kind')}), {b.get('bytes', 0) / 1e9:.2f} GB, "
+               f"files: {', '.join(b.get('files', []))}."), "",
               "| step | seconds | GB/s | result |", "| --- | ---: | ---: | --- |"]
     for name in ("pull", "verify", "smoke", "hf_download"):
         s = steps.get(name)
@@ -192,11 +193,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         peak = sm.get("peak_gpu_memory_bytes")
         peak_s = f"{peak / 2**30:.2f} GiB" if peak else "n/a"
         rate = sm["weight_bytes"] / sm["load_seconds"] / 1e9 if sm["load_seconds"] else 0.0
-        lines += ["", f"Smoke-load: {sm['model_class']} on {sm['device_name']} ({sm['dtype']}): "
+        lines += ["", (f"Smoke-load: {sm['model_class']} on {sm['device_name']} ({sm['dtype']}): "
                       f"load {sm['load_seconds']:.1f} s ({rate:.2f} GB/s), peak GPU memory {peak_s}, "
                       f"{sm['new_tokens']} new tokens after a {sm['prompt_tokens']}-token {sm['inputs']} prompt "
                       f"in {sm['generate_seconds']:.2f} s ({sm['tokens_per_second']:.1f} tok/s), "
-                      f"inputs via {sm['processor']}."]
+                      f"inputs via {sm['processor']}.")]
     return "\n".join(lines) + "\n"
 
 

@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from qwen_fetch.errors import SmokeError
-from qwen_fetch.smoke import (SMOKE_PROMPT_IMAGE, SMOKE_PROMPT_TEXT, AutoClass, SmokeReport, resolve_device,
-                              resolve_dtype, synthetic_image_size)
+from qwen_fetch.smoke import (
+    SMOKE_PROMPT_IMAGE,
+    SMOKE_PROMPT_TEXT,
+    AutoClass,
+    SmokeReport,
+    resolve_device,
+    resolve_dtype,
+    synthetic_image_size,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ def synthetic_image() -> Any:
     w, h = synthetic_image_size()
     img = Image.new("RGB", (w, h))
     px = img.load()
+    assert px is not None  # a new in-memory image always has pixel access
     for y in range(h):
         for x in range(w):
             px[x, y] = (x * 255 // w, y * 255 // h, 128)
@@ -80,7 +88,7 @@ def _load_tokenizer(model_dir: Path, files: list[str], trust: bool) -> Any | Non
 
     try:
         return AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust)
-    except Exception as exc:  # noqa: BLE001 - a broken tokenizer is a smoke failure, reported in one line
+    except Exception as exc:  # a broken tokenizer is a smoke failure, reported in one line
         raise SmokeError(f"could not load the tokenizer from {model_dir}: {_first_line(exc)}",
                          hint="re-pull and verify the model; rerun with --debug for the traceback",
                          reference="tokenizer-failed") from exc
@@ -111,8 +119,9 @@ def _processor_inputs(model_dir: Path, trust: bool) -> _Inputs | None:
     e.g. Qwen3-VL's video processor needs torchvision, which a CPU box may lack."""
     from transformers import AutoProcessor
 
+    auto: Any = AutoProcessor
     try:
-        proc = AutoProcessor.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust)
+        proc = auto.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust)
     except Exception:  # noqa: BLE001 - fall back to tokenizer + image processor
         return None
     if not hasattr(proc, "image_processor") or not hasattr(proc, "apply_chat_template"):
@@ -133,8 +142,9 @@ def _manual_image_inputs(model_dir: Path, files: list[str], config: dict[str, An
         return None
     from transformers import AutoImageProcessor
 
+    auto: Any = AutoImageProcessor
     try:
-        improc = AutoImageProcessor.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust)
+        improc = auto.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust)
     except Exception:  # noqa: BLE001 - no usable image processor: text-only smoke instead
         return None
     merge = getattr(improc, "merge_size", None)
@@ -167,7 +177,7 @@ def _build_inputs(model_dir: Path, files: list[str], auto_class: AutoClass, conf
         return _text_inputs(model_dir, files, config, trust)
     except SmokeError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # any failure building inputs is one line plus a hint
         raise SmokeError(f"could not build smoke inputs for {model_dir}: {_first_line(exc)}",
                          hint="the processor files may be broken: re-pull and verify; --debug shows the traceback",
                          reference="inputs-failed") from exc
@@ -209,7 +219,7 @@ def _load_model(torch: Any, cls: Any, model_dir: Path, auto_class: AutoClass, to
         raise SmokeError(f"out of GPU memory loading {model_dir} on {dev}",
                          hint="free the GPU, pick another with --device cuda:N, or try --dtype float16/bfloat16",
                          reference="out-of-memory") from exc
-    except Exception as exc:  # noqa: BLE001 - any load failure is one line plus a hint
+    except Exception as exc:  # any load failure is one line plus a hint
         msg = _first_line(exc)
         hint = "re-pull and verify the model; rerun with --debug for the traceback"
         if "trust_remote_code" in str(exc):
@@ -268,7 +278,7 @@ def load_and_generate(model_dir: Path, *, files: list[str], auto_class: AutoClas
         except torch.cuda.OutOfMemoryError as exc:
             raise SmokeError(f"out of GPU memory generating on {dev}", hint="free the GPU or pick another one",
                              reference="out-of-memory") from exc
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # any generate failure is one line plus a hint
             raise SmokeError(f"generate failed for {model_dir}: {_first_line(exc)}",
                              hint="the weights loaded but do not run: re-pull and verify; --debug for details",
                              reference="generate-failed") from exc

@@ -10,8 +10,14 @@ import pytest
 
 from qwen_fetch.cli.smoke_cmd import pinned_code_paths
 from qwen_fetch.errors import ExitCode, SmokeError, UsageError
-from qwen_fetch.smoke import (check_remote_code, check_weights, choose_auto_class, resolve_device, resolve_dtype,
-                              run_smoke)
+from qwen_fetch.smoke import (
+    check_remote_code,
+    check_weights,
+    choose_auto_class,
+    resolve_device,
+    resolve_dtype,
+    run_smoke,
+)
 
 REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "qwen3-vl-8b-instruct.json"
 MODEL = "Qwen/Qwen3-VL-8B-Instruct"
@@ -127,8 +133,13 @@ def test_resolve_dtype_rejects_unknown() -> None:
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from qwen_fetch.testing.tiny_model import (QWEN_SPECIAL_TOKENS, build_pickle_only_model,  # noqa: E402
-                                           build_remote_code_model, build_tiny_qwen3_vl, build_tiny_text_model)
+from qwen_fetch.testing.tiny_model import (
+    QWEN_SPECIAL_TOKENS,
+    build_pickle_only_model,
+    build_remote_code_model,
+    build_tiny_qwen3_vl,
+    build_tiny_text_model,
+)
 
 BUNDLED = Path(__file__).resolve().parent.parent / "qwen_fetch" / "demo" / "tiny-qwen3-vl"
 
@@ -239,8 +250,13 @@ def test_smoke_broken_weights_is_a_smoke_error(models: dict[str, Path], tmp_path
 
 def test_pull_then_smoke_cli(cli, store, hub, mirrors) -> None:  # type: ignore[no-untyped-def]
     commit = store.add_commit(MODEL, {p.name: p for p in BUNDLED.iterdir() if p.is_file()})
-    r = cli("pull", MODEL, "--config", str(mirrors), "--cache-dir", "cache", "--no-smoke", "--json")
+    # pull ends with the smoke-load (on CPU here: --device cpu, and --smoke require makes it mandatory)
+    r = cli("pull", MODEL, "--config", str(mirrors), "--cache-dir", "cache", "--smoke", "require",
+            "--device", "cpu", "--json")
     assert r.exit_code == 0, r.stderr
+    smoke = r.json()["smoke"]
+    assert smoke["model_class"] == "Qwen3VLForConditionalGeneration" and smoke["inputs"] == "image+text"
+    assert smoke["new_tokens"] > 0 and smoke["model_dir"].endswith(f"snapshots/{commit}")
     r = cli("smoke", MODEL, "--cache-dir", "cache", "--device", "cpu", "--max-new-tokens", "3", "--json")
     assert r.exit_code == 0, r.stderr
     out = r.json()
@@ -270,5 +286,5 @@ def test_help_does_not_import_torch() -> None:
             "r = CliRunner().invoke(app, ['smoke', '--help']); assert r.exit_code == 0, r.output; "
             "assert 'MODEL_ID|PATH' in r.output; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -13,7 +13,14 @@ from typing import Annotated, Any
 
 import typer
 
-from qwen_fetch.cli.common import CacheDirOpt, DebugOpt, JsonOpt, console, emit_json, run_command
+from qwen_fetch.cli.common import (
+    CacheDirOpt,
+    DebugOpt,
+    JsonOpt,
+    console,
+    emit_json,
+    run_command,
+)
 from qwen_fetch.errors import EXIT_CODE_HELP, IntegrityError, UsageError
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")

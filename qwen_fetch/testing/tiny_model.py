@@ -86,9 +86,9 @@ def tiny_vocab(special_base: int | None = None) -> tuple[dict[str, int], list[tu
     for b in range(256):
         vocab[alphabet[b]] = len(vocab)
     merges = []
-    for a, b in _TINY_MERGES:
-        vocab[a + b] = len(vocab)
-        merges.append((a, b))
+    for left, right in _TINY_MERGES:
+        vocab[left + right] = len(vocab)
+        merges.append((left, right))
     base = len(vocab) if special_base is None else special_base
     if base < len(vocab):
         raise ValueError(f"special_base {base} is below the regular vocab size {len(vocab)}")
@@ -106,7 +106,8 @@ def _tokenizer(special_base: int | None = None) -> Any:
     from transformers import Qwen2Tokenizer
 
     vocab, merges, _ = tiny_vocab(special_base)
-    tok = Qwen2Tokenizer(
+    tokenizer_cls: Any = Qwen2Tokenizer  # its stubs predate tuple merges and unk_token=None
+    tok = tokenizer_cls(
         vocab=vocab,
         merges=merges,
         unk_token=None,
@@ -122,7 +123,9 @@ def _tokenizer(special_base: int | None = None) -> Any:
 
 
 def _image_processor(full_size: bool = False) -> Any:
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
 
     # Real Qwen3-VL: patch 16, merge 2, temporal 2, mean/std 0.5, 256*256..4096*4096 pixels.
     # The tiny model keeps the pixel bounds small so a synthetic image costs a few tokens.
@@ -140,29 +143,29 @@ def qwen3_vl_config(*, special_base: int | None = None, full_size: bool = False,
 
     if full_size:
         specials = {tok: REAL_SPECIAL_BASE + k for k, tok in enumerate(QWEN_SPECIAL_TOKENS)}
-        text: dict[str, Any] = dict(
-            hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
-            num_key_value_heads=8, head_dim=128, vocab_size=151936, max_position_embeddings=262144,
-            rope_theta=5000000, rope_scaling={"rope_type": "default", "mrope_section": [24, 20, 20],
+        text: dict[str, Any] = {
+            "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "max_position_embeddings": 262144,
+            "rope_theta": 5000000, "rope_scaling": {"rope_type": "default", "mrope_section": [24, 20, 20],
                                               "mrope_interleaved": True},
-        )
-        vision: dict[str, Any] = dict(
-            depth=27, hidden_size=1152, intermediate_size=4304, num_heads=16, out_hidden_size=4096,
-            num_position_embeddings=2304, deepstack_visual_indexes=[8, 16, 24],
-        )
+        }
+        vision: dict[str, Any] = {
+            "depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16, "out_hidden_size": 4096,
+            "num_position_embeddings": 2304, "deepstack_visual_indexes": [8, 16, 24],
+        }
     else:
         specials = tiny_vocab(special_base)[2]
         vocab_size = max(specials.values()) + 1
-        text = dict(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=16, vocab_size=(vocab_size + 63) // 64 * 64,
-            max_position_embeddings=4096, rope_theta=5000000,
-            rope_scaling={"rope_type": "default", "mrope_section": [4, 2, 2], "mrope_interleaved": True},
-        )
-        vision = dict(
-            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-            num_position_embeddings=64, deepstack_visual_indexes=[0],
-        )
+        text = {
+            "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 16, "vocab_size": (vocab_size + 63) // 64 * 64,
+            "max_position_embeddings": 4096, "rope_theta": 5000000,
+            "rope_scaling": {"rope_type": "default", "mrope_section": [4, 2, 2], "mrope_interleaved": True},
+        }
+        vision = {
+            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+            "num_position_embeddings": 64, "deepstack_visual_indexes": [0],
+        }
     text.update(text_overrides)
     text.update(rms_norm_eps=1e-6, hidden_act="silu", tie_word_embeddings=False,
                 bos_token_id=specials["<|endoftext|>"], eos_token_id=specials["<|im_end|>"])
@@ -178,7 +181,8 @@ def qwen3_vl_config(*, special_base: int | None = None, full_size: bool = False,
 def _generation_config(specials: dict[str, int]) -> Any:
     from transformers import GenerationConfig
 
-    return GenerationConfig(
+    config_cls: Any = GenerationConfig
+    return config_cls(
         bos_token_id=specials["<|endoftext|>"],
         eos_token_id=[specials["<|im_end|>"], specials["<|endoftext|>"]],
         pad_token_id=specials["<|endoftext|>"],
@@ -260,7 +264,8 @@ def build_tiny_qwen3_vl(out_dir: Path, seed: int = 0, *, shards: int = 2) -> Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     config = qwen3_vl_config()
     torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config).to(torch.bfloat16).eval()
+    model: Any = Qwen3VLForConditionalGeneration(config)
+    model = model.to(torch.bfloat16).eval()
     model.generation_config = _generation_config(tiny_vocab()[2])
     _save_sharded(model, out_dir, shards)
     save_processor(out_dir)
@@ -284,7 +289,8 @@ def build_full_size_qwen3_vl(out_dir: Path, seed: int = 0, *, device: str = "cud
     torch.set_default_dtype(torch.bfloat16)
     try:
         with torch.device(device):
-            model = Qwen3VLForConditionalGeneration(config).eval()
+            model: Any = Qwen3VLForConditionalGeneration(config)
+            model.eval()
     finally:
         torch.set_default_dtype(previous)
     specials = {tok: REAL_SPECIAL_BASE + k for k, tok in enumerate(QWEN_SPECIAL_TOKENS)}
@@ -312,7 +318,8 @@ def build_tiny_text_model(out_dir: Path, seed: int = 0) -> Path:
         bos_token_id=specials["<|endoftext|>"], eos_token_id=specials["<|im_end|>"],
     )
     torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(config).to(torch.bfloat16).eval()
+    model: Any = Qwen3ForCausalLM(config)
+    model = model.to(torch.bfloat16).eval()
     model.generation_config = _generation_config(specials)
     model.save_pretrained(out_dir)
     tok = _tokenizer()
