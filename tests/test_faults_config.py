@@ -13,36 +13,10 @@ import pytest
 
 from qwen_fetch.cache import RepoCache
 from qwen_fetch.lockfile import read_lock
-from qwen_fetch.testing.faultkit import cache_digest
+from qwen_fetch.testing.faultkit import HOSTILE_LOCKS, HOSTILE_MIRRORS, cache_digest
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 
 SHARD2 = "model-00002-of-00004.safetensors"
-SOURCE = "sources:\n  - name: a\n    kind: hf\n    endpoint: http://127.0.0.1:9\n"
-
-
-def _bomb(levels: int, top: str) -> str:
-    lines = ['l0: &l0 ["x","x","x","x","x","x","x","x","x"]']
-    for i in range(1, levels):
-        lines.append(f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]")
-    return "\n".join(lines) + f"\n{top}: [*l{levels - 1}]\n"
-
-
-HOSTILE_MIRRORS = {
-    "python-apply": ("sources: !!python/object/apply:os.system ['touch PWNED']\n", "unsupported YAML tag"),
-    "python-name": ("sources:\n  - name: !!python/name:os.system\n    kind: hf\n    endpoint: http://x\n",
-                    "unsupported YAML tag"),
-    "binary": (SOURCE + "    revision: !!binary aGVsbG8=\n", "unsupported YAML tag"),
-    "timestamp": (SOURCE + "    revision: !!timestamp 2001-12-14\n", "unsupported YAML tag"),
-    "alias-bomb": (_bomb(9, "sources"), "anchors and aliases"),
-    "deep-nesting": ("sources: " + "[" * 20000 + "]" * 20000 + "\n", "nested too deeply"),
-    "unclosed": ("sources:\n  - name: a\n    kind: [hf\n", "malformed YAML"),
-    "tab-indent": ("sources:\n\t- name: a\n", "malformed YAML"),
-    "unknown-top-key": (SOURCE + "proxies: {}\n", "unknown key 'proxies'"),
-    "token-in-file": (SOURCE + "    token: hf_literal\n", "unknown key 'token'"),
-    "file-url": ("sources:\n  - name: a\n    kind: hf\n    endpoint: file:///etc/passwd\n", "must be an http(s) URL"),
-    "not-a-mapping": ("- just\n- a list\n", "expected a mapping"),
-    "empty": ("", "expected a mapping"),
-}
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_MIRRORS))
@@ -62,15 +36,6 @@ def test_non_utf8_mirrors_yaml(cli, tmp_path: Path) -> None:  # type: ignore[no-
     cfg.write_bytes(b"sources:\n  - name: \xff\xfe\n")
     r = cli("pull", QWEN3_VL_8B, "--config", str(cfg), "--no-smoke")
     assert r.exit_code == 2 and str(cfg) in r.stderr and "Traceback" not in r.stderr
-
-
-HOSTILE_LOCKS = {
-    "python-apply": ("version: 1\nmodels: !!python/object/apply:os.system ['touch PWNED']\n", "unsupported YAML tag"),
-    "alias-bomb": ("version: 1\n" + _bomb(8, "models"), "anchors and aliases"),
-    "deep-nesting": ("version: 1\nmodels: " + "{a: " * 5000 + "}" * 5000 + "\n", "nested too deeply"),
-    "truncated": None,  # the real lockfile cut in half, as a crashed editor would leave it
-    "unknown-key": None,  # the real lockfile with a key added
-}
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_LOCKS))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-from pathlib import Path
 
 import pytest
 
@@ -82,7 +81,7 @@ def test_pull_killed_mid_transfer_at_least_once(lab: CrashLab) -> None:
         proc.kill()
         proc.wait()
         assert list((d / "cache").glob("models--*/blobs/*.incomplete")), "partials are kept"
-        r = subprocess.run(lab.pull(d), capture_output=True, text=True, timeout=300)
+        r = subprocess.run(lab.pull(d), capture_output=True, text=True, timeout=300, check=False)
         assert r.returncode == 0, r.stderr
     assert w.violations == [] and w.polls > 10
     from qwen_fetch.testing.faultkit import cache_digest

@@ -20,7 +20,13 @@ import pytest
 
 from qwen_fetch.cache import RepoCache
 from qwen_fetch.hashing import hash_file
-from qwen_fetch.testing.faultkit import cache_digest, mount_small_fs, qf_argv, resize_small_fs, unmount
+from qwen_fetch.testing.faultkit import (
+    cache_digest,
+    mount_small_fs,
+    qf_argv,
+    resize_small_fs,
+    unmount,
+)
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
 from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore
@@ -111,7 +117,7 @@ def test_disk_fills_up_mid_download_then_resumes(cli, store: RepoStore, tmp_path
                         f.write(b"\0" * 65536)
                 except OSError:
                     pass
-            out, err = proc.communicate(timeout=120)
+            _out, err = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()

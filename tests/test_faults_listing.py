@@ -30,7 +30,7 @@ def _pull_inproc(mirrors: Path, *extra: str) -> tuple[int, str]:
 def _assert_nothing_written(tmp_path: Path, before: dict[str, str], target: str) -> None:
     after = tree_state(tmp_path, skip=[tmp_path / "store"])
     assert new_outside(before, after, allowed=[target]) == []
-    written = [p for p, kind in after.items() if p.startswith(target + os.sep) and not kind == "dir"
+    written = [p for p, kind in after.items() if p.startswith(target + os.sep) and kind != "dir"
                and before.get(p) != kind]
     assert written == [], "the target holds files after a refused listing"
     assert not Path("qwen-fetch.lock").exists()

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 SHA_A = "a" * 64
 OID_A = "b" * 40
@@ -77,6 +77,45 @@ HOSTILE_LISTINGS: dict[str, tuple[Any, str]] = {
     "malformed-json": (b'[{"type": "file", "path": "config.json", "si', "malformed JSON"),
     "deeply-nested-json": (_nest(200_000), "malformed JSON"),
     "not-utf8-json": (b'[{"type": "file", "path": "\xff\xfe"}]', "malformed JSON"),
+}
+
+
+_SOURCE = "sources:\n  - name: a\n    kind: hf\n    endpoint: http://127.0.0.1:9\n"
+
+
+def _bomb(levels: int, top: str) -> str:
+    lines = ['l0: &l0 ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + f"\n{top}: [*l{levels - 1}]\n"
+
+
+# name -> (mirrors.yaml text, words the exit-2 error must contain)
+HOSTILE_MIRRORS: dict[str, tuple[str, str]] = {
+    "python-apply": ("sources: !!python/object/apply:os.system ['touch PWNED']\n", "unsupported YAML tag"),
+    "python-name": ("sources:\n  - name: !!python/name:os.system\n    kind: hf\n    endpoint: http://x\n",
+                    "unsupported YAML tag"),
+    "binary": (_SOURCE + "    revision: !!binary aGVsbG8=\n", "unsupported YAML tag"),
+    "timestamp": (_SOURCE + "    revision: !!timestamp 2001-12-14\n", "unsupported YAML tag"),
+    "alias-bomb": (_bomb(9, "sources"), "anchors and aliases"),
+    "deep-nesting": ("sources: " + "[" * 20000 + "]" * 20000 + "\n", "nested too deeply"),
+    "unclosed": ("sources:\n  - name: a\n    kind: [hf\n", "malformed YAML"),
+    "tab-indent": ("sources:\n\t- name: a\n", "malformed YAML"),
+    "unknown-top-key": (_SOURCE + "proxies: {}\n", "unknown key 'proxies'"),
+    "token-in-file": (_SOURCE + "    token: hf_literal\n", "unknown key 'token'"),
+    "file-url": ("sources:\n  - name: a\n    kind: hf\n    endpoint: file:///etc/passwd\n", "must be an http(s) URL"),
+    "not-a-mapping": ("- just\n- a list\n", "expected a mapping"),
+    "empty": ("", "expected a mapping"),
+}
+
+
+# name -> (lockfile text, words the exit-2 error must contain); None: built from a real lockfile
+HOSTILE_LOCKS: dict[str, tuple[str, str] | None] = {
+    "python-apply": ("version: 1\nmodels: !!python/object/apply:os.system ['touch PWNED']\n", "unsupported YAML tag"),
+    "alias-bomb": ("version: 1\n" + _bomb(8, "models"), "anchors and aliases"),
+    "deep-nesting": ("version: 1\nmodels: " + "{a: " * 5000 + "}" * 5000 + "\n", "nested too deeply"),
+    "truncated": None,  # the real lockfile cut in half, as a crashed editor would leave it
+    "unknown-key": None,  # the real lockfile with a key added
 }
 
 
@@ -171,7 +210,7 @@ class SnapshotWatcher:
     _thread: threading.Thread | None = None
     _hashes: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
 
-    def __enter__(self) -> SnapshotWatcher:
+    def __enter__(self) -> Self:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="snapshot-watcher")
         self._thread.start()
         return self
@@ -250,7 +289,7 @@ def run_qf(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = 
            timeout: float = 240) -> subprocess.CompletedProcess[str]:
     full = dict(os.environ)
     full.update(env or {})
-    return subprocess.run(qf_argv(*args), capture_output=True, text=True, env=full, cwd=cwd, timeout=timeout)
+    return subprocess.run(qf_argv(*args), capture_output=True, text=True, env=full, cwd=cwd, timeout=timeout, check=False)
 
 
 def kill_after(argv: list[str], delay: float, *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
@@ -284,7 +323,7 @@ def mount_small_fs(mountpoint: Path, size_mib: int) -> str:
     if shutil.which("mount") is None:
         raise OSError("no mount(8) on this machine")
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0755", "tmpfs", str(mountpoint)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     if r.returncode == 0:
         return "tmpfs"
     reasons.append(f"tmpfs: {r.stderr.strip() or r.returncode}")
@@ -292,9 +331,9 @@ def mount_small_fs(mountpoint: Path, size_mib: int) -> str:
         img = mountpoint.with_name(mountpoint.name + ".img")
         with open(img, "wb") as f:
             f.truncate(size_mib << 20)
-        mk = subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], capture_output=True, text=True)
+        mk = subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], capture_output=True, text=True, check=False)
         if mk.returncode == 0:
-            r = subprocess.run(["mount", "-o", "loop", str(img), str(mountpoint)], capture_output=True, text=True)
+            r = subprocess.run(["mount", "-o", "loop", str(img), str(mountpoint)], capture_output=True, text=True, check=False)
             if r.returncode == 0:
                 return "ext4 on a loop device"
             reasons.append(f"loop: {r.stderr.strip() or r.returncode}")
@@ -307,12 +346,12 @@ def mount_small_fs(mountpoint: Path, size_mib: int) -> str:
 
 def resize_small_fs(mountpoint: Path, size_mib: int) -> bool:
     """Grow a tmpfs from :func:`mount_small_fs` in place; False when that is not possible."""
-    r = subprocess.run(["mount", "-o", f"remount,size={size_mib}m", str(mountpoint)], capture_output=True)
+    r = subprocess.run(["mount", "-o", f"remount,size={size_mib}m", str(mountpoint)], capture_output=True, check=False)
     return r.returncode == 0
 
 
 def unmount(mountpoint: Path) -> None:
-    subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+    subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, check=False)
 
 
 def expected_pins(store: Any, repo_id: str, commits: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -396,7 +435,7 @@ class CrashLab:
         return qf_argv("gc", "--cache-dir", str(d / "cache"), "--lock", str(d / "qwen-fetch.lock"), "--yes", "--json")
 
     def _ok(self, argv: list[str], what: str) -> None:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
         if r.returncode != 0:
             raise RuntimeError(f"{what} failed ({r.returncode}): {r.stderr[-2000:]}")
 
@@ -420,7 +459,7 @@ class CrashLab:
         t.passed = not (t.lost or t.corrupt or t.notes)
 
     def _rerun(self, t: Trial, argv: list[str], what: str, ok_codes: tuple[int, ...] = (0,)) -> None:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
         if r.returncode not in ok_codes:
             t.notes.append(f"{what} exited {r.returncode}: {r.stderr.strip()[-300:]}")
 
@@ -494,7 +533,7 @@ class CrashLab:
 
         def gc_loop() -> None:
             while not stop.is_set():
-                r = subprocess.run(gc_argv, capture_output=True, text=True, timeout=300)
+                r = subprocess.run(gc_argv, capture_output=True, text=True, timeout=300, check=False)
                 gc_codes.append(r.returncode)
                 if r.returncode not in (0, 2):  # 2: no cache yet / nothing to do is fine
                     t.notes.append(f"gc exited {r.returncode}: {r.stderr.strip()[-300:]}")
@@ -505,7 +544,7 @@ class CrashLab:
             procs = [subprocess.Popen(self.pull(d), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                      for _ in range(n)]
             for p in procs:
-                out, err = p.communicate(timeout=600)
+                _out, err = p.communicate(timeout=600)
                 if p.returncode != 0:
                     t.notes.append(f"a pull exited {p.returncode}: {err.strip()[-300:]}")
             stop.set()
