@@ -37,6 +37,9 @@ def start(cache_dir: Path | None, host: str, port: int, lock_path: Path | None, 
         err.print(f"serving every snapshot of {len(repos)} repo(s) in {cache} (no --lock: blob names are trusted)",
                   markup=False)
     else:
+        n = sum(len(pins) for _, pins in lock.models)
+        err.print(f"verifying {n} pinned revision(s) from {lock_path} against {cache} (re-hashing every file) ...",
+                  markup=False)
         results = server.catalog.verify_all()
         ok = sum(1 for *_, why in results if why == "verified")
         for mid, pin, why in results:
