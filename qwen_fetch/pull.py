@@ -133,6 +133,12 @@ class Puller:
         """The revision to ask ``sc`` for.  Commits are only meaningful within one hub family, and
         ModelScope is addressed by branch/tag name (it does not reliably accept a commit id)."""
         by_name = sc.kind == "modelscope"
+        if sc.kind in ("dir", "s3"):
+            # A private store (`qwen-fetch sync`) keeps one manifest per commit under the pin's commit id.
+            if pin is not None:
+                return pin.commit
+            if primary is not None:
+                return primary.commit
         if pin is not None:
             if sc.name == pin.source:
                 return pin.revision if by_name else pin.commit
