@@ -27,14 +27,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from qwen_fetch.cache import RepoCache  # noqa: E402
-from qwen_fetch.hasher import hash_files  # noqa: E402
-from qwen_fetch.lockfile import Lock, write_lock  # noqa: E402
-from qwen_fetch.manifest import Pin, PinnedFile  # noqa: E402
-from qwen_fetch.paths import safe_relpath  # noqa: E402
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo  # noqa: E402
-from qwen_fetch.testing.hub import HubServer  # noqa: E402
-from qwen_fetch.testing.repo import RepoStore  # noqa: E402
+from qwen_fetch.cache import RepoCache
+from qwen_fetch.hasher import hash_files
+from qwen_fetch.lockfile import Lock, write_lock
+from qwen_fetch.manifest import Pin, PinnedFile
+from qwen_fetch.paths import safe_relpath
+from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
+from qwen_fetch.testing.hub import HubServer
+from qwen_fetch.testing.repo import RepoStore
 
 PY = sys.executable
 HF_MAIN = "import sys; from huggingface_hub.cli.hf import main; sys.argv[0] = 'hf'; sys.exit(main())"
@@ -123,7 +123,7 @@ def drop_caches() -> bool:
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     dt = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed ({p.returncode}): {p.stderr[-2000:]}")

@@ -215,7 +215,7 @@ def compare(
     may in addition have a link problem (a link swapped to another blob is both a
     bad link and a mismatch, since that is what a loader would read).
     """
-    want = {f.path: f for f in expected}
+    want: dict[str, PinnedFile] = {f.path: f for f in expected}
     missing = sorted(p for p in want if p not in observed)
     extra = sorted(p for p in observed if p not in want)
     mismatched: list[Mismatch] = []
@@ -268,7 +268,7 @@ def classify_partial(name: str, blobs: frozenset[str], partial_names: frozenset[
         base = base[: -len(".parts")]
         if base not in partial_names:
             return ORPHAN_PARTS
-    blob = base[: -len(INCOMPLETE)] if base.endswith(INCOMPLETE) else base
+    blob = base.removesuffix(INCOMPLETE)
     if blob in blobs:
         return BLOB_COMPLETE
     if blob not in pinned_blobs:

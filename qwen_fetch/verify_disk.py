@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qwen_fetch.cache import INCOMPLETE, RepoCache, repo_id_from_folder
-from qwen_fetch.hasher import HashResult, ProgressFn, hash_files
+from qwen_fetch.hasher import HashResult, hash_files
 from qwen_fetch.manifest import Pin
+from qwen_fetch.progress import ProgressSink
 from qwen_fetch.verify import (
     BadLink,
     BadRef,
@@ -88,7 +89,7 @@ def _observe(target: Target, entries: dict[str, Path], hashes: dict[Path, HashRe
 
 
 def verify_targets(targets: Sequence[Target], *, workers: int | None = None,
-                   progress: ProgressFn | None = None) -> tuple[TargetReport, ...]:
+                   progress: ProgressSink | None = None) -> tuple[TargetReport, ...]:
     """Hash every target's files in one parallel batch and diff each target with its pin."""
     listed: list[dict[str, Path]] = []
     to_hash: list[Path] = []
@@ -98,7 +99,14 @@ def verify_targets(targets: Sequence[Target], *, workers: int | None = None,
         for p in entries.values():
             if os.path.exists(p):  # follows links; a dangling link has nothing to hash
                 to_hash.append(p)
-    hashes = hash_files(to_hash, workers=workers, progress=progress)
+    if progress is None:
+        hashes = hash_files(to_hash, workers=workers)
+    else:
+        progress.begin(bytes_to_hash(targets), len(to_hash))
+        try:
+            hashes = hash_files(to_hash, workers=workers, progress=progress.advance)
+        finally:
+            progress.end()
     reports = []
     for t, entries in zip(targets, listed):
         observed = _observe(t, entries, hashes)
@@ -108,8 +116,16 @@ def verify_targets(targets: Sequence[Target], *, workers: int | None = None,
 
 
 def bytes_to_hash(targets: Sequence[Target]) -> int:
-    """Upper bound of the bytes ``verify_targets`` reads (for a progress bar)."""
-    return sum(f.size for t in targets for f in t.pin.files)
+    """About the bytes ``verify_targets`` reads (for a progress bar): a blob shared by snapshots counts once."""
+    seen: set[tuple[str, str]] = set()
+    total = 0
+    for t in targets:
+        for f in t.pin.files:
+            key = (t.model, f.sha256) if t.snapshot else (str(t.root), f.path)
+            if key not in seen:
+                seen.add(key)
+                total += f.size
+    return total
 
 
 # ---------------------------------------------------------------------------
@@ -164,8 +180,8 @@ def lock_held(lock_path: Path) -> bool:
 
 def partial_blob(name: str) -> str:
     """``<blob>.incomplete`` / ``<blob>.incomplete.parts`` -> ``<blob>``."""
-    base = name[: -len(".parts")] if name.endswith(".parts") else name
-    return base[: -len(INCOMPLETE)] if base.endswith(INCOMPLETE) else base
+    base = name.removesuffix(".parts")
+    return base.removesuffix(INCOMPLETE)
 
 
 def scan_partials(repo: RepoCache, pinned_blobs: frozenset[str]) -> tuple[Partial, ...]:
@@ -218,7 +234,7 @@ def structure_checks(cache_dir: Path, pinned: dict[str, frozenset[str]],
 
 
 def verify_all(cache_dir: Path, models: Sequence[tuple[str, Pin]], *, workers: int | None = None,
-               progress: ProgressFn | None = None) -> VerifyReport:
+               progress: ProgressSink | None = None) -> VerifyReport:
     """Every pinned revision present in the cache, plus refs, all snapshot links and partial files."""
     targets = snapshot_targets(cache_dir, models)
     reports = verify_targets(targets, workers=workers, progress=progress)

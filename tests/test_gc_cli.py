@@ -146,10 +146,11 @@ def test_partials_respect_age_and_locks(cache: Cache) -> None:
 def test_orphan_blob_needs_to_be_old(cache: Cache) -> None:
     orphan = cache.repo.blobs_dir / ("e" * 64)
     orphan.write_bytes(b"o" * 500)
-    code, out = cache.gc("--dry-run")
+    _code, out = cache.gc("--dry-run")
     assert orphan.name not in [Path(a["path"]).name for a in out["plan"]["actions"]]
     os.utime(orphan, (OLD, OLD))
     code, out = cache.gc("--yes")
+    assert code == 0, out
     assert not orphan.exists() and out["result"]["freed"] == 126_500
 
 

@@ -230,3 +230,40 @@ def test_verify_never_imports_network_code(env: Env) -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.total = -1
+        self.done = 0
+        self.ended = False
+
+    def begin(self, total_bytes: int, total_files: int) -> None:
+        self.total = total_bytes
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+
+    def file_done(self, path: str, source: str) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+    def end(self) -> None:
+        self.ended = True
+
+
+def test_progress_counts_every_byte_once(env: Env) -> None:
+    from qwen_fetch.verify_disk import snapshot_targets, verify_targets
+
+    # Two snapshots sharing blobs: each shared blob is read (and counted) once.
+    c2 = add_sharded_repo(env.store, QWEN3_VL_8B, shard_total=1 << 20, seed=1, revision="again",
+                          small_scale=0.02)
+    pin2 = install(env.cache, env.store, QWEN3_VL_8B, c2, ref=None)
+    targets = snapshot_targets(env.cache, [(QWEN3_VL_8B, env.pin), (QWEN3_VL_8B, pin2)])
+    rec = Recorder()
+    reports = verify_targets(targets, workers=2, progress=rec)
+    assert all(r.ok for r in reports) and rec.ended
+    blobs = {f.sha256: f.size for p in (env.pin, pin2) for f in p.files}
+    assert rec.total == rec.done == sum(blobs.values())

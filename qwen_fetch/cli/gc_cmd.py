@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 
-from qwen_fetch.cli.common import CacheDirOpt, DebugOpt, JsonOpt, console, emit_json, run_command
+from qwen_fetch.cli.common import (
+    CacheDirOpt,
+    DebugOpt,
+    JsonOpt,
+    console,
+    emit_json,
+    run_command,
+)
 from qwen_fetch.errors import EXIT_CODE_HELP, UsageError
 from qwen_fetch.gc import GcPlan, GcPolicy, parse_duration
 from qwen_fetch.lockfile import DEFAULT_LOCK_NAME
@@ -38,8 +45,8 @@ def build_policy(lock: list[Path] | None, no_lock: bool, keep_last: int, older_t
         raise UsageError(f"no lockfile ({DEFAULT_LOCK_NAME} is not here): gc would protect only revisions that a ref names",
                          hint="pass your projects' lockfiles with --lock FILE (repeatable), or --no-lock to accept that")
     pins = load_pins(present, explicit=True)
-    pinned = set()
-    blobs = set()
+    pinned: set[tuple[str, str]] = set()
+    blobs: set[tuple[str, str]] = set()
     for mid, pin in pins:
         pinned.add((mid, pin.commit))
         pinned.update((mid, rev.commit) for _name, rev in pin.sources)  # a hub's own commit names a snapshot too

@@ -11,7 +11,14 @@ from typing import Annotated
 
 import typer
 
-from qwen_fetch.cli.common import CacheDirOpt, DebugOpt, JsonOpt, console, emit_json, run_command
+from qwen_fetch.cli.common import (
+    CacheDirOpt,
+    DebugOpt,
+    JsonOpt,
+    console,
+    emit_json,
+    run_command,
+)
 from qwen_fetch.errors import EXIT_CODE_HELP, ExitCode, IntegrityError, UsageError
 from qwen_fetch.lockfile import DEFAULT_LOCK_NAME, Lock, read_lock
 from qwen_fetch.manifest import Pin
@@ -133,7 +140,10 @@ def do_verify(target: str | None, lock: list[Path] | None, cache_dir: Path | Non
               model_opt: str | None, revision: str | None, all_: bool, workers: int | None,
               json_mode: bool) -> VerifyReport:
     from qwen_fetch.config import default_cache_dir
+    from qwen_fetch.progress import make_progress
     from qwen_fetch.verify_disk import Target, verify_all, verify_targets
+
+    progress = make_progress("verify", json_mode=json_mode)
 
     lock_paths = lock or [Path(DEFAULT_LOCK_NAME)]
     locks_shown = ", ".join(str(p) for p in lock_paths)
@@ -148,7 +158,7 @@ def do_verify(target: str | None, lock: list[Path] | None, cache_dir: Path | Non
                              hint="qwen-fetch verify --all --cache-dir DIR")
         if not pins:
             raise UsageError(f"no pins in {locks_shown}", hint="pin models with `qwen-fetch lock MODEL`, or pass --lock")
-        return verify_all(cache, pins, workers=workers)
+        return verify_all(cache, pins, workers=workers, progress=progress)
 
     folder: Path | None = local_dir
     model = model_opt
@@ -177,7 +187,7 @@ def do_verify(target: str | None, lock: list[Path] | None, cache_dir: Path | Non
         blobs = folder.resolve().parent.parent / "blobs" if snap else None
         root = folder.resolve() if snap else Path(os.path.abspath(folder))
         t = Target(model, pin, root, snapshot=snap, blobs_dir=blobs)
-        return VerifyReport(targets=verify_targets([t], workers=workers))
+        return VerifyReport(targets=verify_targets([t], workers=workers, progress=progress))
 
     if model is None:
         raise UsageError("name a MODEL_ID or a PATH, or pass --all", hint="qwen-fetch verify Qwen/Qwen3-VL-8B-Instruct")
@@ -193,7 +203,7 @@ def do_verify(target: str | None, lock: list[Path] | None, cache_dir: Path | Non
                              reference="not-cached")
     targets = [Target(model, p, repo.snapshot_dir(p.commit), snapshot=True, blobs_dir=repo.blobs_dir)
                for p in present]
-    return VerifyReport(targets=verify_targets(targets, workers=workers))
+    return VerifyReport(targets=verify_targets(targets, workers=workers, progress=progress))
 
 
 def register(app: typer.Typer) -> None:
@@ -213,8 +223,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Re-hash cached files (or a folder) offline and compare them with the lock.
 
-        Prints every missing, extra and mismatched file (expected/actual) and every snapshot
-        link that does not point at the right blob, sorted, in one report; exit 3 if any.
+        Prints every missing, extra and mismatched file (expected/actual) and every snapshot link that does not point at the right blob, sorted, in one report; exit 3 if any.
         """
         report = run_command(lambda: do_verify(target, lock, cache_dir, local_dir, model, revision, all_, workers,
                                                json_mode), json_mode=json_mode, debug=debug)
