@@ -215,8 +215,10 @@ class Campaign:
                 t.notes.append(f"verify exit {v.returncode}")
             if p.returncode != 3:
                 t.notes.append(f"pull exit {p.returncode}")
-            if cache_digest(d / "cache") != before:
-                t.corrupt.append("the cache changed")
+            # A small git file's pin can only be checked against its bytes: the pull fetches it and
+            # refuses it; the (reset) partial it leaves is gc's business.  Nothing else may change.
+            after = {k: v for k, v in cache_digest(d / "cache").items() if ".incomplete" not in k}
+            t.corrupt += diff_digests(before, after)
             t.passed = not (t.notes or t.corrupt)
             self.record("hand-edited wrong hash in the lockfile", t)
             shutil.rmtree(d, ignore_errors=True)
