@@ -36,6 +36,7 @@ from qwen_fetch.testing.faultkit import (
     CrashLab,
     Trial,
     cache_digest,
+    diff_digests,
     mount_small_fs,
     new_outside,
     qf_argv,
