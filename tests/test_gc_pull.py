@@ -131,3 +131,19 @@ def test_gc_does_not_disturb_a_concurrent_pull(cli, store: RepoStore, hub: HubSe
     assert json.loads(stdout)["commit"] == c2
     res = CliRunner().invoke(app, ["verify", MODEL, "--cache-dir", "cache", "--revision", c2, "--json"])
     assert res.exit_code == 0, res.output
+
+
+def test_verify_a_real_local_dir_pull(cli, store: RepoStore, hub: HubServer,  # type: ignore[no-untyped-def]
+                                      mirrors: Path) -> None:
+    store.add_commit(MODEL, demo_files())
+    r = cli("pull", MODEL, "--config", str(mirrors), "--local-dir", "local", "--no-smoke", "--json")
+    assert r.exit_code == 0, r.stderr
+    res = CliRunner().invoke(app, ["verify", "--local-dir", "local", MODEL, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["targets"][0]["kind"] == "folder"
+    with open(Path("local") / SHARD2, "r+b") as f:
+        f.seek(100)
+        f.write(b"\0\0\0\0")
+    res = CliRunner().invoke(app, ["verify", "./local", "--json"])  # the lock has one model: inferred
+    assert res.exit_code == 3
+    assert [m["path"] for m in json.loads(res.stdout)["targets"][0]["mismatched"]] == [SHARD2]
