@@ -41,8 +41,10 @@ def repo_id_from_folder(name: str) -> str | None:
     return "/".join(name[len("models--"):].split("--"))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+def atomic_write_text(path: Path, text: str, tmp_dir: Path | None = None) -> None:
+    """Write aside then rename.  ``tmp_dir`` (same file system) keeps a crash's leftover out of
+    directories that readers list, such as ``refs/``."""
+    tmp = (tmp_dir or path.parent) / f".{path.name}.{secrets.token_hex(4)}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
@@ -50,8 +52,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def atomic_symlink(target: str, link: Path) -> None:
-    tmp = link.with_name(f".{link.name}.{secrets.token_hex(4)}.tmp")
+def atomic_symlink(target: str, link: Path, tmp_dir: Path | None = None) -> None:
+    """Create the link aside then rename it into place (the link text is relative to its final home)."""
+    tmp = (tmp_dir or link.parent) / f".{link.name}.{secrets.token_hex(4)}.tmp"
     os.symlink(target, tmp)
     os.replace(tmp, link)
 
@@ -109,7 +112,10 @@ class RepoCache:
         rel = os.path.relpath(self.blob_path(blob_name), link.parent)
         if link.is_symlink() and os.readlink(link) == rel:
             return link
-        atomic_symlink(rel, link)
+        # The temporary link lives in .locks/, never in the snapshot: a SIGKILL between the two
+        # steps must not leave an extra file in a snapshot (verify and scan_cache_dir would see it).
+        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        atomic_symlink(rel, link, tmp_dir=self.locks_dir)
         return link
 
     def write_ref(self, revision: str, commit: str) -> None:
@@ -119,7 +125,8 @@ class RepoCache:
         ref.parent.mkdir(parents=True, exist_ok=True)
         if ref.is_file() and ref.read_text(encoding="utf-8").strip() == commit:
             return
-        atomic_write_text(ref, commit)
+        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(ref, commit, tmp_dir=self.locks_dir)
 
     def read_ref(self, revision: str) -> str | None:
         ref = self.refs_dir / revision
