@@ -121,9 +121,10 @@ def test_server_ignoring_range_gets_one_stream(repo, tmp_path: Path) -> None:
     with HubServer(store, Faults(ignore_range={BIG})) as hub:
         jobs = make_jobs(tmp_path, commit, data, [("hub", hub.url)])
         progress = NullProgress()
-        fetch_all(jobs, FAST, progress)
+        out = {o.path: o for o in fetch_all(jobs, FAST, progress)}
         assert_cache_exact(jobs, data)
         assert any("ignores Range" in n for n in progress.notes)
+        assert out[BIG].bytes_transferred == FILES[BIG]  # the other connections' 200s are not read too
 
 
 def test_etag_change_mid_download_restarts_the_file(repo, tmp_path: Path) -> None:

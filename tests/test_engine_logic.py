@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qwen_fetch.net.partstate import BadState, PartState, parse_state, verify_partial
+from qwen_fetch.net.partstate import BadState, PartState, journal_line, parse_state, verify_partial
 from qwen_fetch.net.rangeget import RangeRequest, Retryable, SourceFailed, check_response, request_headers
 from qwen_fetch.net.ranges import (backoff_delay, missing_runs, parse_content_range, parse_retry_after, plan_ranges,
                                    retry_delay, split_point)
@@ -180,6 +180,24 @@ def test_parse_state_accepts_its_own_output() -> None:
     st_ = parse_state(_state_json(), size=25, sha256=SHA, block_size=10)
     assert st_.crcs == (1, None, 3) and st_.etag == '"e"' and st_.source == "hf" and st_.done_blocks == 2
     assert parse_state(st_.to_json(), size=25, sha256=SHA, block_size=10) == st_
+
+
+@pytest.mark.parametrize("journal, crcs", [
+    ("", (1, None, 3)),
+    ("[1,7]\n", (1, 7, 3)),  # a block finished after the snapshot
+    ("[1,7]\n[0,9]\n", (9, 7, 3)),  # a later line wins (block rewritten)
+    ("[1,7]\n[2,", (1, 7, 3)),  # torn last line: ignored
+    ("[1,7]\n[5,1]\n[2,8]\n", (1, 7, 3)),  # out of range: the journal ends there, nothing after is trusted
+    ("[1,-1]\n", (1, None, 3)),
+    ("[true,1]\n", (1, None, 3)),
+])
+def test_parse_state_applies_the_journal(journal: str, crcs: tuple[int | None, ...]) -> None:
+    assert parse_state(_state_json() + "\n" + journal, size=25, sha256=SHA, block_size=10).crcs == crcs
+
+
+def test_journal_line_roundtrip() -> None:
+    text = _state_json() + "\n" + journal_line(1, 2**32 - 1).decode()
+    assert parse_state(text, size=25, sha256=SHA, block_size=10).crcs == (1, 2**32 - 1, 3)
 
 
 @pytest.mark.parametrize("text", [

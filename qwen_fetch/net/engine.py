@@ -169,7 +169,10 @@ def _run(sched: Scheduler, a: Assignment) -> None:
     try:
         with open_range(loc, req, connect_timeout=o.request_timeout, stall_timeout=o.stall_timeout) as op:
             if op.ignored_range:
-                sched.to_stream(a, changed=req.if_range is not None and op.etag != req.if_range, etag=op.etag)
+                if not sched.to_stream(a, changed=req.if_range is not None and op.etag != req.if_range,
+                                       etag=op.etag):
+                    sched.retire(a)  # another connection reads the whole body; do not read it twice
+                    return
             else:
                 sched.record_etag(a, op.etag)
             _consume(sched, a, op)
@@ -189,6 +192,8 @@ def _consume(sched: Scheduler, a: Assignment, op: Opened) -> None:
     block = off // bs
     block_end = min((block + 1) * bs, size)
     keep = sched.wanted(a, block)
+    if keep is None:
+        return
     buf = bytearray(min(bs, size))  # one block, reused: no allocation per block
     filled = 0
     received = 0
@@ -216,6 +221,8 @@ def _consume(sched: Scheduler, a: Assignment, op: Opened) -> None:
                     return
                 block, block_end = block + 1, min((block + 2) * bs, size)
                 keep = sched.wanted(a, block)
+                if keep is None:
+                    return  # the file changed course; another assignment owns it now
         if off < op.end:
             raise Retryable(f"connection closed after {off - op.offset} of {op.end - op.offset} bytes")
     finally:

@@ -172,6 +172,7 @@ class FileTask:
         self.done_count = 0
         self.hashed = 0
         self.hasher = hashlib.sha256()
+        self.flushed = 0
         self.etag, self.etag_source = None, ""
         self.dirty = True
         return dropped

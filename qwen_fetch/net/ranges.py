@@ -97,7 +97,7 @@ def backoff_delay(failures: int, base: float, cap: float, jitter: float) -> floa
     ``jitter`` is a number in [0, 1) supplied by the caller (random in
     production, fixed in tests), so the delay stays in [half, full] of the step.
     """
-    step = min(cap, base * (2 ** max(0, failures - 1)))
+    step = min(cap, base * 2.0 ** max(0, failures - 1))
     return step * (0.5 + jitter / 2)
 
 
@@ -122,7 +122,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - now)
+    return max(0.0, float(when.timestamp()) - now)
 
 
 def is_strong_etag(etag: str | None) -> bool:

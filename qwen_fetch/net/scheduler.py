@@ -197,12 +197,15 @@ class Scheduler:
             self.plan(t)
         self.cond.notify_all()
 
-    def to_stream(self, a: Assignment, changed: bool, etag: str | None) -> None:
-        """The source answered 200 to a range: this connection reads the whole body; others stop."""
+    def to_stream(self, a: Assignment, changed: bool, etag: str | None) -> bool:
+        """The source answered 200 to a range: this connection reads the whole body; others stop.
+
+        ``False`` when another connection already took the stream (drop this response).
+        """
         t = a.task
         with self.cond:
             if a.gen != t.gen:
-                return
+                return False
             t.gen += 1
             t.stream = True
             if changed:
@@ -213,6 +216,7 @@ class Scheduler:
             a.started, a.pos0 = time.monotonic(), 0
         self.progress.note(f"{t.job.path}: " + ("the file changed on the server; restarting it" if changed
                                                  else f"{t.location.source} ignores Range; using one stream"))
+        return True
 
     def record_etag(self, a: Assignment, etag: str | None) -> None:
         """Remember the validator for ``If-Range`` on resume (per source: mirrors' ETags differ)."""
@@ -229,12 +233,13 @@ class Scheduler:
             self.cond.notify_all()
 
     # -- blocks and hashing -----------------------------------------------------
-    def wanted(self, a: Assignment, block: int) -> bool:
-        """Should this connection write ``block``?  Not if it is done or the file changed course."""
+    def wanted(self, a: Assignment, block: int) -> bool | None:
+        """Should this connection write ``block`` (or skip it: done)?  ``None``: the file changed course, stop."""
         t = a.task
         with self.cond:
-            return a.gen == t.gen and block < t.nblocks and t.crcs[block] is None \
-                and block * t.block_size >= a.start
+            if a.gen != t.gen:
+                return None
+            return block < t.nblocks and t.crcs[block] is None and block * t.block_size >= a.start
 
     def commit_block(self, a: Assignment, block: int, data: memoryview) -> bool:
         t = a.task
