@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qwen_fetch.errors import UsageError
+from qwen_fetch.fsutil import atomic_write_text
 from qwen_fetch.paths import SafeRelPath, join_safe
 
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -39,17 +40,6 @@ def repo_id_from_folder(name: str) -> str | None:
     if not name.startswith("models--"):
         return None
     return "/".join(name[len("models--"):].split("--"))
-
-
-def atomic_write_text(path: Path, text: str, tmp_dir: Path | None = None) -> None:
-    """Write aside then rename.  ``tmp_dir`` (same file system) keeps a crash's leftover out of
-    directories that readers list, such as ``refs/``."""
-    tmp = (tmp_dir or path.parent) / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_symlink(target: str, link: Path, tmp_dir: Path | None = None) -> None:

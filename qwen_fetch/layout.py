@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from filelock import FileLock
+
 from qwen_fetch.cache import RepoCache
+from qwen_fetch.errors import IntegrityError
+from qwen_fetch.fsutil import atomic_write_bytes
 from qwen_fetch.hashing import hash_file
 from qwen_fetch.manifest import PinnedFile
 from qwen_fetch.paths import join_safe
@@ -45,25 +50,16 @@ class Layout:
         return self.meta / "locks" / f"{f.sha256}.lock"
 
     def write_verified(self, f: PinnedFile, data: bytes) -> None:
+        """Write bytes already checked against the pin (small git files hashed in memory)."""
         dest = self.dest(f)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            # A full disk (or a ^C) must not leave a half-written temporary beside the blobs.
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        # The temporary goes where partials go, never into the user's --local-dir tree.
+        atomic_write_bytes(dest, data, tmp_dir=self.partial(f).parent)
 
     def finish(self, files: Sequence[PinnedFile], commit: str, revision: str) -> Path:
+        """Expose verified content: snapshot links + ref (cache), or copies for repeated content (folder)."""
         if self.local_dir is not None:
+            assert self.meta is not None
             # Same content at two paths: the engine fetched it once.
             by_sha: dict[str, Path] = {}
             for f in files:
@@ -73,16 +69,20 @@ class Layout:
             for f in files:
                 d = self.dest(f)
                 if not d.exists():
-                    src = by_sha[f.sha256]
                     d.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = d.with_name(f".{d.name}.tmp")
-                    with open(src, "rb") as a, open(tmp, "wb") as b:
-                        while chunk := a.read(1 << 22):
-                            b.write(chunk)
+                    tmp = self.meta / f"{f.sha256}.copy"
+                    shutil.copyfile(by_sha[f.sha256], tmp)
                     os.replace(tmp, d)
             return self.local_dir
         for f in files:
-            self.repo.link_snapshot(commit, f.path, f.sha256)
+            # Link under the blob's lock: `gc` deletes a blob only while holding that lock and after
+            # re-reading the links, so a concurrent gc can never leave this snapshot dangling.
+            with FileLock(str(self.lock(f))):
+                if not self.repo.blob_path(f.sha256).is_file():
+                    raise IntegrityError(f"{f.path}: its verified blob disappeared before it was linked",
+                                         hint="a concurrent `qwen-fetch gc` or a manual deletion removed it; rerun the pull",
+                                         reference="blob-vanished")
+                self.repo.link_snapshot(commit, f.path, f.sha256)
         if revision != commit:
             self.repo.write_ref(revision, commit)
         return self.repo.snapshot_dir(commit)

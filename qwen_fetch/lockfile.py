@@ -7,8 +7,6 @@ for any text this module wrote.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import yaml
 
 from qwen_fetch.errors import ConfigError
+from qwen_fetch.fsutil import atomic_write_text
 from qwen_fetch.hashing import is_sha1, is_sha256
 from qwen_fetch.manifest import Pin, PinnedFile, SourceRevision
 from qwen_fetch.paths import UnsafePathError, check_collisions, safe_relpath
@@ -201,21 +200,7 @@ def read_lock(path: Path) -> Lock:
 
 def write_lock(path: Path, lock: Lock) -> None:
     """Write atomically: a reader never sees half a lockfile."""
-    text = dump_lock(lock)
-    path = path.absolute()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path.absolute(), dump_lock(lock))
 
 
 def pin_replace_files(pin: Pin, files: tuple[PinnedFile, ...]) -> Pin:
