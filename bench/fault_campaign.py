@@ -245,7 +245,7 @@ class Campaign:
         for _ in range(rounds):
             for n in (2, 4):
                 self.record(f"{n} concurrent pulls + gc (pinned)", lab.trial_concurrent(hub, n))
-        self.record("4 concurrent pulls + gc --no-lock (unpinned)", lab.trial_concurrent(hub, 4, pinned=False))
+            self.record("4 concurrent pulls + gc --no-lock (unpinned)", lab.trial_concurrent(hub, 4, pinned=False))
 
     # -- disk full ---------------------------------------------------------------------
     def disk_full(self, rounds: int) -> None:
@@ -426,7 +426,7 @@ def main() -> int:
             lab.hub = hub
             camp.wrong_hash(lab)
             print("concurrency", flush=True)
-            camp.concurrency(lab, hub, 1 if args.quick else 2)
+            camp.concurrency(lab, hub, 1 if args.quick else 3)
             print(f"crashes ({args.kills} SIGKILLs)", flush=True)
             camp.crashes(lab, args.kills)
     finally:
