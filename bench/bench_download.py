@@ -48,7 +48,7 @@ from qwen_fetch.testing.repo import is_lfs  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 RATE = "20m"  # nginx limit_rate for scenario (b): 20 MB/s per connection
-SCENARIOS = {"a": "unthrottled", "b": f"{RATE}B/s per connection"}
+SCENARIOS = {"a": "unthrottled", "b": f"limit_rate {RATE} per connection"}
 
 
 # -- the served repo --------------------------------------------------------------
@@ -343,25 +343,50 @@ class Result:
     scenario: str
     seconds: float
     peak_rss: int  # bytes
+    failure: str = ""
+    cpu: float = 0.0  # user + system seconds of the tool's process tree  # non-empty: the run failed or timed out (seconds is then meaningless)
 
 
-def run_once(tool: Tool, scenario: str, nginx: Nginx, served: Served, scratch: Path) -> Result:
+def run_once(tool: Tool, scenario: str, nginx: Nginx, served: Served, scratch: Path, timeout: float) -> Result:
     out = scratch / "run"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     run = tool.prepare(nginx.url(scenario), out, served)
     subprocess.run(["sync"], check=False)
     t0 = time.monotonic()
-    proc = subprocess.Popen(run.argv, env=run.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.Popen(run.argv, env=run.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # its own process group: a timeout kills helpers too
+    failure = ""
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - t0 > timeout:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, status, usage = os.wait4(proc.pid, 0)
+            failure = f"timed out after {timeout:.0f} s"
+            break
+        time.sleep(0.05)
     seconds = time.monotonic() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"{tool.name} failed ({proc.returncode}): {err[-2000:]}")
-    run.check()
+    if not failure and proc.returncode != 0:
+        failure = f"exit {proc.returncode}: {err.strip().splitlines()[-1][:160] if err.strip() else ''}"
+    if not failure:
+        try:
+            run.check()
+        except (OSError, RuntimeError) as exc:
+            failure = f"incomplete: {exc}"
     shutil.rmtree(out, ignore_errors=True)
-    return Result(tool.name, scenario, seconds, usage.ru_maxrss * 1024)
+    return Result(tool.name, scenario, seconds, usage.ru_maxrss * 1024, failure, usage.ru_utime + usage.ru_stime)
+
+
+def sha256_rate() -> float:
+    """MB/s of hashlib.sha256 on one core right now: the floor every verifying downloader pays."""
+    buf = os.urandom(64 << 20)
+    t0 = time.perf_counter()
+    hashlib.sha256(buf).digest()
+    return len(buf) / 1e6 / (time.perf_counter() - t0)
 
 
 def resume_check(nginx: Nginx, served: Served, scratch: Path, scenario: str = "b") -> tuple[int, int, float]:
@@ -403,32 +428,42 @@ def _bytes_on_disk(cache: Path) -> int:
     return total
 
 
-def report(results: list[Result], resume: tuple[int, int, float] | None, served: Served, repeats: int) -> str:
+def report(results: list[Result], resume: tuple[int, int, float] | None, served: Served, repeats: int,
+           sha_rates: list[float]) -> str:
     mb = served.total / 1e6
     rows = []
     for scenario in SCENARIOS:
-        base = [r.seconds for r in results if r.scenario == scenario and r.tool == BASELINE]
+        base = [r.seconds for r in results if r.scenario == scenario and r.tool == BASELINE and not r.failure]
         base_s = statistics.median(base) if base else None
         for tool in dict.fromkeys(r.tool for r in results):
-            rs = [r for r in results if r.scenario == scenario and r.tool == tool]
+            every = [r for r in results if r.scenario == scenario and r.tool == tool]
+            rs = [r for r in every if not r.failure]
+            failed = "; ".join(sorted({r.failure for r in every if r.failure}))
             if not rs:
+                if failed:
+                    rows.append(f"| {tool} | ({scenario}) {SCENARIOS[scenario]} | failed | - | - | - | {failed} |")
                 continue
             s = statistics.median(r.seconds for r in rs)
             ratio = f"{base_s / s:.2f}x" if base_s else "-"
             rss = max(r.peak_rss for r in rs) / 2**20
-            runs = ", ".join(f"{mb / r.seconds:.0f}" for r in rs)
+            runs = ", ".join(f"{mb / r.seconds:.0f}" for r in rs) + (f" ({failed})" if failed else "")
+            cpu = statistics.median(r.cpu for r in rs)
             rows.append(f"| {tool} | ({scenario}) {SCENARIOS[scenario]} | {mb / s:.0f} | {ratio} | {rss:.0f} MiB "
-                        f"| {runs} |")
+                        f"| {cpu:.1f} | {runs} |")
     lines = [
         f"Repo: {len(served.files)} files, {served.total / 2**30:.2f} GiB (4 shards in the real ratios + real-size "
         f"small files), nginx {_nginx_version()} on 127.0.0.1 with sendfile. {repeats} interleaved repeat(s); "
         f"median shown. Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"shared with other engineers' test runs while measuring, so absolute numbers are noisy.",
         "",
-        "| tool | scenario | MB/s (median) | vs hf download | peak RSS | MB/s per run |",
-        "|---|---|---|---|---|---|",
+        "| tool | scenario | MB/s (median) | vs hf download | peak RSS | CPU s (median) | MB/s per run |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ]
+    lines += ["", f"hashlib.sha256 on one core of this machine during the bench: "
+                  f"{', '.join(f'{r:.0f}' for r in sha_rates)} MB/s (no SHA-NI). qwen-fetch hashes every byte while "
+                  "downloading (and crc32s it for resume); hf download and aria2c hash nothing, modelscope "
+                  "download hashes after downloading."]
     if resume:
         clean, resumed, at = resume
         lines += ["", f"Resume (scenario b): an uninterrupted pull transferred {clean / 1e6:.1f} MB; one SIGKILLed at "
@@ -451,6 +486,7 @@ def main() -> None:
     ap.add_argument("--tools", default="", help="comma-separated substrings of tool names to run (default: all)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/qwen-fetch-bench"))
     ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--run-timeout", type=float, default=240.0, help="seconds before a tool's run is killed")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "download.md")
     args = ap.parse_args()
     if not shutil.which("nginx"):
@@ -461,21 +497,24 @@ def main() -> None:
     nginx = Nginx(args.work, served)
     results: list[Result] = []
     resume = None
+    sha_rates = [sha256_rate()]
     t0 = time.monotonic()
     try:
         for rep in range(args.repeats):
             for scenario in args.scenarios.split(","):
                 for tool in (wanted if rep % 2 == 0 else wanted[::-1]):  # interleaved, order alternating
-                    r = run_once(tool, scenario, nginx, served, args.work / "scratch")
+                    r = run_once(tool, scenario, nginx, served, args.work / "scratch", args.run_timeout)
                     results.append(r)
                     print(f"[{rep + 1}/{args.repeats}] ({scenario}) {tool.name}: {r.seconds:.1f}s "
-                          f"{served.total / 1e6 / r.seconds:.0f} MB/s, RSS {r.peak_rss / 2**20:.0f} MiB", flush=True)
+                          f"{served.total / 1e6 / r.seconds:.0f} MB/s, RSS {r.peak_rss / 2**20:.0f} MiB "
+                          f"{r.failure}", flush=True)
         if not args.no_resume:
             resume = resume_check(nginx, served, args.work / "scratch")
             print(f"resume: clean {resume[0]} B, killed+resumed {resume[1]} B", flush=True)
     finally:
         nginx.stop()
-    text = report(results, resume, served, args.repeats)
+    sha_rates.append(sha256_rate())
+    text = report(results, resume, served, args.repeats, sha_rates)
     text += f"\nBench wall time: {time.monotonic() - t0:.0f} s. Command: `.venv/bin/python bench/bench_download.py " \
             f"{' '.join(sys.argv[1:])}`.\n"
     print(text)
