@@ -78,10 +78,6 @@ class FileTask:
     def location(self) -> FileLocation:
         return self.job.locations[self.loc_index]
 
-    @property
-    def state_file(self) -> os.PathLike[str]:
-        return state_path(self.job.partial)
-
     def span(self, block: int) -> tuple[int, int]:
         return block_span(block, self.job.size, self.block_size)
 

@@ -1,19 +1,22 @@
 """The shared queue of byte ranges and the per-file bookkeeping around it.
 
 ``fetch_all`` (engine.py) runs ``options.connections`` worker threads over one shared queue
-of byte ranges (every missing block of every file, in parts of
-``options.part_size``).  A worker GETs its range, writes whole blocks to the
-partial file and marks them done; whoever completes the next block of a
-file's contiguous prefix feeds it to that file's sha256 (read back from the
-page cache), so a finished file needs no second full read.  An idle worker
-with nothing queued steals the back half of the largest range in flight.
+of byte ranges (every missing block of every file, in parts of at most
+``options.part_size``), handing each idle connection the next range of the
+file with the fewest connections.  A worker GETs its range, writes whole
+blocks to the partial file, journals and marks them done; whoever completes
+the next block of a file's contiguous prefix feeds it to that file's sha256
+(read back from the page cache), so a finished file needs no second full
+read.  An idle worker with nothing queued steals the back half of the range
+in flight that would take longest to finish (if longer than ``steal_after``).
 
 Failures: transient ones (connect errors, timeouts, stalls, 5xx, 429) re-queue
 the rest of the range after an exponential backoff with jitter; after
 ``max_attempts`` failures in a row on one source, or at once for a
 non-transient one (wrong size, 404), the file falls back to its next location.
-The coordinator (the calling thread) takes each file's lock, recovers its
-resume state, saves block maps every second and promotes verified files.
+The coordinator (engine.py, the calling thread) takes each file's lock,
+recovers its resume state and compacts block maps; the worker that completes a
+file verifies and promotes it.
 """
 
 from __future__ import annotations
