@@ -20,13 +20,14 @@ class ExitCode(IntEnum):
     INTEGRITY = 3  # hash/size/commit mismatch, not allowlisted, missing pin with --frozen
     SOURCE = 4  # source unreachable, repo or revision not found, disk full while fetching
     SMOKE = 5  # smoke-load failure
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM: partial downloads are kept and resume on the next run
 
 
 EXIT_CODE_HELP = (
     "Exit codes: 0 success; 1 unexpected error; 2 usage or configuration error; "
     "3 integrity failure (hash, size or commit mismatch, file not allowlisted, "
     "missing pin with --frozen); 4 source unreachable, repo or revision not found; "
-    "5 smoke-load failure."
+    "5 smoke-load failure; 130 interrupted (partial downloads resume on the next run)."
 )
 
 

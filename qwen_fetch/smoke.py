@@ -206,6 +206,13 @@ SMOKE_PROMPT_TEXT = "Name three colours."
 # --- entry points ----------------------------------------------------------------------------
 
 
+def _gpu_device_nodes() -> bool:
+    """Whether this machine exposes any GPU device node (NVIDIA or AMD ROCm), without importing torch."""
+    import glob
+
+    return bool(glob.glob("/dev/nvidia[0-9]*") or glob.glob("/proc/driver/nvidia/gpus/*") or glob.glob("/dev/kfd"))
+
+
 def smoke_available(device: str = "auto") -> tuple[bool, str]:
     """Whether a smoke-load can run here: the [smoke] extra, and a GPU unless ``device`` is cpu."""
     import importlib.util
@@ -215,6 +222,9 @@ def smoke_available(device: str = "auto") -> tuple[bool, str]:
         return False, f"the smoke extra is not installed (missing {', '.join(missing)}): {SMOKE_EXTRA_HINT}"
     if device.strip().lower() == "cpu":
         return True, "cpu (requested)"
+    if not _gpu_device_nodes():
+        # Cheap check first: importing torch costs seconds and ~300 MB on every pull.
+        return False, "no GPU: no NVIDIA/AMD device nodes found (use --device cpu to smoke-load on the CPU anyway)"
     import torch
 
     if not torch.cuda.is_available() or torch.cuda.device_count() == 0:

@@ -30,7 +30,7 @@ STOP_GRACE = 3.0  # seconds to let connections wind down on cancel
 
 
 class FetchCancelled(QFError):
-    exit_code = ExitCode.UNEXPECTED
+    exit_code = ExitCode.INTERRUPTED
     reference = "cancelled"
 
 
