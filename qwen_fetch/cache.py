@@ -83,6 +83,10 @@ class RepoCache:
     def lock_path(self, blob_name: str) -> Path:
         return self.locks_dir / (blob_name + ".lock")
 
+    def snapshot_lock_path(self, commit: str) -> Path:
+        """Held by ``pull`` while it links a snapshot and writes its ref; ``gc`` skips a snapshot it can't lock."""
+        return self.locks_dir / f"snapshot-{commit}.lock"
+
     def snapshot_dir(self, commit: str) -> Path:
         return self.snapshots_dir / commit
 

@@ -164,9 +164,19 @@ def execute(plan: GcPlan, *, on_done: Callable[[Action], None] | None = None) ->
             if not a.path.is_dir():
                 skipped.append((a, "already gone"))
                 continue
-            dest = repo.repo_dir / TRASH_DIR / f"{a.path.name}.{secrets.token_hex(4)}"
-            dest.parent.mkdir(exist_ok=True)
-            os.replace(a.path, dest)  # atomic: the snapshot vanishes whole
+            snap_lock = _try_lock(repo.snapshot_lock_path(a.path.name))
+            if snap_lock is None:
+                skipped.append((a, "a running pull is linking it"))
+                continue
+            try:
+                if a.path.name in repo.refs().values():  # a pull finished it after the plan was made
+                    skipped.append((a, "a ref names it now"))
+                    continue
+                dest = repo.repo_dir / TRASH_DIR / f"{a.path.name}.{secrets.token_hex(4)}"
+                dest.parent.mkdir(exist_ok=True)
+                os.replace(a.path, dest)  # atomic: the snapshot vanishes whole
+            finally:
+                snap_lock.release()
             trash.append((a, dest))
             finish(a)
         elif a.kind in (BLOB, PARTIAL):

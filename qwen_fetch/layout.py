@@ -74,28 +74,28 @@ class Layout:
                     shutil.copyfile(by_sha[f.sha256], tmp)
                     os.replace(tmp, d)
             return self.local_dir
-        if revision != commit:
-            # The ref first (huggingface_hub orders it the same way): gc keeps a revision that a ref
-            # names, so a gc running while we link never takes this half-made snapshot for an
-            # abandoned one and moves it away under us.
-            self.repo.write_ref(revision, commit)
-        for _attempt in range(3):
+        # The whole snapshot is linked, then its ref written, under the snapshot lock: `gc` never moves
+        # a snapshot whose lock is held, and re-reads the refs under it, so a half-made revision is
+        # never taken for an abandoned one.  The ref comes last: a reader (or a crash) never sees a
+        # ref naming an incomplete snapshot.
+        self.repo.locks_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.repo.snapshot_lock_path(commit))):
             for f in files:
-                # Link under the blob's lock: `gc` deletes a blob only while holding that lock and after
-                # re-reading the links, so a concurrent gc can never leave this snapshot dangling.
+                # Link under the blob's lock: `gc` deletes a blob only while holding that lock and
+                # after re-reading the links, so this snapshot can never be left dangling.
                 with FileLock(str(self.lock(f))):
                     if not self.repo.blob_path(f.sha256).is_file():
                         raise IntegrityError(f"{f.path}: its verified blob disappeared before it was linked",
-                                             hint="a concurrent `qwen-fetch gc` or a manual deletion removed it; rerun the pull",
-                                             reference="blob-vanished")
+                                             hint="a concurrent `qwen-fetch gc` or a manual deletion removed it; "
+                                                  "rerun the pull", reference="blob-vanished")
                     self.repo.link_snapshot(commit, f.path, f.sha256)
-            # A gc that planned before the ref existed (or a pull by commit, which writes no ref) may
-            # still have moved the snapshot away meanwhile: only a complete snapshot is success.
-            if all(os.path.exists(self.repo.snapshot_file(commit, f.path)) for f in files):
-                return self.repo.snapshot_dir(commit)
-        raise IntegrityError(f"snapshot {commit[:12]} kept disappearing while it was being linked",
-                             hint="a concurrent `qwen-fetch gc` removed it; rerun the pull (the blobs are kept)",
-                             reference="snapshot-vanished")
+            if not all(os.path.exists(self.repo.snapshot_file(commit, f.path)) for f in files):
+                raise IntegrityError(f"snapshot {commit[:12]} changed while it was being linked",
+                                     hint="something removed files from it concurrently; rerun the pull "
+                                          "(the blobs are kept)", reference="snapshot-vanished")
+            if revision != commit:
+                self.repo.write_ref(revision, commit)
+        return self.repo.snapshot_dir(commit)
 
 
 def verify_existing(path: Path, f: PinnedFile) -> bool:
