@@ -199,8 +199,6 @@ def test_state_file_enospc_does_not_hide_the_disk_full_error(tmp_path: Path, mon
         assert not j.dest.exists() or j.dest.read_bytes() == data[j.path]
 
 
-@pytest.mark.xfail(strict=True, reason="engine (net/partstate.py save_state): when the disk is full the temporary "
-                   "'.<blob>.incomplete.parts.<hex>.tmp' is left in blobs/ for ever (seen in the tmpfs runs)")
 def test_state_save_on_a_full_disk_leaves_no_temporary(small_fs: tuple[Path, str]) -> None:
     import errno
 

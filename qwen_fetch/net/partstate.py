@@ -120,9 +120,17 @@ def save_state(path: Path, state: PartState) -> int:
     No fsync: every block is re-checked on resume, so a stale state is harmless.
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(state.to_json() + "\n", encoding="utf-8")
-    fd = os.open(tmp, os.O_WRONLY | os.O_APPEND)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(state.to_json() + "\n", encoding="utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_APPEND)
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk (or a ^C) must not leave the temporary beside the blobs for ever.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     return fd
 
 
