@@ -1,7 +1,9 @@
 """The HTTP edge: one client factory, bearer auth bound to one host, error translation.
 
 httpx reads ``HTTPS_PROXY``/``NO_PROXY`` and ``SSL_CERT_FILE`` from the
-environment (``trust_env``); TLS verification is always on.
+environment (``trust_env``); TLS verification is always on.  Direct (unproxied)
+requests go over :class:`~qwen_fetch.net.h1.H1Transport`, whose bodies the
+download engine reads straight into its block buffers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import httpx
 
 from qwen_fetch import __version__
 from qwen_fetch.errors import SourceError
+from qwen_fetch.net.h1 import H1Transport
 
 USER_AGENT = f"qwen-fetch/{__version__}"
 
@@ -58,15 +61,17 @@ def ssl_context() -> ssl.SSLContext | bool:
 def make_client(*, token: str | None = None, endpoint: str | None = None, timeout: float = 30.0,
                 connections: int = 32) -> httpx.Client:
     auth = HostBearerAuth(token, endpoint) if token and endpoint else None
+    verify = ssl_context()
     return httpx.Client(
         auth=auth,
         headers={"User-Agent": USER_AGENT},
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         follow_redirects=True,
         max_redirects=10,
-        verify=ssl_context(),
+        verify=verify,  # for the proxy transports httpx mounts from HTTPS_PROXY etc.
         trust_env=True,
         limits=httpx.Limits(max_connections=connections + 8, max_keepalive_connections=connections + 8),
+        transport=H1Transport(httpx.create_ssl_context(verify=verify), max_idle=connections + 8),
     )
 
 

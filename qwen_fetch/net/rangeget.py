@@ -9,12 +9,13 @@ retrying on this source (:class:`Retryable`) or not (:class:`SourceFailed`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 
+from qwen_fetch.net.h1 import BODY
 from qwen_fetch.net.http import describe_exc
 from qwen_fetch.net.ranges import is_strong_etag, parse_content_range, parse_retry_after
 from qwen_fetch.sources.base import FileLocation
@@ -104,6 +105,34 @@ def check_response(req: RangeRequest, status: int, headers: httpx.Headers) -> tu
     if 500 <= status < 600:
         raise Retryable(f"HTTP {status}")
     raise SourceFailed(f"unexpected HTTP {status}")
+
+
+def body_reader(response: httpx.Response) -> Callable[[memoryview], int]:
+    """``readinto(view)``: fill ``view`` from the body (short only at its end; 0 once it is over).
+
+    On our own transport (:mod:`qwen_fetch.net.h1`) this is one ``recv_into``
+    loop straight into the caller's buffer; on any other transport (a proxy, a
+    store's) it copies from the chunks httpx yields.
+    """
+    body = response.extensions.get(BODY)
+    if body is not None:
+        return body.readinto  # type: ignore[no-any-return]
+    chunks = response.iter_raw()
+    pending = memoryview(b"")
+
+    def readinto(view: memoryview) -> int:
+        nonlocal pending
+        filled = 0
+        while filled < len(view):
+            if not pending:
+                pending = memoryview(next(chunks, b""))
+                if not pending:
+                    break
+            take = min(len(pending), len(view) - filled)
+            view[filled:filled + take] = pending[:take]
+            pending, filled = pending[take:], filled + take
+        return filled
+    return readinto
 
 
 @contextmanager

@@ -1,0 +1,186 @@
+"""A lean HTTP/1.1 transport for httpx, on the standard library's ``http.client``.
+
+Why it exists: httpcore hands a response body up as a fresh ``bytes`` object per
+64 KiB socket read, through h11's receive buffer and four generator layers.  On
+a 2-core machine without SHA-NI that Python work and those copies cost about
+as much CPU as the sha256 of the same bytes.  ``http.client`` reads a
+Content-Length body straight into the caller's buffer (``recv_into``), so the
+engine fills a whole 1 MiB block with one call.
+
+httpx still does everything above the wire — redirects, auth
+(:class:`~qwen_fetch.net.http.HostBearerAuth`), headers, content decoding,
+timeouts — and proxied URLs keep going through httpx's own proxy transports
+(``trust_env`` mounts take precedence over this default transport).
+
+The fast path is ``response.extensions[BODY]`` (a :class:`Body` with
+``readinto``); a response from any other transport lacks it and the caller
+iterates the body as usual.  Every low-level failure is translated here, once,
+into the httpx exception the rest of the code already handles.
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+BODY = "qwen_fetch.body"  # response extension: the Body, for readinto
+CHUNK = 64 * 1024  # bytes per chunk when httpx iterates a body (API calls, redirects)
+
+_Key = tuple[str, str, int]
+
+
+class Body(httpx.SyncByteStream):
+    """A response body on a pooled connection; the connection returns to the pool once fully read."""
+
+    def __init__(self, transport: H1Transport, key: _Key, conn: http.client.HTTPConnection,
+                 resp: http.client.HTTPResponse, request: httpx.Request) -> None:
+        self._transport, self._key, self._conn, self._resp, self._request = transport, key, conn, resp, request
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Read up to ``len(buffer)`` body bytes (fewer only at the end of the body); 0 at its end."""
+        with _mapped(self._request, httpx.ReadTimeout, httpx.ReadError):
+            return self._resp.readinto(buffer)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            with _mapped(self._request, httpx.ReadTimeout, httpx.ReadError):
+                chunk = self._resp.read1(CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        resp, conn = self._resp, self._conn
+        if (resp.isclosed() or resp.length == 0) and not resp.will_close:
+            self._transport.checkin(self._key, conn)  # fully read: reusable
+        else:
+            conn.close()  # abandoned mid-body, or the server closes it: never reuse
+        resp.close()
+
+
+class H1Transport(httpx.BaseTransport):
+    """Keep-alive HTTP/1.1 connections per (scheme, host, port), at most ``max_idle`` idle in all."""
+
+    def __init__(self, context: ssl.SSLContext, max_idle: int) -> None:
+        self._ssl = context
+        self._max_idle = max_idle
+        self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}", request=request)
+        key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        timeout = request.extensions.get("timeout", {})
+        body = request.read() if request.method not in ("GET", "HEAD") else None
+        target = url.raw_path.decode("ascii")
+        for attempt in (0, 1):
+            conn, reused = self._checkout(key, request, timeout.get("connect"))
+            try:
+                resp = self._exchange(conn, request, target, body, timeout)
+            except _StaleConnection as exc:
+                conn.close()
+                if reused and attempt == 0:
+                    continue  # a keep-alive connection the server had already closed: one fresh try
+                raise httpx.RemoteProtocolError(str(exc.__cause__ or "server disconnected"),
+                                                request=request) from None
+            except BaseException:
+                conn.close()
+                raise
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.msg.items()]
+            stream = Body(self, key, conn, resp, request)
+            return httpx.Response(resp.status, headers=headers, stream=stream,
+                                  extensions={"http_version": b"HTTP/1.1" if resp.version == 11 else b"HTTP/1.0",
+                                              "reason_phrase": resp.reason.encode("latin-1"), BODY: stream})
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _exchange(conn: http.client.HTTPConnection, request: httpx.Request, target: str, body: bytes | None,
+                  timeout: dict[str, float | None]) -> http.client.HTTPResponse:
+        assert conn.sock is not None
+        with _mapped(request, httpx.WriteTimeout, httpx.WriteError, stale=True):
+            conn.sock.settimeout(timeout.get("write"))
+            conn.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
+            for name, value in request.headers.raw:
+                conn.putheader(name, value)
+            conn.endheaders(body or None)
+        with _mapped(request, httpx.ReadTimeout, httpx.ReadError, stale=True):
+            conn.sock.settimeout(timeout.get("read"))  # per recv: this is what detects a stalled body
+            return conn.getresponse()
+
+    def _checkout(self, key: _Key, request: httpx.Request, connect_timeout: float | None
+                  ) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            pool = self._idle.get(key, [])
+            while pool:
+                idle = pool.pop()
+                if _reusable(idle):
+                    return idle, True
+                idle.close()
+        scheme, host, port = key
+        conn: http.client.HTTPConnection
+        if scheme == "https":
+            conn = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=self._ssl)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+        with _mapped(request, httpx.ConnectTimeout, httpx.ConnectError):
+            conn.connect()
+        return conn, False
+
+    def checkin(self, key: _Key, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if _reusable(conn) and sum(map(len, self._idle.values())) < self._max_idle:
+                self._idle.setdefault(key, []).append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            conns = [c for pool in self._idle.values() for c in pool]
+            self._idle.clear()
+        for c in conns:
+            c.close()
+
+
+def _reusable(conn: http.client.HTTPConnection) -> bool:
+    """Idle and silent: a readable idle socket is closed by the server or holds junk past the last body."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        p = select.poll()
+        p.register(sock, select.POLLIN)
+        return not p.poll(0)
+    except (OSError, ValueError):
+        return False
+
+
+class _StaleConnection(Exception):
+    """The server closed the connection before answering (a reused keep-alive connection may be retried)."""
+
+
+@contextmanager
+def _mapped(request: httpx.Request, on_timeout: type[httpx.TransportError], on_error: type[httpx.TransportError],
+            *, stale: bool = False) -> Iterator[None]:
+    """Translate socket/TLS/http.client errors into httpx's exceptions, once, at this boundary."""
+    try:
+        yield
+    except TimeoutError as exc:  # socket.timeout
+        raise on_timeout(str(exc) or "timed out", request=request) from exc
+    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+        if stale:
+            raise _StaleConnection() from exc
+        raise httpx.RemoteProtocolError(str(exc) or "server disconnected", request=request) from exc
+    except ssl.SSLError as exc:  # before ValueError: a failed certificate check is both
+        raise on_error(str(exc) or type(exc).__name__, request=request) from exc
+    except (http.client.HTTPException, ValueError) as exc:
+        raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
+    except OSError as exc:
+        raise on_error(str(exc) or type(exc).__name__, request=request) from exc
