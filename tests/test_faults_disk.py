@@ -160,10 +160,6 @@ def test_no_room_even_for_the_small_files(cli, store: RepoStore, tmp_path: Path,
         assert r.exit_code == 0, r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="engine (net/engine.py fetch_all cleanup): when the disk is full, the "
-                   "resume-state save in the finally block raises a raw ENOSPC OSError that replaces the "
-                   "DiskFullError, so the CLI prints 'disk full while writing a file' without the space needed "
-                   "(seen now and then in the tmpfs runs; deterministic here with every save forced)")
 def test_state_file_enospc_does_not_hide_the_disk_full_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Once the disk is full, the partial's writes *and* the .parts state's rewrite fail with ENOSPC: the
     error must still be the engine's DiskFullError naming the space needed (the campaign's tmpfs runs

@@ -65,8 +65,12 @@ def fetch_all(jobs: Sequence[FetchJob], options: EngineOptions, progress: Progre
         for w in workers:
             w.join(timeout=max(0.0, deadline - time.monotonic()))
         for t in tasks:
-            _save(sched, t)
-            t.release()
+            try:
+                _save(sched, t)
+            except OSError:
+                pass  # a full disk: the state is only a hint (every block is re-checked on resume)
+            finally:
+                t.release()
     return _outcomes_or_raise(tasks)
 
 
