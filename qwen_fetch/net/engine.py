@@ -11,6 +11,7 @@ promotion).
 
 from __future__ import annotations
 
+import errno
 import shutil
 import threading
 import time
@@ -143,7 +144,14 @@ def _save(sched: Scheduler, t: FileTask) -> None:
             return
         if not t.dirty and t.journal_lines < COMPACT_AFTER:
             return
-    t.save(sched.cond)
+    try:
+        t.save(sched.cond)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # The save is atomic, so the previous state stays usable; report the full disk through
+        # the one error that names the space still needed, not as a bare OSError.
+        sched.set_fatal(DiskFull(str(exc)))
 
 
 # -- connections ---------------------------------------------------------------
