@@ -73,7 +73,10 @@ def test_pull_killed_mid_transfer_at_least_once(lab: CrashLab) -> None:
     d = lab.work / "mid"
     d.mkdir()
     with SnapshotWatcher(d / "cache", lab.expected) as w:
-        proc = subprocess.Popen(lab.pull(d), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Two connections at the hub's 1 MB/s each: the transfer lasts seconds, so a partial seen by the
+        # poll below is still a partial when the kill lands (16 connections finished in ~0.4 s: flaky).
+        proc = subprocess.Popen(lab.pull(d, "--connections", "2"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not list((d / "cache").glob("models--*/blobs/*.incomplete")):
             assert proc.poll() is None and time.monotonic() < deadline, "the pull never wrote a partial"
