@@ -343,8 +343,9 @@ class Result:
     scenario: str
     seconds: float
     peak_rss: int  # bytes
-    failure: str = ""
-    cpu: float = 0.0  # user + system seconds of the tool's process tree  # non-empty: the run failed or timed out (seconds is then meaningless)
+    failure: str = ""  # non-empty: the run failed or timed out (seconds is then meaningless)
+    cpu: float = 0.0  # user + system seconds of the tool's process tree
+    load: float = 0.0  # 1-minute load average just before the run (other work on the machine)
 
 
 def run_once(tool: Tool, scenario: str, nginx: Nginx, served: Served, scratch: Path, timeout: float) -> Result:
@@ -353,6 +354,7 @@ def run_once(tool: Tool, scenario: str, nginx: Nginx, served: Served, scratch: P
     out.mkdir(parents=True)
     run = tool.prepare(nginx.url(scenario), out, served)
     subprocess.run(["sync"], check=False)
+    load = os.getloadavg()[0]
     t0 = time.monotonic()
     proc = subprocess.Popen(run.argv, env=run.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)  # its own process group: a timeout kills helpers too
@@ -378,7 +380,8 @@ def run_once(tool: Tool, scenario: str, nginx: Nginx, served: Served, scratch: P
         except (OSError, RuntimeError) as exc:
             failure = f"incomplete: {exc}"
     shutil.rmtree(out, ignore_errors=True)
-    return Result(tool.name, scenario, seconds, usage.ru_maxrss * 1024, failure, usage.ru_utime + usage.ru_stime)
+    return Result(tool.name, scenario, seconds, usage.ru_maxrss * 1024, failure, usage.ru_utime + usage.ru_stime,
+                  load)
 
 
 def sha256_rate() -> float:
@@ -454,7 +457,7 @@ def report(results: list[Result], resume: tuple[int, int, float] | None, served:
         f"Repo: {len(served.files)} files, {served.total / 2**30:.2f} GiB (4 shards in the real ratios + real-size "
         f"small files), nginx {_nginx_version()} on 127.0.0.1 with sendfile. {repeats} interleaved repeat(s); "
         f"median shown. Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-        f"shared with other engineers' test runs while measuring, so absolute numbers are noisy.",
+        f"shared with other work: 1-minute load average before each run {_load_range(results)}.",
         "",
         "| tool | scenario | MB/s (median) | vs hf download | peak RSS | CPU s (median) | MB/s per run |",
         "|---|---|---|---|---|---|---|",
@@ -470,6 +473,11 @@ def report(results: list[Result], resume: tuple[int, int, float] | None, served:
                       f"{at:.0%} of the bytes on disk and rerun transferred {resumed / 1e6:.1f} MB in all "
                       f"(+{(resumed - clean) / clean:.2%})."]
     return "\n".join(lines) + "\n"
+
+
+def _load_range(results: list[Result]) -> str:
+    loads = sorted(r.load for r in results)
+    return f"{loads[0]:.1f}-{loads[-1]:.1f} (median {statistics.median(loads):.1f})" if loads else "-"
 
 
 def _nginx_version() -> str:
