@@ -47,6 +47,14 @@ def small_fs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[P
     finally:
         unmount(mnt)
 
+def _size(p: Path) -> int:
+    """A partial's size, 0 once the engine has promoted (renamed) it between the glob and the stat."""
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 
 def _pull(cli, mirrors: Path, cache: Path, *extra: str):  # type: ignore[no-untyped-def]
     return cli("pull", QWEN3_VL_8B, "--config", str(mirrors), "--cache-dir", str(cache), "--no-smoke", "--json",
@@ -107,7 +115,7 @@ def test_disk_fills_up_mid_download_then_resumes(cli, store: RepoStore, tmp_path
         try:
             deadline = time.monotonic() + 60
             # blocks are written whole (1 MiB): wait until one has landed in an unfinished file
-            while not any(p.stat().st_size >= 1 << 20 for p in cache.glob("models--*/blobs/*.incomplete")):
+            while not any(_size(p) >= 1 << 20 for p in cache.glob("models--*/blobs/*.incomplete")):
                 assert proc.poll() is None, proc.communicate()
                 assert time.monotonic() < deadline, "the pull never wrote a partial"
                 time.sleep(0.02)
