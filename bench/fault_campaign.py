@@ -39,6 +39,7 @@ from qwen_fetch.testing.faultkit import (
     diff_digests,
     mount_small_fs,
     new_outside,
+    partial_size,
     qf_argv,
     resize_small_fs,
     run_qf,
@@ -303,7 +304,7 @@ class Campaign:
     def _fill_mid_download(argv: list[str], mnt: Path, t: Trial) -> str:
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
-        while not any(_size(p) >= 1 << 20 for p in mnt.glob("cache/models--*/blobs/*.incomplete")):
+        while not any(partial_size(p) >= 1 << 20 for p in mnt.glob("cache/models--*/blobs/*.incomplete")):
             if proc.poll() is not None or time.monotonic() > deadline:
                 t.notes.append("the pull never wrote a block")
                 break
@@ -390,14 +391,6 @@ class Campaign:
                 f"{' --quick' if args.quick else ''} --seed {args.seed}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
                 f"{seconds / 60:.1f} min on {os.cpu_count()} cores.\n\n")
         return head + "\n".join(lines) + "\n" + ("\nFailed trials:\n" + "\n".join(failures) + "\n" if failures else "")
-
-def _size(p: Path) -> int:
-    """A partial's size, 0 once the engine has promoted (renamed) it between the glob and the stat."""
-    try:
-        return p.stat().st_size
-    except FileNotFoundError:
-        return 0
-
 
 
 def main() -> int:

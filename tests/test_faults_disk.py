@@ -23,6 +23,7 @@ from qwen_fetch.hashing import hash_file
 from qwen_fetch.testing.faultkit import (
     cache_digest,
     mount_small_fs,
+    partial_size,
     qf_argv,
     resize_small_fs,
     unmount,
@@ -46,14 +47,6 @@ def small_fs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[P
         yield mnt, how
     finally:
         unmount(mnt)
-
-def _size(p: Path) -> int:
-    """A partial's size, 0 once the engine has promoted (renamed) it between the glob and the stat."""
-    try:
-        return p.stat().st_size
-    except FileNotFoundError:
-        return 0
-
 
 
 def _pull(cli, mirrors: Path, cache: Path, *extra: str):  # type: ignore[no-untyped-def]
@@ -115,7 +108,7 @@ def test_disk_fills_up_mid_download_then_resumes(cli, store: RepoStore, tmp_path
         try:
             deadline = time.monotonic() + 60
             # blocks are written whole (1 MiB): wait until one has landed in an unfinished file
-            while not any(_size(p) >= 1 << 20 for p in cache.glob("models--*/blobs/*.incomplete")):
+            while not any(partial_size(p) >= 1 << 20 for p in cache.glob("models--*/blobs/*.incomplete")):
                 assert proc.poll() is None, proc.communicate()
                 assert time.monotonic() < deadline, "the pull never wrote a partial"
                 time.sleep(0.02)

@@ -569,3 +569,11 @@ class CrashLab:
         if t.passed:
             shutil.rmtree(d, ignore_errors=True)
         return t
+
+
+def partial_size(p: Path) -> int:
+    """A partial's size, 0 once the engine has promoted (renamed) it between the glob and the stat."""
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:
+        return 0
