@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qwen_fetch.net.partstate import BadState, PartState, journal_line, parse_state, verify_partial
+from qwen_fetch.net.partstate import BadState, PartState, block_sum, journal_line, parse_state, verify_partial
 from qwen_fetch.net.rangeget import RangeRequest, Retryable, SourceFailed, check_response, request_headers
 from qwen_fetch.net.ranges import (backoff_delay, missing_runs, parse_content_range, parse_retry_after, plan_ranges,
                                    retry_delay, split_point)
@@ -170,19 +170,19 @@ def test_request_headers(req: RangeRequest, headers: dict[str, str]) -> None:
 def _state_json(**over: object) -> str:
     import json
 
-    base: dict[str, object] = {"version": 1, "size": 25, "sha256": SHA, "block_size": 10, "source": "hf",
-                               "etag": '"e"', "crc": [1, None, 3]}
+    base: dict[str, object] = {"version": 2, "size": 25, "sha256": SHA, "block_size": 10, "source": "hf",
+                               "etag": '"e"', "sums": [1, None, 3]}
     base.update(over)
     return json.dumps(base)
 
 
 def test_parse_state_accepts_its_own_output() -> None:
     st_ = parse_state(_state_json(), size=25, sha256=SHA, block_size=10)
-    assert st_.crcs == (1, None, 3) and st_.etag == '"e"' and st_.source == "hf" and st_.done_blocks == 2
+    assert st_.sums == (1, None, 3) and st_.etag == '"e"' and st_.source == "hf" and st_.done_blocks == 2
     assert parse_state(st_.to_json(), size=25, sha256=SHA, block_size=10) == st_
 
 
-@pytest.mark.parametrize("journal, crcs", [
+@pytest.mark.parametrize("journal, sums", [
     ("", (1, None, 3)),
     ("[1,7]\n", (1, 7, 3)),  # a block finished after the snapshot
     ("[1,7]\n[0,9]\n", (9, 7, 3)),  # a later line wins (block rewritten)
@@ -190,49 +190,77 @@ def test_parse_state_accepts_its_own_output() -> None:
     ("[1,7]\n[5,1]\n[2,8]\n", (1, 7, 3)),  # out of range: the journal ends there, nothing after is trusted
     ("[1,-1]\n", (1, None, 3)),
     ("[true,1]\n", (1, None, 3)),
+    (f"[1,{2**64}]\n", (1, None, 3)),  # wider than a 64-bit checksum
 ])
-def test_parse_state_applies_the_journal(journal: str, crcs: tuple[int | None, ...]) -> None:
-    assert parse_state(_state_json() + "\n" + journal, size=25, sha256=SHA, block_size=10).crcs == crcs
+def test_parse_state_applies_the_journal(journal: str, sums: tuple[int | None, ...]) -> None:
+    assert parse_state(_state_json() + "\n" + journal, size=25, sha256=SHA, block_size=10).sums == sums
 
 
 def test_journal_line_roundtrip() -> None:
-    text = _state_json() + "\n" + journal_line(1, 2**32 - 1).decode()
-    assert parse_state(text, size=25, sha256=SHA, block_size=10).crcs == (1, 2**32 - 1, 3)
+    text = _state_json() + "\n" + journal_line(1, 2**64 - 1).decode()
+    assert parse_state(text, size=25, sha256=SHA, block_size=10).sums == (1, 2**64 - 1, 3)
 
 
 @pytest.mark.parametrize("text", [
-    "not json", "[]", _state_json(version=2), _state_json(size=26), _state_json(sha256="b" * 64),
-    _state_json(block_size=20), _state_json(crc=[1, 2]), _state_json(crc=[1, 2, 2**32]), _state_json(crc=[1, "x", 3]),
-    _state_json(crc=[1, True, 3]), _state_json(crc=None), _state_json(etag=5),
+    "not json", "[]", _state_json(version=3), _state_json(version=True), _state_json(size=26),
+    _state_json(sha256="b" * 64), _state_json(block_size=20), _state_json(sums=[1, 2]),
+    _state_json(sums=[1, 2, 2**64]), _state_json(sums=[1, "x", 3]), _state_json(sums=[1, True, 3]),
+    _state_json(sums=None), _state_json(etag=5),
+    _state_json(version=1),  # a version 1 state keeps its crc32s under "crc", not "sums"
+    _state_json(version=1, sums=None, crc=[1, 2**32, 3]),  # a crc32 is 32 bits
 ])
 def test_parse_state_rejects(text: str) -> None:
     with pytest.raises(BadState):
         parse_state(text, size=25, sha256=SHA, block_size=10)
 
 
-@given(st.lists(st.one_of(st.none(), st.integers(0, 2**32 - 1)), min_size=1, max_size=40),
+@given(st.lists(st.one_of(st.none(), st.integers(0, 2**64 - 1)), min_size=1, max_size=40),
        st.one_of(st.none(), st.text(max_size=20)), st.text(max_size=10))
-def test_state_roundtrip(crcs: list[int | None], etag: str | None, source: str) -> None:
-    size = len(crcs) * 10 - 3
-    s = PartState(size=size, sha256=SHA, block_size=10, crcs=tuple(crcs), source=source, etag=etag)
+def test_state_roundtrip(sums: list[int | None], etag: str | None, source: str) -> None:
+    size = len(sums) * 10 - 3
+    s = PartState(size=size, sha256=SHA, block_size=10, sums=tuple(sums), source=source, etag=etag)
     assert parse_state(s.to_json(), size=size, sha256=SHA, block_size=10) == s
 
 
-def test_verify_partial_keeps_only_intact_blocks(tmp_path: object) -> None:
+def _damaged_partial(tmp_path: object) -> tuple[bytes, int]:
+    """1024 bytes in 4 blocks of 256 on disk with block 1 corrupted and block 3 truncated; an open fd."""
     from pathlib import Path
 
-    data = bytes(range(256)) * 4  # 1024 bytes, 4 blocks of 256 + nothing left over
+    data = bytes(range(256)) * 4
     path = Path(str(tmp_path)) / "p"
     damaged = bytearray(data)
     damaged[300] ^= 1  # block 1 corrupted on disk
     path.write_bytes(bytes(damaged[:900]))  # block 3 truncated
-    crcs = tuple(zlib.crc32(data[i:i + 256]) for i in range(0, 1024, 256))
-    state = PartState(size=1024, sha256=SHA, block_size=256, crcs=(crcs[0], crcs[1], None, crcs[3]))
-    fd = os.open(path, os.O_RDONLY)
+    return data, os.open(path, os.O_RDONLY)
+
+
+def test_verify_partial_keeps_only_intact_blocks(tmp_path: object) -> None:
+    data, fd = _damaged_partial(tmp_path)
+    sums = tuple(block_sum(data[i:i + 256]) for i in range(0, 1024, 256))
+    state = PartState(size=1024, sha256=SHA, block_size=256, sums=(sums[0], sums[1], None, sums[3]))
     try:
         v = verify_partial(fd, state)
     finally:
         os.close(fd)
-    assert v.crcs == [crcs[0], None, None, None]
+    assert v.sums == [sums[0], None, None, None]
     assert v.bad_blocks == 2
     assert v.hashed_blocks == 1 and v.hasher.hexdigest() == hashlib.sha256(data[:256]).hexdigest()
+
+
+def test_a_version_1_state_is_checked_with_crc32_and_comes_back_in_xxh3(tmp_path: object) -> None:
+    """A partial left by a release that journaled zlib.crc32s resumes: nothing intact is fetched again."""
+    import json
+
+    data, fd = _damaged_partial(tmp_path)
+    crcs = [zlib.crc32(data[i:i + 256]) for i in range(0, 1024, 256)]
+    text = json.dumps({"version": 1, "size": 1024, "sha256": SHA, "block_size": 256, "source": "hf",
+                       "etag": None, "crc": [crcs[0], None, crcs[2], crcs[3]]})
+    text += "\n" + journal_line(1, crcs[1]).decode()
+    state = parse_state(text, size=1024, sha256=SHA, block_size=256)
+    assert state.version == 1 and state.sums == tuple(crcs)
+    try:
+        v = verify_partial(fd, state)
+    finally:
+        os.close(fd)
+    assert v.sums == [block_sum(data[:256]), None, block_sum(data[512:768]), None]
+    assert v.bad_blocks == 2 and v.hashed_blocks == 1

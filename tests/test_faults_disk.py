@@ -213,7 +213,7 @@ def test_state_save_on_a_full_disk_leaves_no_temporary(small_fs: tuple[Path, str
                 f.write(b"\0" * 65536)
         except OSError:
             pass
-    state = PartState(size=10 << 20, sha256="a" * 64, block_size=1 << 20, crcs=(None,) * 10)
+    state = PartState(size=10 << 20, sha256="a" * 64, block_size=1 << 20, sums=(None,) * 10)
     with pytest.raises(OSError) as info:
         save_state(mnt / ("a" * 64 + ".incomplete.parts"), state)
     assert info.value.errno == errno.ENOSPC

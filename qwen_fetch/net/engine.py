@@ -265,7 +265,7 @@ def _outcomes_or_raise(tasks: list[FileTask]) -> list[FetchOutcome]:
 
 def _fatal_error(exc: BaseException, tasks: list[FileTask]) -> BaseException:
     if isinstance(exc, DiskFull):
-        need = sum(t.missing_bytes() if t.crcs else t.job.size for t in tasks
+        need = sum(t.missing_bytes() if t.sums else t.job.size for t in tasks
                    if t.phase in (Phase.ACTIVE, Phase.WAITING))
         return DiskFullError(f"disk full: {_human(need)} still needed to finish the download",
                              hint="free some space or point the cache elsewhere (HF_HUB_CACHE); "

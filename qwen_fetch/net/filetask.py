@@ -14,15 +14,14 @@ import errno
 import hashlib
 import os
 import threading
-import zlib
 from dataclasses import dataclass, field
 from enum import Enum
 
 import filelock
 
 from qwen_fetch.net.jobs import FetchJob
-from qwen_fetch.net.partstate import (BadState, PartState, journal_line, load_state, save_state, state_path,
-                                      verify_partial)
+from qwen_fetch.net.partstate import (BadState, PartState, block_sum, journal_line, load_state, save_state,
+                                      state_path, verify_partial)
 from qwen_fetch.net.ranges import block_count, block_span
 from qwen_fetch.sources.base import FileLocation
 
@@ -50,7 +49,7 @@ class FileTask:
     journal_lines: int = 0  # blocks journaled since the last snapshot
     gen: int = 0
     loc_index: int = 0
-    crcs: list[int | None] = field(default_factory=list)
+    sums: list[int | None] = field(default_factory=list)
     done_count: int = 0
     hashed: int = 0
     hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
@@ -82,7 +81,7 @@ class FileTask:
         return block_span(block, self.job.size, self.block_size)
 
     def missing_bytes(self) -> int:
-        return sum(e - s for i, (s, e) in enumerate(map(self.span, range(self.nblocks))) if self.crcs[i] is None)
+        return sum(e - s for i, (s, e) in enumerate(map(self.span, range(self.nblocks))) if self.sums[i] is None)
 
     # -- lock and resume (coordinator thread) ---------------------------------
     def try_lock(self) -> bool:
@@ -114,7 +113,7 @@ class FileTask:
             notes.append(f"{job.path}: discarding resume state ({exc})")
             state = None
         self.fd = os.open(job.partial, os.O_RDWR | os.O_CREAT, 0o644)
-        self.crcs = [None] * self.nblocks
+        self.sums = [None] * self.nblocks
         if state is None:
             os.ftruncate(self.fd, 0)
             self.dirty = True
@@ -125,8 +124,8 @@ class FileTask:
                          " fetching them again")
         if os.fstat(self.fd).st_size > job.size:
             os.ftruncate(self.fd, job.size)
-        self.crcs, self.hasher, self.hashed = v.crcs, v.hasher, v.hashed_blocks
-        self.done_count = sum(c is not None for c in self.crcs)
+        self.sums, self.hasher, self.hashed = v.sums, v.hasher, v.hashed_blocks
+        self.done_count = sum(c is not None for c in self.sums)
         self.resumed_bytes = job.size - self.missing_bytes()
         self.etag, self.etag_source = state.etag, state.source
         self.dirty = True  # start a fresh snapshot + journal at once
@@ -134,7 +133,7 @@ class FileTask:
 
     def snapshot(self) -> PartState:
         return PartState(size=self.job.size, sha256=self.job.sha256, block_size=self.block_size,
-                         crcs=tuple(self.crcs), source=self.etag_source, etag=self.etag)
+                         sums=tuple(self.sums), source=self.etag_source, etag=self.etag)
 
     def save(self, cond: threading.Condition) -> None:
         """Compact the resume state into a fresh snapshot, unless the file was promoted or closed meanwhile."""
@@ -164,7 +163,7 @@ class FileTask:
     def forget(self) -> int:
         """Drop all progress (the bytes are known bad or belong to another version); returns bytes dropped."""
         dropped = self.job.size - self.missing_bytes()
-        self.crcs = [None] * self.nblocks
+        self.sums = [None] * self.nblocks
         self.done_count = 0
         self.hashed = 0
         self.hasher = hashlib.sha256()
@@ -181,7 +180,7 @@ class FileTask:
         connection of an older generation can never write after a newer one.
         """
         start = block * self.block_size
-        crc = zlib.crc32(data)
+        checksum = block_sum(data)
         with self.wlock:
             if gen != self.gen or self.fd < 0:
                 return False
@@ -191,7 +190,7 @@ class FileTask:
                     n = os.pwrite(self.fd, view, start)
                     view, start = view[n:], start + n
                 if self.journal_fd >= 0:
-                    os.write(self.journal_fd, journal_line(block, crc))
+                    os.write(self.journal_fd, journal_line(block, checksum))
                     self.journal_lines += 1
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -200,7 +199,7 @@ class FileTask:
             with cond:
                 if gen != self.gen:
                     return False
-                if self.crcs[block] is None:
-                    self.crcs[block] = crc
+                if self.sums[block] is None:
+                    self.sums[block] = checksum
                     self.done_count += 1
         return True
