@@ -68,13 +68,32 @@ def test_idle_connection_steals_the_tail_of_a_slow_range(repo, tmp_path: Path) -
     faults = Faults(stall_after={BIG: 100_000}, stall_times={BIG: 1}, stall_seconds=2.0)
     with HubServer(store, faults) as hub:
         jobs = [j for j in make_jobs(tmp_path, commit, data, [("hub", hub.url)]) if j.path == BIG]
-        opts = options(connections=2, steal_after=0.3, stall_timeout=5.0)
+        opts = options(connections=2, steal_after=0.3, stall_timeout=5.0, tail_piece=1 << 40)  # no trimming
         out = fetch_all(jobs, opts, NullProgress())
         assert_cache_exact(jobs, data)
         grid = part_size_for(FILES[BIG], opts) // opts.block_size * opts.block_size
         starts = [int(r["headers"]["Range"][6:].split("-")[0]) for r in hub.log if r["path"].endswith(BIG)]
         assert any(s % grid for s in starts)  # a range that the plan did not make: a stolen tail
         assert out[0].bytes_transferred < FILES[BIG] * 1.2
+
+
+def test_the_last_ranges_are_trimmed_and_nothing_is_abandoned(repo, tmp_path: Path) -> None:
+    """Near the end the queue hands out shrinking shares instead of whole planned ranges, so the
+    connections finish together; nothing is cut in flight, so the server sends each byte once."""
+    store, commit, data = repo
+    with HubServer(store) as hub:
+        jobs = [j for j in make_jobs(tmp_path, commit, data, [("hub", hub.url)]) if j.path == BIG]
+        opts = options(connections=2, min_split=NO_STEAL)
+        fetch_all(jobs, opts, NullProgress())
+        assert_cache_exact(jobs, data)
+        assert hub.bytes_sent[BIG] == FILES[BIG]
+        part = part_size_for(FILES[BIG], opts)
+        spans = sorted(tuple(int(x) for x in r["headers"]["Range"][6:].split("-"))
+                       for r in hub.log if r["path"].endswith(BIG))
+        lengths = [b - a + 1 for a, b in spans]
+        assert [a for a, _ in spans[1:]] == [b + 1 for _, b in spans[:-1]] and spans[-1][1] == FILES[BIG] - 1
+        assert lengths[0] == part and min(lengths[:-1]) < part  # whole ranges first, trimmed ones at the end
+        assert min(lengths[:-1]) >= opts.tail_piece
 
 
 def test_fast_connections_are_not_split(repo, tmp_path: Path) -> None:

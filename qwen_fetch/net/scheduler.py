@@ -79,7 +79,7 @@ class Scheduler:
     def plan(self, t: FileTask) -> None:
         """Queue every missing block of ``t`` (caller holds ``cond``)."""
         o = self.options
-        done = [c is not None for c in t.crcs]
+        done = [c is not None for c in t.sums]
         if t.stream:
             first = next((i for i, d in enumerate(done) if not d), None)
             ranges = [] if first is None else [(first * t.block_size, t.job.size)]
@@ -99,6 +99,7 @@ class Scheduler:
                 if ready:
                     a = self._spread(ready)
                     self.pending.remove(a)
+                    self._trim(a)
                     self.active.append(a)
                     return a
                 wait = min([0.5] + [a.not_before - now for a in self.pending])
@@ -120,6 +121,31 @@ class Scheduler:
         for a in self.active:
             busy[a.task.index] = busy.get(a.task.index, 0) + 1
         return min(ready, key=lambda a: (busy.get(a.task.index, 0), a.task.index, a.start))
+
+    def _trim(self, a: Assignment) -> None:
+        """Near the end, hand out smaller ranges, so the connections finish together (caller holds ``cond``).
+
+        A range is cut to about half an equal share of what is left for each
+        connection (never below ``tail_piece``), the rest going back to the
+        queue.  Without this the last ranges handed out whole (32 MiB, 1.6 s at
+        20 MB/s) end at scattered times and the pull's last second or two runs
+        on a few connections; stealing cannot help there (cutting a range in
+        flight abandons what the server already sent), trimming before the
+        request costs nothing.
+        """
+        t, o = a.task, self.options
+        if t.stream or t.job.size < o.single_stream_below:
+            return
+        left = sum(p.end - p.pos for p in self.pending) + sum(x.end - x.pos for x in self.active) + (a.end - a.pos)
+        share = left // (2 * max(1, o.connections))
+        floor = o.tail_piece
+        piece = -(-max(share, floor) // t.block_size) * t.block_size
+        cut = a.start + piece
+        if a.end - cut < floor:
+            return  # the rest would not be worth a request of its own
+        self.pending.append(Assignment(t, a.gen, cut, a.end, a.failures, a.not_before, cut))
+        self.pending.sort(key=lambda x: (x.task.index, x.start))
+        a.end = cut
 
     def _steal(self) -> Assignment | None:
         """Split the slowest-to-finish range in flight so its tail runs on another connection.
@@ -242,7 +268,7 @@ class Scheduler:
         with self.cond:
             if a.gen != t.gen:
                 return None
-            return block < t.nblocks and t.crcs[block] is None and block * t.block_size >= a.start
+            return block < t.nblocks and t.sums[block] is None and block * t.block_size >= a.start
 
     def commit_block(self, a: Assignment, block: int, data: memoryview) -> bool:
         t = a.task
@@ -266,7 +292,7 @@ class Scheduler:
                 with self.cond:
                     i, h, fd = t.hashed, t.hasher, t.fd
                     j = i
-                    while j < t.nblocks and t.crcs[j] is not None and j - i < HASH_RUN_BLOCKS:
+                    while j < t.nblocks and t.sums[j] is not None and j - i < HASH_RUN_BLOCKS:
                         j += 1
                     if j == i or fd < 0:
                         return
