@@ -19,9 +19,10 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -280,7 +281,8 @@ class Puller:
         listings = [primary] + others
         src_cfg = self.config.get(primary.source)
         skipped: list[str] = []
-        plain_data: dict[str, tuple[bytes, str]] = {}
+        plain: PlainFetch | None = None
+        files: tuple[PinnedFile, ...]
 
         if pin is not None:
             wanted = [f for f in pin.files if matches(f.path, o.include, o.exclude)]
@@ -307,33 +309,28 @@ class Puller:
             if not chosen:
                 raise UsageError(f"no file of {o.model_id}@{revision} matches --include/--exclude",
                                  hint="check the globs (they match repository paths, e.g. '*.json')")
-            pinned: list[PinnedFile] = []
             need_bytes = [rf for rf in chosen if rf.sha256 is None or (not rf.lfs and rf.git_oid is None)]
             too_big = [rf.path for rf in need_bytes if rf.size > MAX_PLAIN_FILE]
             if too_big:
                 raise IntegrityError(f"{too_big[0]}: a {MAX_PLAIN_FILE >> 20} MiB+ file without a sha256 in the hub metadata",
                                      hint="the mirror is broken or hostile; try another --source")
-            with ThreadPoolExecutor(max_workers=8) as ex:
-                fetched = dict(zip((rf.path for rf in need_bytes), ex.map(lambda rf: self.fetch_plain(listings, rf), need_bytes)))
-            for rf in chosen:
-                if rf.path in fetched:
-                    sha, data, served_by = fetched[rf.path]
-                    plain_data[sha] = (data, served_by)
-                    oid = rf.git_oid or (None if rf.lfs else
-                                         hashlib.sha1(git_blob_header(len(data)) + data, usedforsecurity=False).hexdigest())
-                    pinned.append(PinnedFile(path=rf.path, size=rf.size, sha256=sha, lfs=rf.lfs, git_oid=oid))
-                else:
-                    assert rf.sha256 is not None
-                    pinned.append(PinnedFile(path=rf.path, size=rf.size, sha256=rf.sha256, lfs=rf.lfs, git_oid=rf.git_oid))
-            files = tuple(sorted(pinned, key=lambda f: f.path))
+            # Started now, finished while the engine fetches the LFS files (see PlainFetch).
+            plain = PlainFetch(self, listings, chosen, need_bytes)
+            files = plain.known
 
         outcomes: list[FetchOutcome] = []
         cached = 0
         target: Path
-        if o.download:
-            target, outcomes, cached = self.materialise(files, commit, revision, listings, plain_data)
-        else:
-            target = o.local_dir or RepoCache(o.cache_dir, o.model_id).snapshot_dir(commit)
+        try:
+            if o.download:
+                target, outcomes, cached, files = self.materialise(files, commit, revision, listings, plain)
+            else:
+                if plain is not None:
+                    files = plain.files()
+                target = o.local_dir or RepoCache(o.cache_dir, o.model_id).snapshot_dir(commit)
+        finally:
+            if plain is not None:
+                plain.close()
 
         lock_written = False
         if o.write_lock and (pin is None):
@@ -363,35 +360,23 @@ class Puller:
                 locs.append(self._source(self.config.get(lst.source)).locate(self.opts.model_id, lst.commit, pf.path))
         return tuple(locs)
 
-    def materialise(self, files: Sequence[PinnedFile], commit: str, revision: str,
-                    listings: Sequence[RepoListing], plain_data: dict[str, tuple[bytes, str]]
-                    ) -> tuple[Path, list[FetchOutcome], int]:
-        from qwen_fetch.net.engine import fetch_all
+    def materialise(self, known: Sequence[PinnedFile], commit: str, revision: str,
+                    listings: Sequence[RepoListing], plain: PlainFetch | None
+                    ) -> tuple[Path, list[FetchOutcome], int, tuple[PinnedFile, ...]]:
+        """Get every file into place, verified; expose the snapshot last.
+
+        ``known`` are the files whose sha256 is known (the engine fetches them);
+        ``plain``, on a fresh pull, is still fetching the small git files into
+        memory — they are written once it finishes.  Returns the target, the
+        outcomes, how many files were already cached, and every file (sorted).
+        """
+        from qwen_fetch.net.engine import FetchCancelled, fetch_all
 
         o = self.opts
         layout = Layout(o.cache_dir, o.model_id, o.local_dir)
         layout.ensure()
-        # Files already present: re-hash them (never trust bytes we did not verify).
-        present = [f for f in files if layout.dest(f).exists()]
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as ex:
-            ok = list(ex.map(lambda f: verify_existing(layout.dest(f), f), present))
-        good = {f.sha256 for f, v in zip(present, ok) if v}
-        for f, v in zip(present, ok):
-            if not v:
-                self.progress.note(f"{f.path}: cached copy does not match its pin; fetching it again")
-                quarantine(layout.dest(f))
-        todo: list[PinnedFile] = []
-        to_write: list[PinnedFile] = []  # small git files already fetched (and verified) while hashing
-        planned: set[str] = set()
-        for f in files:
-            if f.sha256 in good and (o.local_dir is None or layout.dest(f).exists()):
-                continue
-            if f.sha256 in plain_data:
-                if o.local_dir is not None or f.sha256 not in planned:
-                    to_write.append(f)
-                    planned.add(f.sha256)
-                continue
-            todo.append(f)
+        good = self._reuse_verified(layout, known)
+        todo = [f for f in known if not (f.sha256 in good and (o.local_dir is None or layout.dest(f).exists()))]
         jobs: list[FetchJob] = []
         seen: set[str] = set()
         missing_loc: list[str] = []
@@ -409,21 +394,131 @@ class Puller:
             raise IntegrityError(f"no source lists pinned file(s) with matching content: {', '.join(sorted(missing_loc)[:5])}",
                                  context=[f"{n}: {r}" for n, r in self.failures],
                                  hint="the sources changed since the lock was written; check --source or update the pin")
-        _check_space(layout, sum(f.size for f in to_write), jobs)
-        written: list[FetchOutcome] = []
-        for f in to_write:
-            data, served_by = plain_data[f.sha256]
-            layout.write_verified(f, data)
-            written.append(FetchOutcome(path=f.path, sha256=f.sha256, source=served_by,
-                                        bytes_transferred=len(data), resumed_bytes=0, retries=0, reused=False))
-        self.progress.begin(sum(j.size for j in jobs), len(jobs))
+        _check_space(layout, plain.bytes if plain is not None else 0, jobs)
+        cancel = threading.Event()
+        if plain is not None:
+            plain.on_failure(cancel.set)  # a plain file no source serves: stop the engine, report that
+        self.progress.begin(sum(j.size for j in jobs) + (plain.bytes if plain is not None else 0),
+                            len(jobs) + (plain.count if plain is not None else 0))
         try:
-            outcomes = fetch_all(jobs, o.engine, self.progress) if jobs else []
+            try:
+                outcomes = fetch_all(jobs, o.engine, self.progress, cancel=cancel) if jobs else []
+            except FetchCancelled:
+                if plain is not None and plain.failed:
+                    plain.files()  # raises the plain file's own error
+                raise
+            files: tuple[PinnedFile, ...] = tuple(known)
+            written: list[FetchOutcome] = []
+            reused = 0
+            if plain is not None:
+                files = plain.files()
+                written, reused = self._write_plain(layout, plain)
         finally:
             self.progress.end()
         # Every byte is verified: now (and only now) expose the snapshot.
         target = layout.finish(files, commit, revision)
-        return target, written + list(outcomes), len(files) - len(todo) - len(written)
+        return target, written + list(outcomes), len(known) - len(todo) + reused, files
+
+    def _reuse_verified(self, layout: Layout, files: Sequence[PinnedFile]) -> set[str]:
+        """sha256s of the files already in place and intact (re-hashed: never trust bytes we did not verify)."""
+        present = [f for f in files if layout.dest(f).exists()]
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as ex:
+            ok = list(ex.map(lambda f: verify_existing(layout.dest(f), f), present))
+        for f, v in zip(present, ok):
+            if not v:
+                self.progress.note(f"{f.path}: cached copy does not match its pin; fetching it again")
+                quarantine(layout.dest(f))
+        return {f.sha256 for f, v in zip(present, ok) if v}
+
+    def _write_plain(self, layout: Layout, plain: PlainFetch) -> tuple[list[FetchOutcome], int]:
+        """Write the plain files fetched in memory (already verified); returns outcomes and how many were cached."""
+        o = self.opts
+        mine = plain.fetched_files()
+        good = self._reuse_verified(layout, mine)
+        written: list[FetchOutcome] = []
+        planned: set[str] = set()
+        for f in mine:
+            if f.sha256 in good and (o.local_dir is None or layout.dest(f).exists()):
+                pass
+            elif o.local_dir is not None or f.sha256 not in planned:
+                planned.add(f.sha256)
+                data, served_by = plain.data[f.sha256]
+                layout.write_verified(f, data)
+                written.append(FetchOutcome(path=f.path, sha256=f.sha256, source=served_by,
+                                            bytes_transferred=len(data), resumed_bytes=0, retries=0, reused=False))
+            self.progress.file_done(str(f.path), "")
+        return written, len(mine) - len(written)  # the rest was cached already (or shares a written blob)
+
+
+class PlainFetch:
+    """The small git files of a fresh pull, fetched into memory in the background.
+
+    The hub lists no sha256 for them, so their bytes are needed before they can
+    be pinned; fetching them while the engine already moves the LFS shards (whose
+    sha256 is listed) keeps a slow first request — a 7 MB tokenizer.json behind
+    a 20 MB/s-per-connection CDN — from delaying everything else.
+    """
+
+    def __init__(self, puller: Puller, listings: Sequence[RepoListing], chosen: Sequence[RemoteFile],
+                 need_bytes: Sequence[RemoteFile]) -> None:
+        self._chosen = tuple(chosen)
+        self._need = {rf.path for rf in need_bytes}
+        self.bytes = sum(rf.size for rf in need_bytes)
+        self.count = len(need_bytes)
+        self.known = tuple(sorted((PinnedFile(path=rf.path, size=rf.size, sha256=rf.sha256, lfs=rf.lfs,
+                                              git_oid=rf.git_oid)
+                                   for rf in chosen if rf.path not in self._need and rf.sha256 is not None),
+                                  key=lambda f: f.path))
+        self.data: dict[str, tuple[bytes, str]] = {}
+        self._files: tuple[PinnedFile, ...] | None = None
+        self._ex = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qwen-fetch-plain")
+        self._futures = {rf.path: self._ex.submit(puller.fetch_plain, listings, rf) for rf in need_bytes}
+        self._failed = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        for fut in self._futures.values():
+            fut.add_done_callback(self._done)
+
+    def _done(self, fut: Future[tuple[str, bytes, str]]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            with self._lock:
+                self._failed.set()
+                callbacks = list(self._callbacks)
+            for cb in callbacks:
+                cb()
+
+    def on_failure(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._callbacks.append(callback)
+            failed = self._failed.is_set()
+        if failed:
+            callback()
+
+    @property
+    def failed(self) -> bool:
+        return self._failed.is_set()
+
+    def files(self) -> tuple[PinnedFile, ...]:
+        """Every chosen file, pinned (waits for the fetches; raises the first failure in listing order)."""
+        if self._files is not None:
+            return self._files
+        pinned = list(self.known)
+        for rf in self._chosen:
+            if rf.path not in self._need:
+                continue
+            sha, data, served_by = self._futures[rf.path].result()
+            self.data[sha] = (data, served_by)
+            oid = rf.git_oid or (None if rf.lfs else
+                                 hashlib.sha1(git_blob_header(len(data)) + data, usedforsecurity=False).hexdigest())
+            pinned.append(PinnedFile(path=rf.path, size=rf.size, sha256=sha, lfs=rf.lfs, git_oid=oid))
+        self._files = tuple(sorted(pinned, key=lambda f: f.path))
+        return self._files
+
+    def fetched_files(self) -> list[PinnedFile]:
+        return [f for f in self.files() if f.path in self._need]
+
+    def close(self) -> None:
+        self._ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _check_space(layout: Layout, plain_bytes: int, jobs: Sequence[FetchJob]) -> None:

@@ -43,6 +43,9 @@ class Faults:
     content_length: dict[str, int] = field(default_factory=dict)  # advertise this length
     extra_body: dict[str, bytes] = field(default_factory=dict)  # send more than advertised
     rate: int | None = None  # bytes/s per connection
+    gates: dict[str, threading.Event] = field(default_factory=dict)  # hold a file's GETs until the event is set ...
+    gate_timeout: float = 20.0  # ... or this many seconds have passed (then ``gate_timeouts`` counts it)
+    gate_timeouts: int = 0
     listing: dict[str, Any] = field(default_factory=dict)  # repo id -> raw tree JSON (or bytes)
     redirect_base: str | None = None  # 302 file downloads to <base>/cdn/...
     down: bool = False  # refuse every request with a closed socket
@@ -276,6 +279,10 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
         def _serve_file(self, sf: StoredFile, commit: str) -> None:
             f = hub.faults
             p = sf.path
+            gate = f.gates.get(p)
+            if gate is not None and self.command == "GET" and not gate.wait(f.gate_timeout):
+                with hub.lock:
+                    f.gate_timeouts += 1
             with hub.lock:
                 if self.command == "GET":
                     hub.get_counts[p] = hub.get_counts.get(p, 0) + 1
