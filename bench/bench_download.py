@@ -465,7 +465,7 @@ def report(results: list[Result], resume: tuple[int, int, float] | None, served:
     ]
     lines += ["", f"hashlib.sha256 on one core of this machine during the bench: "
                   f"{', '.join(f'{r:.0f}' for r in sha_rates)} MB/s (no SHA-NI). qwen-fetch hashes every byte while "
-                  "downloading (and crc32s it for resume); hf download and aria2c hash nothing, modelscope "
+                  "downloading (and xxh3-sums it for resume); hf download and aria2c hash nothing, modelscope "
                   "download hashes after downloading."]
     if resume:
         clean, resumed, at = resume
@@ -496,7 +496,10 @@ def main() -> None:
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--run-timeout", type=float, default=240.0, help="seconds before a tool's run is killed")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "download.md")
+    ap.add_argument("--qf-connections", default="", help="extra qwen-fetch rows with --connections N (comma-separated)")
     args = ap.parse_args()
+    for n in filter(None, args.qf_connections.split(",")):
+        TOOLS.insert(1, qwen_fetch_tool(int(n)))
     if not shutil.which("nginx"):
         sys.exit("nginx not found: apt-get install -y nginx aria2")
     args.work.mkdir(parents=True, exist_ok=True)
