@@ -26,6 +26,12 @@ from qwen_fetch.net.ranges import block_count, block_span
 from qwen_fetch.sources.base import FileLocation
 
 
+# Writes go to the page cache in pieces this long: the kernel's copy of a 1 MiB write evicts its own
+# source from a 1 MiB L2 cache half-way, and on the bench VM 1 MiB pwrites cost twice the CPU of 256 KiB
+# ones (14 % of a pull's CPU was that copy).
+WRITE_PIECE = 256 * 1024
+
+
 class Phase(Enum):
     WAITING = "waiting"  # lock not yet held
     ACTIVE = "active"
@@ -187,7 +193,7 @@ class FileTask:
             view = memoryview(data)
             try:
                 while view:
-                    n = os.pwrite(self.fd, view, start)
+                    n = os.pwrite(self.fd, view[:WRITE_PIECE], start)
                     view, start = view[n:], start + n
                 if self.journal_fd >= 0:
                     os.write(self.journal_fd, journal_line(block, checksum))

@@ -36,6 +36,7 @@ from qwen_fetch.progress import ProgressSink
 
 _jitter = random.Random()
 HASH_RUN_BLOCKS = 8  # blocks read back and hashed per call
+HASH_PIECE = 256 * 1024  # ... in reads this long (see filetask.WRITE_PIECE: the same cache effect)
 WRITEBACK_BYTES = 16 << 20  # ask the kernel to write hashed bytes back in stretches this long
 MIN_RATE_WINDOW = 0.5  # seconds of a connection's history before its speed is trusted
 
@@ -297,16 +298,20 @@ class Scheduler:
                     if j == i or fd < 0:
                         return
                 start, end = t.span(i)[0], t.span(j - 1)[1]
-                if t.hash_buf is None or len(t.hash_buf) < end - start:
-                    t.hash_buf = bytearray(min(t.job.size, HASH_RUN_BLOCKS * t.block_size))
-                view = memoryview(t.hash_buf)[:end - start]
-                try:
-                    n = os.preadv(fd, [view], start)  # into a reused buffer: no allocation per block
-                except OSError:
-                    return  # closed by a stop; nothing to hash any more
-                if n != end - start:
-                    return
-                h.update(view)
+                if t.hash_buf is None:
+                    t.hash_buf = bytearray(HASH_PIECE)
+                buf = memoryview(t.hash_buf)
+                pos = start
+                while pos < end:  # small pieces: each is hashed while it is still in the CPU's cache
+                    view = buf[:min(HASH_PIECE, end - pos)]
+                    try:
+                        n = os.preadv(fd, [view], pos)  # into a reused buffer: no allocation per block
+                    except OSError:
+                        return  # closed by a stop; nothing to hash any more
+                    if n != len(view):
+                        return
+                    h.update(view)
+                    pos += n
                 with self.cond:
                     if t.hasher is not h or t.hashed != i:
                         continue
