@@ -346,6 +346,7 @@ class Result:
     failure: str = ""  # non-empty: the run failed or timed out (seconds is then meaningless)
     cpu: float = 0.0  # user + system seconds of the tool's process tree
     load: float = 0.0  # 1-minute load average just before the run (other work on the machine)
+    sent: int = 0  # body bytes nginx sent during the run (its access log): what the tool made the server send
 
 
 def run_once(tool: Tool, scenario: str, nginx: Nginx, served: Served, scratch: Path, timeout: float) -> Result:
@@ -355,6 +356,7 @@ def run_once(tool: Tool, scenario: str, nginx: Nginx, served: Served, scratch: P
     run = tool.prepare(nginx.url(scenario), out, served)
     subprocess.run(["sync"], check=False)
     load = os.getloadavg()[0]
+    log_off = nginx.log_offset(scenario)
     t0 = time.monotonic()
     proc = subprocess.Popen(run.argv, env=run.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)  # its own process group: a timeout kills helpers too
@@ -380,8 +382,9 @@ def run_once(tool: Tool, scenario: str, nginx: Nginx, served: Served, scratch: P
         except (OSError, RuntimeError) as exc:
             failure = f"incomplete: {exc}"
     shutil.rmtree(out, ignore_errors=True)
+    sent = nginx.bytes_since(scenario, log_off)
     return Result(tool.name, scenario, seconds, usage.ru_maxrss * 1024, failure, usage.ru_utime + usage.ru_stime,
-                  load)
+                  load, sent)
 
 
 def sha256_rate() -> float:
@@ -431,7 +434,7 @@ def _bytes_on_disk(cache: Path) -> int:
     return total
 
 
-def report(results: list[Result], resume: tuple[int, int, float] | None, served: Served, repeats: int,
+def report(results: list[Result], resume: list[tuple[int, int, float]] | None, served: Served, repeats: int,
            sha_rates: list[float]) -> str:
     mb = served.total / 1e6
     rows = []
@@ -444,35 +447,46 @@ def report(results: list[Result], resume: tuple[int, int, float] | None, served:
             failed = "; ".join(sorted({r.failure for r in every if r.failure}))
             if not rs:
                 if failed:
-                    rows.append(f"| {tool} | ({scenario}) {SCENARIOS[scenario]} | failed | - | - | - | {failed} |")
+                    rows.append(f"| {tool} | ({scenario}) {SCENARIOS[scenario]} | failed | - | - | - | - | {failed} |")
                 continue
             s = statistics.median(r.seconds for r in rs)
             ratio = f"{base_s / s:.2f}x" if base_s else "-"
             rss = max(r.peak_rss for r in rs) / 2**20
             runs = ", ".join(f"{mb / r.seconds:.0f}" for r in rs) + (f" ({failed})" if failed else "")
             cpu = statistics.median(r.cpu for r in rs)
+            extra = max(r.sent for r in rs) / served.total - 1
             rows.append(f"| {tool} | ({scenario}) {SCENARIOS[scenario]} | {mb / s:.0f} | {ratio} | {rss:.0f} MiB "
-                        f"| {cpu:.1f} | {runs} |")
+                        f"| {cpu:.1f} | {extra:+.1%} | {runs} |")
     lines = [
         f"Repo: {len(served.files)} files, {served.total / 2**30:.2f} GiB (4 shards in the real ratios + real-size "
         f"small files), nginx {_nginx_version()} on 127.0.0.1 with sendfile. {repeats} interleaved repeat(s); "
         f"median shown. Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"shared with other work: 1-minute load average before each run {_load_range(results)}.",
         "",
-        "| tool | scenario | MB/s (median) | vs hf download | peak RSS | CPU s (median) | MB/s per run |",
-        "|---|---|---|---|---|---|---|",
+        "| tool | scenario | MB/s (median) | vs hf download | peak RSS | CPU s (median) | server sent vs repo size (max) "
+        "| MB/s per run |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
     ]
     lines += ["", f"hashlib.sha256 on one core of this machine during the bench: "
-                  f"{', '.join(f'{r:.0f}' for r in sha_rates)} MB/s (no SHA-NI). qwen-fetch hashes every byte while "
+                  f"{', '.join(f'{r:.0f}' for r in sha_rates)} MB/s ({_sha_ni()}). qwen-fetch hashes every byte while "
                   "downloading (and xxh3-sums it for resume); hf download and aria2c hash nothing, modelscope "
                   "download hashes after downloading."]
     if resume:
-        clean, resumed, at = resume
-        lines += ["", f"Resume (scenario b): an uninterrupted pull transferred {clean / 1e6:.1f} MB; one SIGKILLed at "
-                      f"{at:.0%} of the bytes on disk and rerun transferred {resumed / 1e6:.1f} MB in all "
-                      f"(+{(resumed - clean) / clean:.2%})."]
+        trials = [f"{clean / 1e6:.1f} MB uninterrupted vs {resumed / 1e6:.1f} MB killed at {at:.0%} and rerun "
+                  f"(+{(resumed - clean) / clean:.2%})" for clean, resumed, at in resume]
+        extra = statistics.median((resumed - clean) / clean for clean, resumed, _ in resume)
+        lines += ["", f"Resume (scenario b, default connections, bytes nginx sent): median +{extra:.2%} over "
+                      f"{len(resume)} trial(s): " + "; ".join(trials) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _sha_ni() -> str:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "SHA-NI unknown"
+    return "SHA-NI" if re.search(r"\bsha_ni\b", flags) else "no SHA-NI"
 
 
 def _load_range(results: list[Result]) -> str:
@@ -494,6 +508,9 @@ def main() -> None:
     ap.add_argument("--tools", default="", help="comma-separated substrings of tool names to run (default: all)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/qwen-fetch-bench"))
     ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--resume-trials", type=int, default=3, help="kill-and-resume trials (the overhead is noisy)")
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="skip the untimed warm-up run of each tool (scenario a) before the timed rounds")
     ap.add_argument("--run-timeout", type=float, default=240.0, help="seconds before a tool's run is killed")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "download.md")
     ap.add_argument("--qf-connections", default="", help="extra qwen-fetch rows with --connections N (comma-separated)")
@@ -507,10 +524,16 @@ def main() -> None:
     wanted = [t for t in TOOLS if t.available() and (not args.tools or any(s in t.name for s in args.tools.split(",")))]
     nginx = Nginx(args.work, served)
     results: list[Result] = []
-    resume = None
+    resume: list[tuple[int, int, float]] | None = None
     sha_rates = [sha256_rate()]
     t0 = time.monotonic()
     try:
+        if not args.no_warmup:
+            # On a fresh VM the first writes into never-touched guest memory cost ~10x (the hypervisor backs
+            # pages on first touch: a 2 GB dd took 4.8 s of system time, then 0.4 s), and imports are cold.
+            for tool in wanted:
+                r = run_once(tool, "a", nginx, served, args.work / "scratch", args.run_timeout)
+                print(f"[warm-up, untimed] (a) {tool.name}: {r.seconds:.1f}s {r.failure}", flush=True)
         for rep in range(args.repeats):
             for scenario in args.scenarios.split(","):
                 for tool in (wanted if rep % 2 == 0 else wanted[::-1]):  # interleaved, order alternating
@@ -520,8 +543,10 @@ def main() -> None:
                           f"{served.total / 1e6 / r.seconds:.0f} MB/s, RSS {r.peak_rss / 2**20:.0f} MiB "
                           f"{r.failure}", flush=True)
         if not args.no_resume:
-            resume = resume_check(nginx, served, args.work / "scratch")
-            print(f"resume: clean {resume[0]} B, killed+resumed {resume[1]} B", flush=True)
+            resume = []
+            for _ in range(args.resume_trials):
+                resume.append(resume_check(nginx, served, args.work / "scratch"))
+                print(f"resume: clean {resume[-1][0]} B, killed+resumed {resume[-1][1]} B", flush=True)
     finally:
         nginx.stop()
     sha_rates.append(sha256_rate())
