@@ -463,8 +463,8 @@ def report(results: list[Result], resume: list[tuple[int, int, float]] | None, s
         f"median shown. Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"shared with other work: 1-minute load average before each run {_load_range(results)}.",
         "",
-        "| tool | scenario | MB/s (median) | vs hf download | peak RSS | CPU s (median) | server sent vs repo size (max) "
-        "| MB/s per run |",
+        ("| tool | scenario | MB/s (median) | vs hf download | peak RSS | CPU s (median) "
+         "| server sent vs repo size (max) | MB/s per run |"),
         "|---|---|---|---|---|---|---|---|",
         *rows,
     ]

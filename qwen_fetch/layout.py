@@ -12,7 +12,7 @@ from filelock import FileLock
 from qwen_fetch.cache import RepoCache
 from qwen_fetch.errors import IntegrityError
 from qwen_fetch.fsutil import atomic_write_bytes
-from qwen_fetch.hashing import hash_file
+from qwen_fetch.hasher import hash_one
 from qwen_fetch.manifest import PinnedFile
 from qwen_fetch.paths import join_safe
 
@@ -99,12 +99,14 @@ class Layout:
 
 
 def verify_existing(path: Path, f: PinnedFile) -> bool:
+    """Whether ``path`` holds exactly the pinned bytes (hashed from the page cache, as ``verify`` does)."""
     try:
         if path.stat().st_size != f.size:
             return False
-        return hash_file(path).sha256 == f.sha256
     except OSError:
         return False
+    r = hash_one(path)
+    return r.error is None and r.size == f.size and r.sha256 == f.sha256
 
 
 def quarantine(path: Path) -> None:

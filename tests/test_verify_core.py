@@ -170,6 +170,59 @@ def test_hash_one_small_buffer_literal(tmp_path: Path, use_mmap: bool) -> None:
     assert hash_one(tmp_path / "nope", use_mmap=use_mmap).error
 
 
+@pytest.mark.parametrize("faster", ["read", "map"])
+@pytest.mark.parametrize("size", [0, 1, 999, 1000, 1001, 3 * 1000, 6 * 1000 - 1, 6 * 1000, 6 * 1000 + 1, 20_011])
+def test_hash_one_auto_times_both_ways_then_keeps_the_faster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             size: int, faster: str) -> None:
+    """Auto mode: windows alternate read/map (the sha256 just continues), then the cheaper way does the rest."""
+    from qwen_fetch import hasher
+
+    monkeypatch.setattr(hasher, "AUTO_MIN", 1)
+    monkeypatch.setattr(hasher, "PROBE_WINDOW", 1000)
+    ticks = iter(range(10**6))
+    calls: list[str] = []
+    real_read, real_map = hasher._span_read, hasher._span_map
+
+    def span_read(*a, **k):  # type: ignore[no-untyped-def]
+        calls.append("read")
+        return real_read(*a, **k)
+
+    def span_map(*a, **k):  # type: ignore[no-untyped-def]
+        calls.append("map")
+        return real_map(*a, **k)
+
+    def clock() -> float:
+        # each window costs 1 tick; the slower way's windows cost 3 more
+        t = next(ticks)
+        slow = calls and calls[-1] != faster
+        for _ in range(3 if slow else 0):
+            t = next(ticks)
+        return float(t)
+
+    monkeypatch.setattr(hasher, "_span_read", span_read)
+    monkeypatch.setattr(hasher, "_span_map", span_map)
+    monkeypatch.setattr(hasher, "_clock", clock)
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)
+    seen: list[int] = []
+    r = hash_one(tmp_path / "f", buffer_size=7 if size < 2000 else 4096, progress=seen.append)
+    assert (r.size, r.sha256, r.error) == (size, hashlib.sha256(data).hexdigest(), None)
+    assert sum(seen) == size
+    if size == 0:
+        assert calls == ["read"]  # nothing to map
+        return
+    probes = min(-(-size // 1000), 6)
+    assert calls[:probes] == (["read", "map"] * 3)[:probes]
+    if size > 6 * 1000:
+        assert calls[6:] == [faster] and r.how == faster
+
+
+def test_hash_one_auto_leaves_small_files_to_readinto(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"abc")
+    assert hash_one(tmp_path / "f").how == "read"
+    assert hash_one(tmp_path / "f", use_mmap=True).how == "map"
+
+
 def test_hash_files_parallel_dedup_and_errors(tmp_path: Path) -> None:
     datas = {f"f{i}": os.urandom(1000 * i + 1) for i in range(6)}
     for n, d in datas.items():
