@@ -135,6 +135,20 @@ def test_transient_failures_are_retried(repo, tmp_path: Path, faults: Faults, no
         assert all(o.failed_sources == () for o in out)
 
 
+def test_a_server_capping_connections_gets_fewer_not_a_failed_pull(repo, tmp_path: Path) -> None:
+    """nginx ``limit_conn``: 503 to every request beyond 3 at once.  16 connections must shrink to what the
+    server accepts (and probe upward later) instead of burning each range's retries until the pull fails."""
+    store, commit, data = repo
+    with HubServer(store, Faults(max_concurrent=3, rate=4_000_000)) as hub:
+        jobs = make_jobs(tmp_path, commit, data, [("hub", hub.url)])
+        progress = NullProgress()
+        out = fetch_all(jobs, options(connections=16, max_attempts=4, part_size=128 << 10), progress)
+        assert_cache_exact(jobs, data)
+        assert all(o.failed_sources == () for o in out)
+        assert hub.refused >= 1  # the cap was hit ...
+        assert any("connections" in n and "503" in n for n in progress.notes), progress.notes  # ... and said so
+
+
 def test_server_ignoring_range_gets_one_stream(repo, tmp_path: Path) -> None:
     store, commit, data = repo
     with HubServer(store, Faults(ignore_range={BIG})) as hub:

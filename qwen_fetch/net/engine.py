@@ -189,7 +189,7 @@ def _run(sched: Scheduler, a: Assignment) -> None:
                 sched.record_etag(a, op.etag)
             _consume(sched, a, op)
     except Retryable as exc:
-        sched.requeue(a, exc.reason, exc.retry_after, progressed=a.pos > begin)
+        sched.requeue(a, exc.reason, exc.retry_after, progressed=a.pos > begin, throttled=exc.throttled)
     except SourceFailed as exc:
         sched.fail_source(a, exc.reason, integrity=False)
     else:

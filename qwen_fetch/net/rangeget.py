@@ -21,15 +21,17 @@ from qwen_fetch.net.ranges import is_strong_etag, parse_content_range, parse_ret
 from qwen_fetch.sources.base import FileLocation
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+THROTTLE_STATUSES = frozenset({429, 503})  # what nginx limit_conn/limit_req and CDNs answer to too many requests
 
 
 class Retryable(Exception):
     """Transient: try this range again on the same source after a backoff."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, *, throttled: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.throttled = throttled  # 429/503: the server wants fewer requests, not this one again later
 
 
 class SourceFailed(Exception):
@@ -77,7 +79,8 @@ def check_response(req: RangeRequest, status: int, headers: httpx.Headers) -> tu
     """The byte span ``(offset, end)`` the body will carry, or raise.  Pure: status and headers only."""
     length = headers.get("Content-Length")
     if status in RETRY_STATUSES:
-        raise Retryable(f"HTTP {status}", parse_retry_after(headers.get("Retry-After"), time.time()))
+        raise Retryable(f"HTTP {status}", parse_retry_after(headers.get("Retry-After"), time.time()),
+                        throttled=status in THROTTLE_STATUSES)
     if status == 206:
         if req.whole and "Range" not in request_headers(req):
             raise Retryable("206 Partial Content to a request without Range")

@@ -38,6 +38,7 @@ _jitter = random.Random()
 HASH_RUN_BLOCKS = 8  # blocks read back and hashed per call
 HASH_PIECE = 256 * 1024  # ... in reads this long (see filetask.WRITE_PIECE: the same cache effect)
 WRITEBACK_BYTES = 16 << 20  # ask the kernel to write hashed bytes back in stretches this long
+THROTTLE_HOLD = 5.0  # after a 429/503 "too many", seconds before the connection limit may double again
 MIN_RATE_WINDOW = 0.5  # seconds of a connection's history before its speed is trusted
 
 
@@ -74,6 +75,10 @@ class Scheduler:
         self.active: list[Assignment] = []
         self.stopping = False
         self.fatal: BaseException | None = None
+        # Connections allowed now: all of them, until the server answers 429/503 ("too many"); then as many as
+        # it was serving at that moment, doubling again after THROTTLE_HOLD seconds without another refusal.
+        self.limit = max(1, options.connections)
+        self.grow_at = 0.0
         self.part_size = part_size_for(sum(t.job.size for t in tasks), options)
 
     # -- queue ------------------------------------------------------------------
@@ -96,6 +101,13 @@ class Scheduler:
                 if self.stopping or self.cancel.is_set() or self.fatal is not None:
                     return None
                 now = time.monotonic()
+                if len(self.active) >= self.limit:
+                    if self.limit < self.options.connections and now >= self.grow_at:
+                        self.limit = min(self.options.connections, self.limit * 2)
+                        self.grow_at = now + THROTTLE_HOLD
+                        continue
+                    self.cond.wait(max(min(self.grow_at - now, 0.5), 0.01))
+                    continue
                 ready = [a for a in self.pending if a.not_before <= now]
                 if ready:
                     a = self._spread(ready)
@@ -180,16 +192,27 @@ class Scheduler:
                 self.active.remove(a)
             self.cond.notify_all()
 
-    def requeue(self, a: Assignment, reason: str, retry_after: float | None, progressed: bool) -> None:
+    def requeue(self, a: Assignment, reason: str, retry_after: float | None, progressed: bool,
+                throttled: bool = False) -> None:
         o = self.options
         t = a.task
+        shrunk = 0
         with self.cond:
             if a in self.active:
                 self.active.remove(a)
+            if throttled:
+                # Serve with what the server accepted; refusals from the same burst keep lowering it.
+                now = time.monotonic()
+                fewer = max(1, min(self.limit, len(self.active)))
+                if fewer < self.limit:
+                    shrunk = self.limit = fewer
+                self.grow_at = now + max(THROTTLE_HOLD, retry_after or 0.0)
             if a.gen != t.gen or t.phase is not Phase.ACTIVE:
                 return
             t.retries += 1
-            failures = 1 if progressed else a.failures + 1
+            # Refused while other connections are being served means "too many", not "broken": it does not
+            # count toward giving up on this source (when nothing is being served it does).
+            failures = 1 if progressed else a.failures + (0 if throttled and self.active else 1)
             if failures >= o.max_attempts:
                 self._fail_source(t, reason, integrity=False)
                 return
@@ -198,6 +221,9 @@ class Scheduler:
                 self.pending.append(Assignment(t, t.gen, a.pos, a.end, failures, time.monotonic() + delay, a.pos))
                 self.pending.sort(key=lambda x: (x.task.index, x.start))
             self.cond.notify_all()
+        if shrunk:
+            self.progress.note(f"{t.location.source} refuses more connections ({reason}); "
+                               f"using {shrunk} connections for now")
         self.progress.note(f"{t.job.path}: {reason} from {t.location.source}; "
                            f"retry {failures}/{o.max_attempts - 1} in {delay:.1f}s")
 

@@ -43,6 +43,7 @@ class Faults:
     content_length: dict[str, int] = field(default_factory=dict)  # advertise this length
     extra_body: dict[str, bytes] = field(default_factory=dict)  # send more than advertised
     rate: int | None = None  # bytes/s per connection
+    max_concurrent: int | None = None  # answer 503 to file GETs beyond this many at once (nginx limit_conn)
     gates: dict[str, threading.Event] = field(default_factory=dict)  # hold a file's GETs until the event is set ...
     gate_timeout: float = 20.0  # ... or this many seconds have passed (then ``gate_timeouts`` counts it)
     gate_timeouts: int = 0
@@ -84,6 +85,8 @@ class HubServer:
         self.log: list[dict[str, Any]] = []
         self.bytes_sent: dict[str, int] = {}
         self.get_counts: dict[str, int] = {}
+        self.in_flight = 0  # file GETs being answered now (for Faults.max_concurrent)
+        self.refused = 0  # file GETs answered 503 by Faults.max_concurrent
         self.in_flight = 0  # requests being answered right now
         handler = _make_handler(self)
         self.httpd = _QuietServer((host, port), handler)
@@ -277,6 +280,25 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             return self._serve_file(sf, commit)
 
         def _serve_file(self, sf: StoredFile, commit: str) -> None:
+            cap = hub.faults.max_concurrent
+            if cap is None or self.command != "GET":
+                return self._serve_file_body(sf, commit)
+            with hub.lock:
+                refuse = hub.in_flight >= cap
+                if refuse:
+                    hub.refused += 1
+                else:
+                    hub.in_flight += 1
+            if refuse:
+                self._send_json({"error": "too many connections"}, 503)
+                return None
+            try:
+                return self._serve_file_body(sf, commit)
+            finally:
+                with hub.lock:
+                    hub.in_flight -= 1
+
+        def _serve_file_body(self, sf: StoredFile, commit: str) -> None:
             f = hub.faults
             p = sf.path
             gate = f.gates.get(p)
