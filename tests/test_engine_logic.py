@@ -155,6 +155,15 @@ def test_retry_after_reaches_the_retry() -> None:
     assert info.value.retry_after == 12.0
 
 
+@pytest.mark.parametrize("status, throttled", [(429, True), (503, True), (500, False), (502, False), (504, False),
+                                              (408, False)])
+def test_only_429_and_503_say_too_many(status: int, throttled: bool) -> None:
+    """429/503 make the engine use fewer connections; other transient statuses only retry."""
+    with pytest.raises(Retryable) as info:
+        check_response(RANGE, status, _h())
+    assert info.value.throttled is throttled
+
+
 @pytest.mark.parametrize("req, headers", [
     (WHOLE, {"Accept-Encoding": "identity"}),
     (RANGE, {"Accept-Encoding": "identity", "Range": "bytes=100-199", "If-Range": '"etag"'}),

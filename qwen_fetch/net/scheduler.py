@@ -38,7 +38,7 @@ _jitter = random.Random()
 HASH_RUN_BLOCKS = 8  # blocks read back and hashed per call
 HASH_PIECE = 256 * 1024  # ... in reads this long (see filetask.WRITE_PIECE: the same cache effect)
 WRITEBACK_BYTES = 16 << 20  # ask the kernel to write hashed bytes back in stretches this long
-THROTTLE_HOLD = 5.0  # after a 429/503 "too many", seconds before the connection limit may double again
+THROTTLE_HOLD = 2.0  # after a 429/503 "too many", seconds before the connection limit may double again
 MIN_RATE_WINDOW = 0.5  # seconds of a connection's history before its speed is trusted
 
 
