@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,93 @@ def test_hash_files_parallel_dedup_and_errors(tmp_path: Path) -> None:
     assert out[tmp_path / "nope"].sha256 is None and out[tmp_path / "nope"].error
     # The linked file was read once.
     assert sum(read) == sum(len(d) for d in datas.values()) + 3
+
+
+@pytest.mark.parametrize("use_mmap", [None, True, False])
+def test_hash_files_moves_a_files_sha256_between_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         use_mmap: bool | None) -> None:
+    """Files are hashed in slices by whichever thread is free: every digest still comes out right."""
+    from qwen_fetch import hasher
+
+    monkeypatch.setattr(hasher, "SLICE", 4096)
+    monkeypatch.setattr(hasher, "AUTO_MIN", 10_000)
+    monkeypatch.setattr(hasher, "PROBE_WINDOW", 1024)
+    who: dict[int, set[str]] = {}
+    real_step = hasher._Job.step
+
+    def step(self, *a, **k):  # type: ignore[no-untyped-def]
+        import threading
+
+        who.setdefault(id(self), set()).add(threading.current_thread().name)
+        time.sleep(0.001)  # let the other thread in between slices
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(hasher._Job, "step", step)
+    datas = {f"f{i}": os.urandom(n) for i, n in enumerate([300_000, 300_000, 300_000, 170_000, 5000, 0])}
+    for name, d in datas.items():
+        (tmp_path / name).write_bytes(d)
+    out = hash_files([tmp_path / n for n in datas], workers=2, buffer_size=512, use_mmap=use_mmap)
+    for name, d in datas.items():
+        assert (out[tmp_path / name].size, out[tmp_path / name].sha256) == (len(d), hashlib.sha256(d).hexdigest())
+    assert len(set().union(*who.values())) == 2  # both threads worked
+
+
+class _FakeJob:
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.result: str | None = None
+        self.opened = False
+
+
+@pytest.mark.parametrize("sizes,workers", [
+    ([4900, 4900, 4900, 2700] + [5] * 11, 2),  # Qwen3-VL-8B's shards and small files, in MiB
+    ([4900, 4900, 4900, 2700], 3),
+    ([8000, 100, 100, 100], 2),  # one file dominates: it bounds the time, whatever the schedule
+    ([1000] * 7, 2),
+    ([3, 1, 1, 1, 1, 1], 4),
+    ([64] * 40, 2),  # many files: few open at once
+])
+def test_board_schedule_is_optimal_within_one_slice(sizes: list[int], workers: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulated time: every thread hashes 1 unit per tick, slices of 1 unit (the real sizes scaled)."""
+    import heapq
+
+    from qwen_fetch import hasher
+
+    monkeypatch.setattr(hasher, "SLICE", 1)
+    jobs = [_FakeJob(s) for s in sorted(sizes, reverse=True)]
+    board = hasher._Board(jobs, workers)  # type: ignore[arg-type]
+    free: list[tuple[int, int, int | None]] = [(0, w, None) for w in range(workers)]  # (time, worker, its last job)
+    end = 0
+    running: list[tuple[int, int, int]] = []  # (time it ends, worker, job)
+    max_open = 0
+    ran_on: dict[int, set[int]] = {}
+    while free or running:
+        if free:
+            t, w, prev = heapq.heappop(free)
+            i = board.take(prev)
+            if i is None:
+                end = max(end, t)
+                continue
+            j = jobs[i]
+            j.opened = True
+            max_open = max(max_open, sum(1 for x in jobs if x.opened))
+            heapq.heappush(running, (t + 1, w, i))
+            ran_on.setdefault(i, set()).add(w)
+            # never the same job on two threads at once
+            assert sum(1 for r in running if r[2] == i) == 1
+            continue
+        t, w, i = heapq.heappop(running)
+        j = jobs[i]
+        j.left -= 1
+        if j.left <= 0:
+            j.result, j.opened = "done", False
+        board.release(i)
+        heapq.heappush(free, (t, w, i))
+        end = max(end, t)
+    assert all(j.result == "done" for j in jobs)
+    bound = max(max(sizes), -(-sum(sizes) // workers))
+    assert end <= bound + 1
+    assert max_open <= hasher.MAX_OPEN_FACTOR * workers
+    if sizes[:4] == [4900, 4900, 4900, 2700] and workers == 2:
+        assert any(len(ws) > 1 for ws in ran_on.values())  # the balance needs a file to change threads
