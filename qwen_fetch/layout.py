@@ -12,7 +12,7 @@ from filelock import FileLock
 from qwen_fetch.cache import RepoCache
 from qwen_fetch.errors import IntegrityError
 from qwen_fetch.fsutil import atomic_write_bytes
-from qwen_fetch.hasher import hash_one
+from qwen_fetch.hasher import hash_files
 from qwen_fetch.manifest import PinnedFile
 from qwen_fetch.paths import join_safe
 
@@ -98,15 +98,25 @@ class Layout:
         return self.repo.snapshot_dir(commit)
 
 
-def verify_existing(path: Path, f: PinnedFile) -> bool:
-    """Whether ``path`` holds exactly the pinned bytes (hashed from the page cache, as ``verify`` does)."""
-    try:
-        if path.stat().st_size != f.size:
-            return False
-    except OSError:
-        return False
-    r = hash_one(path)
-    return r.error is None and r.size == f.size and r.sha256 == f.sha256
+def verify_many(pairs: Sequence[tuple[Path, PinnedFile]]) -> list[bool]:
+    """Whether each path holds exactly its pinned bytes, hashed from the page cache as ``verify`` does.
+
+    One parallel hasher run for all of them (a big file's sha256 moves between threads, so the
+    threads finish together); a file of the wrong size is not read at all.
+    """
+    sized: list[Path] = []
+    for path, f in pairs:
+        try:
+            if path.stat().st_size == f.size:
+                sized.append(path)
+        except OSError:
+            pass
+    hashes = hash_files(sized)
+    out = []
+    for path, f in pairs:
+        r = hashes.get(path)
+        out.append(r is not None and r.error is None and r.size == f.size and r.sha256 == f.sha256)
+    return out
 
 
 def quarantine(path: Path) -> None:

@@ -30,7 +30,7 @@ from qwen_fetch.cache import RepoCache, check_repo_id
 from qwen_fetch.config import Config, SourceConfig
 from qwen_fetch.errors import IntegrityError, QFError, SourceError, UsageError
 from qwen_fetch.hashing import git_blob_header
-from qwen_fetch.layout import Layout, quarantine, verify_existing
+from qwen_fetch.layout import Layout, quarantine, verify_many
 from qwen_fetch.lockfile import read_lock, write_lock
 from qwen_fetch.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
@@ -422,8 +422,7 @@ class Puller:
     def _reuse_verified(self, layout: Layout, files: Sequence[PinnedFile]) -> set[str]:
         """sha256s of the files already in place and intact (re-hashed: never trust bytes we did not verify)."""
         present = [f for f in files if layout.dest(f).exists()]
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as ex:
-            ok = list(ex.map(lambda f: verify_existing(layout.dest(f), f), present))
+        ok = verify_many([(layout.dest(f), f) for f in present])
         for f, v in zip(present, ok):
             if not v:
                 self.progress.note(f"{f.path}: cached copy does not match its pin; fetching it again")

@@ -63,6 +63,29 @@ def test_noop_pull_transfers_nothing(cli, sharded_repo, hub, mirrors) -> None:  
     assert not any("/resolve/" in e["path"] for e in hub.log if e["method"] == "GET")
 
 
+def test_tampered_cached_blobs_are_fetched_again(cli, store, sharded_repo, hub, mirrors) -> None:  # type: ignore[no-untyped-def]
+    """A re-pull re-hashes what is cached: a flipped byte or a truncated blob is replaced, the rest reused."""
+    assert _pull(cli, mirrors).exit_code == 0
+    repo = RepoCache(Path("cache"), QWEN3_VL_8B)
+    files = {f.path: f for f in store.files(QWEN3_VL_8B, sharded_repo)}
+    shard = repo.blob_path(files[SHARD1].sha256)
+    with open(shard, "r+b") as fh:  # same size, one byte different
+        fh.seek(files[SHARD1].size // 2)
+        b = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([b[0] ^ 0x01]))
+    cfg = repo.blob_path(files["config.json"].sha256)
+    os.truncate(cfg, files["config.json"].size - 3)
+    hub.reset_stats()
+    r = _pull(cli, mirrors, "--frozen")
+    assert r.exit_code == 0, r.stderr
+    notes = r.json()["notes"]
+    assert sum("cached copy does not match its pin" in n for n in notes) == 2, notes
+    got = {e["path"].rsplit("/", 1)[-1] for e in hub.log if "/resolve/" in e["path"] and e["method"] == "GET"}
+    assert got == {SHARD1, "config.json"}  # only the two damaged files
+    _snapshot_bytes_equal(store, sharded_repo, repo.snapshot_dir(sharded_repo))
+
+
 def test_lock_then_pull_with_pin(cli, sharded_repo, hub, mirrors) -> None:  # type: ignore[no-untyped-def]
     r = cli("lock", QWEN3_VL_8B, "--config", str(mirrors), "--json")
     assert r.exit_code == 0, r.stderr

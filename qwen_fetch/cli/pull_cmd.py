@@ -101,6 +101,8 @@ def register(app: typer.Typer) -> None:
                 smoke_report = after_pull(result, mode=mode, device=device, json_mode=json_out)
             out["smoke"] = smoke_report
             if json_out:
+                # What a terminal shows as note lines (retries, fallbacks, a cached copy fetched again).
+                out["notes"] = list(getattr(progress, "notes", []))
                 emit_json(out)
                 return
             con = console()
