@@ -138,7 +138,7 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    log_format bench '$status $body_bytes_sent "$request" "$http_range"';
+    log_format bench '$status $body_bytes_sent "$request" "$http_range" $remote_port $msec $request_time';
     sendfile on; tcp_nopush on; keepalive_requests 100000; keepalive_timeout 120;
     default_type application/octet-stream;
     client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy; fastcgi_temp_path {d}/tmp/fcgi;
@@ -395,9 +395,10 @@ def sha256_rate() -> float:
     return len(buf) / 1e6 / (time.perf_counter() - t0)
 
 
-def resume_check(nginx: Nginx, served: Served, scratch: Path, scenario: str = "b") -> tuple[int, int, float]:
+def resume_check(nginx: Nginx, served: Served, scratch: Path, scenario: str = "b",
+                 connections: int | None = None) -> tuple[int, int, float]:
     """Bytes nginx sent for an uninterrupted pull, and for one SIGKILLed halfway and rerun."""
-    tool = qwen_fetch_tool()
+    tool = qwen_fetch_tool(connections)
     out = scratch / "resume"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)

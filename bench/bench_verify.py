@@ -156,7 +156,8 @@ def main() -> None:
     snap = RepoCache(cache, QWEN3_VL_8B).snapshot_dir(pin.commit)
     files = sorted(str(p) for p in snap.rglob("*") if p.is_symlink() or p.is_file())
     with HubServer(store) as hub:
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "NO_PROXY": "127.0.0.1",
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+               "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "NO_PROXY": "127.0.0.1",
                "HF_HUB_CACHE": str(cache)}
         tools = {
             "qwen-fetch verify": [PY, "-m", "qwen_fetch", "verify", QWEN3_VL_8B, "--cache-dir", str(cache),
