@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_verify import hashlib_rate  # noqa: E402
+from bench_verify import hashlib_rate
 
-from qwen_fetch import hasher  # noqa: E402
+from qwen_fetch import hasher
 
 
 def main() -> None:

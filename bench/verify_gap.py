@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qwen_fetch.hasher import hash_files  # noqa: E402
+from qwen_fetch.hasher import hash_files
 
 PY = sys.executable
 
