@@ -263,33 +263,42 @@ def _identity(path: Path) -> tuple[int, int] | Path:
 
 
 class _Board:
-    """The jobs and who holds which: a free thread takes the free job with the most bytes left."""
+    """The jobs and who holds which: a free thread takes the free job with the most bytes left.
+
+    Jobs come largest first; only the ones already started (at most ``max_open``, so a cache of
+    100 000 small files costs a short scan per slice) and the next unstarted one are candidates.
+    """
 
     def __init__(self, jobs: list[_Job], workers: int) -> None:
         self.jobs = jobs  # largest first
         self.lock = threading.Lock()
         self.held: set[int] = set()
-        self.done = 0
+        self.started: list[int] = []  # taken at least once, not finished
+        self.next = 0  # the first job never taken
         self.max_open = max(2, MAX_OPEN_FACTOR * workers)
 
     def take(self, prev: int | None) -> int | None:
         """The next job for a thread that just released ``prev``; ``None`` when nothing is left for it."""
         with self.lock:
-            n_open = sum(1 for j in self.jobs if j.opened)
+            jobs = self.jobs
+            self.started = [i for i in self.started if jobs[i].result is None]
             best: int | None = None
-            for i, j in enumerate(self.jobs):
-                if j.result is not None or i in self.held:
-                    continue
-                if not j.opened and n_open >= self.max_open:
-                    continue  # finish files already open before opening more
-                if best is None or j.left > self.jobs[best].left:
+            for i in self.started:
+                if i not in self.held and (best is None or jobs[i].left > jobs[best].left):
                     best = i
+            fresh = self.next < len(jobs) and len(self.started) < self.max_open
+            if fresh and (best is None or jobs[self.next].left > jobs[best].left):
+                best = self.next
             if best is not None and prev is not None and prev != best:
-                pj = self.jobs[prev]
-                if pj.result is None and prev not in self.held and pj.left + SLICE >= self.jobs[best].left:
+                pj = jobs[prev]
+                if pj.result is None and prev not in self.held and pj.left + SLICE >= jobs[best].left:
                     best = prev  # as good within a slice: keep going where the caches are warm
-            if best is not None:
-                self.held.add(best)
+            if best is None:
+                return None
+            if best == self.next:
+                self.started.append(best)
+                self.next += 1
+            self.held.add(best)
             return best
 
     def release(self, i: int) -> None:

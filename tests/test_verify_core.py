@@ -284,6 +284,7 @@ class _FakeJob:
     ([1000] * 7, 2),
     ([3, 1, 1, 1, 1, 1], 4),
     ([64] * 40, 2),  # many files: few open at once
+    ([50] * 3 + [1] * 300, 2),  # a few big files among many one-slice ones
 ])
 def test_board_schedule_is_optimal_within_one_slice(sizes: list[int], workers: int,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
