@@ -273,3 +273,63 @@ def test_a_version_1_state_is_checked_with_crc32_and_comes_back_in_xxh3(tmp_path
         os.close(fd)
     assert v.sums == [block_sum(data[:256]), None, block_sum(data[512:768]), None]
     assert v.bad_blocks == 2 and v.hashed_blocks == 1
+
+
+@pytest.mark.parametrize("cheap", [16 * 1024, 256 * 1024])
+def test_piece_chooser_alternates_then_keeps_the_cheaper_size(cheap: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qwen_fetch.net import filetask
+
+    monkeypatch.setattr(filetask, "PROBE_BYTES", 4 << 20)
+    monkeypatch.setattr(filetask, "REPROBE_AFTER", 8 << 20)
+    chooser = filetask.PieceChooser()
+    used: list[int] = []
+    mib = 1 << 20
+    for _ in range(8):  # 4 MiB in each size
+        piece = chooser.next()
+        used.append(piece)
+        chooser.record(piece, mib, 0.001 if piece == cheap else 0.006)
+    assert used == [16 * 1024, 256 * 1024] * 4  # alternating
+    assert chooser.chosen == cheap and chooser.next() == cheap
+    chooser.record(cheap, mib, 99.0)  # decided: timings while decided change nothing
+    assert chooser.chosen == cheap
+    for _ in range(7):  # 8 MiB written with the choice: compare again
+        chooser.record(cheap, mib, 0.001)
+    assert chooser.chosen is None and chooser.next() == 16 * 1024
+    other = 256 * 1024 if cheap == 16 * 1024 else 16 * 1024
+    for _ in range(8):  # now the other size is the cheaper
+        piece = chooser.next()
+        chooser.record(piece, mib, 0.001 if piece == other else 0.006)
+    assert chooser.chosen == other
+
+
+def test_blocks_are_written_whole_whichever_piece_size(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """write_block writes exactly the block in either piece size, times only whole blocks, and journals it."""
+    import threading
+    from pathlib import Path
+
+    from qwen_fetch.net import filetask
+    from qwen_fetch.net.jobs import FetchJob
+    from qwen_fetch.paths import safe_relpath
+
+    d = Path(str(tmp_path))
+    bs = 1 << 20
+    data = os.urandom(3 * bs + 12345)
+    job = FetchJob(path=safe_relpath("f.bin"), size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                   dest=d / "f", partial=d / "f.incomplete", lock=d / "f.lock", locations=())
+    t = filetask.FileTask(job, 0, bs)
+    t.open_partial()
+    ticks = iter(range(1000))
+    monkeypatch.setattr(filetask, "_clock", lambda: float(next(ticks)))
+    seen: list[tuple[int, int]] = []
+    chooser = filetask.PieceChooser()
+    real = chooser.record
+    monkeypatch.setattr(chooser, "record", lambda p, n, s: (seen.append((p, n)), real(p, n, s)))
+    cond = threading.Condition()
+    for b in range(4):
+        view = memoryview(data)[b * bs:(b + 1) * bs]
+        assert t.write_block(t.gen, b, view, cond, chooser)
+    with open(job.partial, "rb") as fh:
+        assert fh.read() == data
+    assert seen == [(16 * 1024, bs), (256 * 1024, bs), (16 * 1024, bs)]  # the short last block is not timed
+    assert t.done_count == 4
+    t.release_files()

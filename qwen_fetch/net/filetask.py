@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -26,10 +27,60 @@ from qwen_fetch.net.ranges import block_count, block_span
 from qwen_fetch.sources.base import FileLocation
 
 
-# Writes go to the page cache in pieces this long: the kernel's copy of a 1 MiB write evicts its own
-# source from a 1 MiB L2 cache half-way, and on the bench VM 1 MiB pwrites cost twice the CPU of 256 KiB
-# ones (14 % of a pull's CPU was that copy).
-WRITE_PIECE = 256 * 1024
+# Writes go to the page cache in pieces of one of these sizes, whichever is cheaper here (``PieceChooser``).
+# On the bench VM (`bench/write_piece.py`: 2 GiB into a fresh file, CPU s, median of 5) 16 KiB pieces took
+# 0.51 s, 64 KiB 1.45 s, 256 KiB 3.01 s, and a whole pull in scenario (b) went from 6.8 to 4.3 CPU s with
+# 16 KiB; most likely the kernel backs a write with a folio about as large as the write, large folios come
+# from high-order free blocks, and that VM reports free blocks to its host (virtio-balloon free page
+# reporting), so the copy into them faults every page back in.  On the lent GPU host (KVM, no such
+# reporting) it is the other way round, mildly: 16 KiB 0.79 s, 256 KiB 0.53 s.
+WRITE_PIECES = (16 * 1024, 256 * 1024)
+PROBE_BYTES = 16 << 20  # written in each piece size (alternating, whole blocks) before choosing
+REPROBE_AFTER = 256 << 20  # ... and written with the chosen size before comparing again
+# What the chooser times writes with: this thread's CPU time (user + system), not wall time, which with 64
+# connection threads is mostly waiting for the GIL between the pieces (tests substitute their own clock).
+_clock = time.thread_time
+
+
+class PieceChooser:
+    """Times block writes in each of ``WRITE_PIECES`` and writes with the cheaper, re-checking as the pull goes.
+
+    Shared by all connections of one ``fetch_all``.  Blocks alternate sizes until each size has written
+    ``PROBE_BYTES``; then the size with the lower CPU time per byte writes the next ``REPROBE_AFTER`` bytes,
+    and the comparison starts over.  A pwrite into the page cache is CPU work (the copy, the page
+    allocation), so the writing thread's CPU time is its cost.  The re-check matters: on the bench VM the
+    first tens of MiB land in recently freed (still backed) memory, where 256 KiB pieces are the cheaper,
+    and only later, once the page cache takes memory the VM gave back to its host, do they cost 3-6x more.
+    """
+
+    def __init__(self) -> None:
+        self.chosen: int | None = None
+        self._spent = dict.fromkeys(WRITE_PIECES, 0.0)
+        self._bytes = dict.fromkeys(WRITE_PIECES, 0)
+        self._since = 0  # bytes written with ``chosen`` since it was chosen
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            if self.chosen is not None:
+                return self.chosen
+            return min(WRITE_PIECES, key=lambda p: self._bytes[p])  # the size with the fewest bytes so far
+
+    def record(self, piece: int, nbytes: int, seconds: float) -> None:
+        if nbytes <= 0:
+            return
+        with self._lock:
+            if self.chosen is not None:
+                self._since += nbytes
+                if self._since >= REPROBE_AFTER:  # compare again
+                    self.chosen, self._since = None, 0
+                    self._spent = dict.fromkeys(WRITE_PIECES, 0.0)
+                    self._bytes = dict.fromkeys(WRITE_PIECES, 0)
+                return
+            self._spent[piece] += seconds
+            self._bytes[piece] += nbytes
+            if all(b >= PROBE_BYTES for b in self._bytes.values()):
+                self.chosen = min(WRITE_PIECES, key=lambda p: self._spent[p] / self._bytes[p])
 
 
 class Phase(Enum):
@@ -179,7 +230,8 @@ class FileTask:
         return dropped
 
     # -- writes (worker threads) ----------------------------------------------
-    def write_block(self, gen: int, block: int, data: memoryview, cond: threading.Condition) -> bool:
+    def write_block(self, gen: int, block: int, data: memoryview, cond: threading.Condition,
+                    pieces: PieceChooser | None = None) -> bool:
         """Write one whole block, journal and mark it, unless the file changed course (``False``).
 
         Holding ``wlock`` from the generation check through the write means a
@@ -191,10 +243,14 @@ class FileTask:
             if gen != self.gen or self.fd < 0:
                 return False
             view = memoryview(data)
+            piece = pieces.next() if pieces is not None else WRITE_PIECES[0]
+            t0 = _clock()
             try:
                 while view:
-                    n = os.pwrite(self.fd, view[:WRITE_PIECE], start)
+                    n = os.pwrite(self.fd, view[:piece], start)
                     view, start = view[n:], start + n
+                if pieces is not None and len(data) == self.block_size:
+                    pieces.record(piece, len(data), _clock() - t0)
                 if self.journal_fd >= 0:
                     os.write(self.journal_fd, journal_line(block, checksum))
                     self.journal_lines += 1

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 
 from qwen_fetch.net.diskio import start_writeback
-from qwen_fetch.net.filetask import FileTask, Phase
+from qwen_fetch.net.filetask import FileTask, PieceChooser, Phase
 from qwen_fetch.net.jobs import EngineOptions
 from qwen_fetch.net.partstate import state_path
 from qwen_fetch.net.ranges import plan_ranges, retry_delay, split_point
@@ -36,7 +36,7 @@ from qwen_fetch.progress import ProgressSink
 
 _jitter = random.Random()
 HASH_RUN_BLOCKS = 8  # blocks read back and hashed per call
-HASH_PIECE = 256 * 1024  # ... in reads this long (see filetask.WRITE_PIECE: the same cache effect)
+HASH_PIECE = 256 * 1024  # ... in reads this long (each is hashed while still in the CPU's cache)
 WRITEBACK_BYTES = 16 << 20  # ask the kernel to write hashed bytes back in stretches this long
 THROTTLE_HOLD = 2.0  # after a 429/503 "too many", seconds before the connection limit may double again
 MIN_RATE_WINDOW = 0.5  # seconds of a connection's history before its speed is trusted
@@ -80,6 +80,7 @@ class Scheduler:
         self.limit = max(1, options.connections)
         self.grow_at = 0.0
         self.part_size = part_size_for(sum(t.job.size for t in tasks), options)
+        self.pieces = PieceChooser()  # the pwrite size that is cheaper on this machine, found on the first blocks
 
     # -- queue ------------------------------------------------------------------
     def plan(self, t: FileTask) -> None:
@@ -299,7 +300,7 @@ class Scheduler:
 
     def commit_block(self, a: Assignment, block: int, data: memoryview) -> bool:
         t = a.task
-        if not t.write_block(a.gen, block, data, self.cond):
+        if not t.write_block(a.gen, block, data, self.cond, self.pieces):
             return False
         with self.cond:
             a.pos = t.span(block)[1]
