@@ -28,12 +28,12 @@ from qwen_fetch.sources.base import FileLocation
 
 
 # Writes go to the page cache in pieces of one of these sizes, whichever is cheaper here (``PieceChooser``).
-# On the bench VM (`bench/write_piece.py`: 2 GiB into a fresh file, CPU s, median of 5) 16 KiB pieces took
-# 0.51 s, 64 KiB 1.45 s, 256 KiB 3.01 s, and a whole pull in scenario (b) went from 6.8 to 4.3 CPU s with
-# 16 KiB; most likely the kernel backs a write with a folio about as large as the write, large folios come
-# from high-order free blocks, and that VM reports free blocks to its host (virtio-balloon free page
-# reporting), so the copy into them faults every page back in.  On the lent GPU host (KVM, no such
-# reporting) it is the other way round, mildly: 16 KiB 0.79 s, 256 KiB 0.53 s.
+# On the bench VM (`bench/results/write_piece.md`: 2 GiB into a fresh file, CPU s) one run gave 16 KiB 0.51 s,
+# 256 KiB 3.01 s, another 16 KiB 0.59 s, 256 KiB 0.39 s, 1 MiB 3.05 s: which sizes are dear depends on the VM's
+# memory at the time (most likely large folios taken from free memory the VM has reported to its host, whose
+# pages then fault back in on first touch).  Inside pulls 256 KiB was cheaper for the first tens of MiB and
+# ~6x dearer later, and switching to 16 KiB took a (b) pull from 5-6.8 to 4.3 CPU s.  On the lent GPU host
+# (KVM, no such reporting) 256 KiB is always the cheaper (0.53 vs 0.79 s per 2 GiB).
 WRITE_PIECES = (16 * 1024, 256 * 1024)
 PROBE_BYTES = 16 << 20  # written in each piece size (alternating, whole blocks) before choosing
 REPROBE_AFTER = 256 << 20  # ... and written with the chosen size before comparing again
