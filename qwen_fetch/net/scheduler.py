@@ -80,7 +80,7 @@ class Scheduler:
         self.limit = max(1, options.connections)
         self.grow_at = 0.0
         self.part_size = part_size_for(sum(t.job.size for t in tasks), options)
-        self.pieces = PieceChooser()  # the pwrite size that is cheaper on this machine, found on the first blocks
+        self.pieces = PieceChooser()  # the pwrite size that costs less CPU here, measured as blocks are written
 
     # -- queue ------------------------------------------------------------------
     def plan(self, t: FileTask) -> None:
