@@ -333,3 +333,32 @@ def test_blocks_are_written_whole_whichever_piece_size(tmp_path: object, monkeyp
     assert seen == [(16 * 1024, bs), (256 * 1024, bs), (16 * 1024, bs)]  # the short last block is not timed
     assert t.done_count == 4
     t.release_files()
+
+
+def test_a_fresh_start_replaces_the_partial_file_instead_of_truncating_it(tmp_path: object) -> None:
+    """No resume state: the stale partial is removed and a new file created, never truncated to length 0.
+
+    ext4 marks a file truncated to 0 for writeback when it is closed, and a killed pull's files are closed by the
+    kernel while its sockets are still open: it lingered 0.3-0.5 s in throttled writeback, still receiving.
+    """
+    from pathlib import Path
+
+    from qwen_fetch.net import filetask
+    from qwen_fetch.net.jobs import FetchJob
+    from qwen_fetch.paths import safe_relpath
+
+    d = Path(str(tmp_path))
+    job = FetchJob(path=safe_relpath("f.bin"), size=100, sha256=SHA, dest=d / "f", partial=d / "f.incomplete",
+                   lock=d / "f.lock", locations=())
+    job.partial.write_bytes(b"stale bytes of no known state" * 10)
+    calls: list[tuple[int, int]] = []
+    real = os.ftruncate
+    try:
+        os.ftruncate = lambda fd, n: (calls.append((fd, n)), real(fd, n))[1]  # type: ignore[assignment]
+        t = filetask.FileTask(job, 0, 10)
+        assert t.open_partial() == []
+    finally:
+        os.ftruncate = real
+    assert calls == []
+    assert job.partial.stat().st_size == 0
+    t.release_files()
