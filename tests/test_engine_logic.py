@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qwen_fetch.net.partstate import BadState, PartState, block_sum, journal_line, parse_state, verify_partial
+from qwen_fetch.net.partstate import (BadState, PartState, block_sum, block_summer, head_line, journal_line,
+                                      parse_state, verify_partial)
 from qwen_fetch.net.rangeget import RangeRequest, Retryable, SourceFailed, check_response, request_headers
 from qwen_fetch.net.ranges import (backoff_delay, missing_runs, parse_content_range, parse_retry_after, plan_ranges,
                                    retry_delay, split_point)
@@ -231,6 +232,71 @@ def test_state_roundtrip(sums: list[int | None], etag: str | None, source: str) 
     assert parse_state(s.to_json(), size=size, sha256=SHA, block_size=10) == s
 
 
+@pytest.mark.parametrize("journal, sums, heads", [
+    ("[1,4,7]\n", (1, None, 3), ((1, 4, 7),)),  # the first 4 bytes of block 1 are written
+    ("[1,4,7]\n[1,8,9]\n", (1, None, 3), ((1, 8, 9),)),  # a longer head replaces the shorter
+    ("[1,4,7]\n[1,5]\n", (1, 5, 3), ()),  # the block finished: its head is gone
+    ("[2,3,7]\n", (1, None, 3), ()),  # a head of a finished block means nothing
+    ("[1,4,7]\n[1,0,1]\n[1,9]\n", (1, None, 3), ((1, 4, 7),)),  # an empty head ends the journal
+    ("[1,10,1]\n[1,9]\n", (1, None, 3), ()),  # ... and a head as long as its block
+    ("[2,5,1]\n", (1, None, 3), ()),  # ... and one past a short last block (5 bytes): ends it
+    ("[3,1,1]\n[1,9]\n", (1, None, 3), ()),  # ... and a block out of range
+    (f"[1,4,{2**64}]\n[1,9]\n", (1, None, 3), ()),  # ... and a sum wider than 64 bits
+    ("[1,4,7,1]\n[1,9]\n", (1, None, 3), ()),  # ... and a line of four
+])
+def test_parse_state_applies_head_lines(journal: str, sums: tuple[int | None, ...],
+                                        heads: tuple[tuple[int, int, int], ...]) -> None:
+    state = parse_state(_state_json() + "\n" + journal, size=25, sha256=SHA, block_size=10)
+    assert (state.sums, state.heads) == (sums, heads)
+
+
+def test_head_lines_after_a_version_1_snapshot_end_its_journal() -> None:
+    text = _state_json(version=1, sums=None, crc=[1, None, 3]) + "\n" + head_line(1, 4, 7).decode() + "[1,9]\n"
+    state = parse_state(text, size=25, sha256=SHA, block_size=10)
+    assert state.sums == (1, None, 3) and state.heads == ()
+
+
+def test_snapshot_heads_roundtrip_and_bad_ones_are_rejected() -> None:
+    s = PartState(size=25, sha256=SHA, block_size=10, sums=(1, None, None), heads=((1, 4, 7), (2, 2, 0)))
+    assert parse_state(s.to_json(), size=25, sha256=SHA, block_size=10) == s
+    assert '"heads"' not in PartState(size=25, sha256=SHA, block_size=10, sums=(1, None, 3)).to_json()
+    for heads in ([[0, 4, 7]],  # the block is finished
+                  [[1, 4, 7], [1, 5, 7]],  # two heads for one block
+                  [[1, 10, 7]], [[1, 0, 7]], [[1, 4, -1]], [[1, 4]], [1, 4, 7], "x"):
+        with pytest.raises(BadState):
+            parse_state(_state_json(heads=heads), size=25, sha256=SHA, block_size=10)
+
+
+def test_a_running_block_sum_equals_the_one_shot_sum() -> None:
+    data = os.urandom(1 << 20)
+    summer = block_summer()
+    for lo, hi in ((0, 1), (1, 70_000), (70_000, 70_000), (70_000, 600_001), (600_001, 1 << 20)):
+        summer.update(memoryview(data)[lo:hi])
+        assert summer.intdigest() == block_sum(data[:hi])
+
+
+def test_verify_partial_keeps_intact_heads_and_drops_damaged_ones(tmp_path: object) -> None:
+    data, fd = _damaged_partial(tmp_path)  # block 1 corrupted at byte 300, the file cut at 900
+    state = PartState(size=1024, sha256=SHA, block_size=256, sums=(block_sum(data[:256]), None, None, None),
+                      heads=((1, 40, block_sum(data[256:296])),  # before the damage: kept
+                             (2, 100, block_sum(data[512:612])),  # intact: kept
+                             (3, 200, block_sum(data[768:968]))))  # past the end of the file: dropped
+    try:
+        v = verify_partial(fd, state)
+    finally:
+        os.close(fd)
+    assert v.heads == {1: (40, block_sum(data[256:296])), 2: (100, block_sum(data[512:612]))}
+    assert v.bad_blocks == 1
+    state = PartState(size=1024, sha256=SHA, block_size=256, sums=(None,) * 4,
+                      heads=((1, 60, block_sum(data[256:316])),))  # spans the flipped byte: dropped
+    fd = os.open(os.path.join(str(tmp_path), "p"), os.O_RDONLY)
+    try:
+        v = verify_partial(fd, state)
+    finally:
+        os.close(fd)
+    assert v.heads == {} and v.bad_blocks == 1
+
+
 def _damaged_partial(tmp_path: object) -> tuple[bytes, int]:
     """1024 bytes in 4 blocks of 256 on disk with block 1 corrupted and block 3 truncated; an open fd."""
     from pathlib import Path
@@ -303,7 +369,8 @@ def test_piece_chooser_alternates_then_keeps_the_cheaper_size(cheap: int, monkey
 
 
 def test_blocks_are_written_whole_whichever_piece_size(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    """write_block writes exactly the block in either piece size, times only whole blocks, and journals it."""
+    """write_block writes exactly the block in either piece size, times only writes of a step or more, and
+    journals it."""
     import threading
     from pathlib import Path
 
@@ -327,7 +394,7 @@ def test_blocks_are_written_whole_whichever_piece_size(tmp_path: object, monkeyp
     cond = threading.Condition()
     for b in range(4):
         view = memoryview(data)[b * bs:(b + 1) * bs]
-        assert t.write_block(t.gen, b, view, cond, chooser)
+        assert t.write_block(t.gen, b, view, block_sum(view), cond, chooser)
     with open(job.partial, "rb") as fh:
         assert fh.read() == data
     assert seen == [(16 * 1024, bs), (256 * 1024, bs), (16 * 1024, bs)]  # the short last block is not timed
@@ -362,3 +429,72 @@ def test_a_fresh_start_replaces_the_partial_file_instead_of_truncating_it(tmp_pa
     assert calls == []
     assert job.partial.stat().st_size == 0
     t.release_files()
+
+
+def test_heads_written_this_run_survive_a_compaction_unless_the_file_was_forgotten(tmp_path: object) -> None:
+    """A snapshot rewrites the journal away, so it must carry the heads written since; a head written before
+    the file changed course (``forget``) must not come back, its bytes belong to the abandoned version."""
+    import threading
+    from pathlib import Path
+
+    from qwen_fetch.net import filetask
+    from qwen_fetch.net.jobs import FetchJob
+    from qwen_fetch.net.partstate import load_state, state_path
+    from qwen_fetch.paths import safe_relpath
+
+    d = Path(str(tmp_path))
+    data = os.urandom(40)
+    job = FetchJob(path=safe_relpath("f.bin"), size=40, sha256=SHA, dest=d / "f", partial=d / "f.incomplete",
+                   lock=d / "f.lock", locations=())
+    t = filetask.FileTask(job, 0, 10)
+    t.open_partial()
+    cond = threading.Condition()
+    t.save(cond)
+    view = memoryview(data)
+    assert t.write_head(t.gen, 1, 0, view[10:14], block_sum(data[10:14]))
+    assert t.write_head(t.gen, 2, 0, view[20:23], block_sum(data[20:23]))
+    assert t.write_block(t.gen, 2, view[23:30], block_sum(data[20:30]), cond, offset=3)
+    t.save(cond)  # compaction: the snapshot replaces the journal lines
+    state = load_state(state_path(job.partial), size=40, sha256=SHA, block_size=10)
+    assert state is not None and state.heads == ((1, 4, block_sum(data[10:14])),)
+    assert state.sums == (None, None, block_sum(data[20:30]), None)
+    with cond:
+        t.gen += 1
+        t.forget()
+    t.save(cond)
+    state = load_state(state_path(job.partial), size=40, sha256=SHA, block_size=10)
+    assert state is not None and state.heads == () and state.sums == (None,) * 4
+    assert not t.write_head(t.gen - 1, 3, 0, view[30:35], 0)  # an older generation writes nothing
+    t.release_files()
+
+
+def test_readinto_some_returns_what_arrived_and_keeps_the_connection(tmp_path: object) -> None:
+    """The body reader takes what the socket has (here: the 5000 bytes sent before a pause), not a full
+    buffer, counts down Content-Length, and leaves a fully read connection reusable."""
+    from pathlib import Path
+
+    from qwen_fetch.net.h1 import BODY
+    from qwen_fetch.net.http import make_client
+    from qwen_fetch.net.rangeget import body_reader
+    from qwen_fetch.testing.hub import Faults, HubServer
+    from tests.test_engine_support import REPO, make_repo
+
+    store, commit, files = make_repo(Path(str(tmp_path)), {"a.bin": 300_000})
+    client = make_client(timeout=10.0)
+    with HubServer(store, Faults(stall_after={"a.bin": 5000}, stall_times={"a.bin": 1}, stall_seconds=1.0)) as hub:
+        url = f"{hub.url}/{REPO}/resolve/{commit}/a.bin"
+        for attempt in range(2):  # the first response pauses after 5000 bytes, the second does not
+            with client.stream("GET", url) as resp:
+                assert resp.extensions.get(BODY) is not None
+                readinto = body_reader(resp)
+                buf = memoryview(bytearray(400_000))
+                got, reads = 0, []
+                while n := readinto(buf[got:]):
+                    reads.append(n)
+                    got += n
+                assert bytes(buf[:got]) == files["a.bin"]
+                if attempt == 0:  # what had arrived before the pause (a thread late by a second would get more)
+                    assert reads[0] < len(files["a.bin"]) and len(reads) >= 2
+                assert readinto(buf) == 0
+    client.close()
+    assert len(hub.log) == 2 and len({r["port"] for r in hub.log}) == 1  # one connection for both requests

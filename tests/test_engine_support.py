@@ -21,7 +21,7 @@ REPO = "org/model"
 
 # Small everything, so a few MB exercise splitting, stealing and many blocks.
 FAST = EngineOptions(connections=4, part_size=256 << 10, single_stream_below=128 << 10, block_size=64 << 10,
-                     min_split=64 << 10, tail_piece=64 << 10, max_attempts=4, backoff_base=0.01, backoff_max=0.05,
+                     step_size=16 << 10, min_split=64 << 10, tail_piece=64 << 10, max_attempts=4, backoff_base=0.01, backoff_max=0.05,
                      stall_timeout=1.0, request_timeout=5.0)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from qwen_fetch.errors import DiskFullError, ExitCode, IntegrityError, QFError, SourceError
 from qwen_fetch.net.filetask import DiskFull, FileTask, Phase
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
+from qwen_fetch.net.partstate import block_summer
 from qwen_fetch.net.rangeget import Opened, RangeRequest, Retryable, SourceFailed, body_reader, open_range
 from qwen_fetch.net.scheduler import Assignment, Scheduler
 from qwen_fetch.progress import ProgressSink
@@ -176,8 +177,8 @@ def _run(sched: Scheduler, a: Assignment) -> None:
             sched.active.remove(a)
             return
         loc = t.location
-        req = RangeRequest(a.start, a.end, t.job.size, t.etag if t.etag_source == loc.source else None)
-    begin = a.pos
+        req = RangeRequest(a.start + a.head, a.end, t.job.size, t.etag if t.etag_source == loc.source else None)
+    begin = a.pos + a.head
     try:
         with open_range(loc, req, connect_timeout=o.request_timeout, stall_timeout=o.stall_timeout) as op:
             if op.ignored_range:
@@ -189,7 +190,7 @@ def _run(sched: Scheduler, a: Assignment) -> None:
                 sched.record_etag(a, op.etag)
             _consume(sched, a, op)
     except Retryable as exc:
-        sched.requeue(a, exc.reason, exc.retry_after, progressed=a.pos > begin, throttled=exc.throttled)
+        sched.requeue(a, exc.reason, exc.retry_after, progressed=a.pos + a.part > begin, throttled=exc.throttled)
     except SourceFailed as exc:
         sched.fail_source(a, exc.reason, integrity=False)
     else:
@@ -198,10 +199,12 @@ def _run(sched: Scheduler, a: Assignment) -> None:
 
 def _consume(sched: Scheduler, a: Assignment, op: Opened) -> None:
     """Read the body block by block into one reused buffer; skip blocks already done; stop early if
-    the range shrank.  A whole block is one ``readinto`` (see :func:`body_reader`), so the Python
-    work per MiB is a handful of calls whatever the socket's chunking."""
+    the range shrank.  A block's bytes go to disk (and its head to the journal) every ``step_size`` bytes
+    as they arrive, the rest when it is complete.  Each ``readinto`` takes what the socket holds (see
+    :func:`body_reader`), so the Python work per MiB is a handful of calls whatever the chunking."""
     t = a.task
     size, bs = t.job.size, t.block_size
+    step = max(1, sched.options.step_size)
     off = op.offset
     block = off // bs
     keep = sched.wanted(a, block)
@@ -210,22 +213,29 @@ def _consume(sched: Scheduler, a: Assignment, op: Opened) -> None:
     readinto = body_reader(op.response)
     buf = memoryview(bytearray(min(bs, size)))  # one block, reused: no allocation per block
     received = 0
+    filled = off - block * bs  # a request resuming mid-block: the block's first bytes are on disk
     try:
         while True:
-            block_start = max(off, block * bs)
-            block_end = min((block + 1) * bs, op.end)
-            view = buf[:block_end - block_start]
-            filled = 0
+            base = block * bs
+            view = buf[:min(base + bs, op.end) - base]
+            summer = block_summer()
+            if keep and filled and not sched.read_head(a, block, view[:filled], summer):
+                return  # the file changed course
+            a.part = filled if keep else 0
             while filled < len(view):
-                n = readinto(view[filled:])
+                n = readinto(view[filled:])  # what the socket holds, up to the rest of the block
                 if n == 0:
-                    raise Retryable(f"connection closed after {off + filled - op.offset} of "
+                    raise Retryable(f"connection closed after {base + filled - op.offset} of "
                                     f"{op.end - op.offset} bytes")
                 filled += n
                 received += n
-            off = block_end
-            if keep and not sched.commit_block(a, block, view):
+                if (keep and filled - a.part >= step and filled < len(view)
+                        and not sched.write_step(a, block, view, filled, summer)):
+                    return  # the file changed course; another assignment owns it now
+            off = base + len(view)
+            if keep and not sched.commit_block(a, block, view, summer):
                 return  # the file changed course; another assignment owns it now
+            filled = 0
             if off >= op.end:
                 if readinto(buf[:1]):  # a body without Content-Length that runs past the file
                     raise SourceFailed(f"the server sent more than the {op.end - op.offset} bytes it announced")

@@ -21,7 +21,7 @@ from enum import Enum
 import filelock
 
 from qwen_fetch.net.jobs import FetchJob
-from qwen_fetch.net.partstate import (BadState, PartState, block_sum, journal_line, load_state, save_state,
+from qwen_fetch.net.partstate import (BadState, PartState, head_line, journal_line, load_state, save_state,
                                       state_path, verify_partial)
 from qwen_fetch.net.ranges import block_count, block_span
 from qwen_fetch.sources.base import FileLocation
@@ -35,8 +35,9 @@ from qwen_fetch.sources.base import FileLocation
 # ~6x dearer later, and switching to 16 KiB took a (b) pull from 5-6.8 to 4.3 CPU s.  On the lent GPU host
 # (KVM, no such reporting) 256 KiB is always the cheaper (0.53 vs 0.79 s per 2 GiB).
 WRITE_PIECES = (16 * 1024, 256 * 1024)
-PROBE_BYTES = 16 << 20  # written in each piece size (alternating, whole blocks) before choosing
+PROBE_BYTES = 16 << 20  # written in each piece size (alternating, write by write) before choosing
 REPROBE_AFTER = 256 << 20  # ... and written with the chosen size before comparing again
+TIMED_WRITE = WRITE_PIECES[-1]  # writes shorter than the largest piece (a file's short end) are not timed
 # What the chooser times writes with: this thread's CPU time (user + system), not wall time, which with 64
 # connection threads is mostly waiting for the GIL between the pieces (tests substitute their own clock).
 _clock = time.thread_time
@@ -45,7 +46,7 @@ _clock = time.thread_time
 class PieceChooser:
     """Times block writes in each of ``WRITE_PIECES`` and writes with the cheaper, re-checking as the pull goes.
 
-    Shared by all connections of one ``fetch_all``.  Blocks alternate sizes until each size has written
+    Shared by all connections of one ``fetch_all``.  Writes alternate sizes until each size has written
     ``PROBE_BYTES``; then the size with the lower CPU time per byte writes the next ``REPROBE_AFTER`` bytes,
     and the comparison starts over.  A pwrite into the page cache is CPU work (the copy, the page
     allocation), so the writing thread's CPU time is its cost.  The re-check matters: on the bench VM the
@@ -107,6 +108,15 @@ class FileTask:
     gen: int = 0
     loc_index: int = 0
     sums: list[int | None] = field(default_factory=list)
+    # Unfinished blocks whose first bytes an earlier run wrote and journaled: block -> (length, running sum).
+    # Counted as resumed (progress, ``resumed_bytes``) until the block is finished.  Never longer than what is
+    # on disk: a head is a prefix, and a block's bytes are written once per generation.  Guarded by the
+    # scheduler's lock like ``sums``.
+    heads: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # Heads journaled by this run: block -> (generation, length, sum), so a snapshot keeps them (guarded by
+    # ``wlock``).  A head written before the last ``forget`` (generation below ``kept_since``) is ignored.
+    live_heads: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    kept_since: int = 0
     done_count: int = 0
     hashed: int = 0
     hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
@@ -138,7 +148,9 @@ class FileTask:
         return block_span(block, self.job.size, self.block_size)
 
     def missing_bytes(self) -> int:
-        return sum(e - s for i, (s, e) in enumerate(map(self.span, range(self.nblocks))) if self.sums[i] is None)
+        """Bytes not on disk yet: the unfinished blocks less their resumed heads."""
+        blocks = sum(e - s for i, (s, e) in enumerate(map(self.span, range(self.nblocks))) if self.sums[i] is None)
+        return blocks - sum(n for b, (n, _) in self.heads.items() if self.sums[b] is None)
 
     # -- lock and resume (coordinator thread) ---------------------------------
     def try_lock(self) -> bool:
@@ -189,7 +201,7 @@ class FileTask:
                          " fetching them again")
         if os.fstat(self.fd).st_size > job.size:
             os.ftruncate(self.fd, job.size)
-        self.sums, self.hasher, self.hashed = v.sums, v.hasher, v.hashed_blocks
+        self.sums, self.hasher, self.hashed, self.heads = v.sums, v.hasher, v.hashed_blocks, v.heads
         self.done_count = sum(c is not None for c in self.sums)
         self.resumed_bytes = job.size - self.missing_bytes()
         self.etag, self.etag_source = state.etag, state.source
@@ -197,8 +209,12 @@ class FileTask:
         return notes
 
     def snapshot(self) -> PartState:
+        """The resume state now (caller holds ``wlock`` and the scheduler's lock)."""
+        heads = dict(self.heads)
+        heads.update((b, (n, c)) for b, (g, n, c) in self.live_heads.items() if g >= self.kept_since)
         return PartState(size=self.job.size, sha256=self.job.sha256, block_size=self.block_size,
-                         sums=tuple(self.sums), source=self.etag_source, etag=self.etag)
+                         sums=tuple(self.sums), source=self.etag_source, etag=self.etag,
+                         heads=tuple((b, n, c) for b, (n, c) in sorted(heads.items()) if self.sums[b] is None))
 
     def save(self, cond: threading.Condition) -> None:
         """Compact the resume state into a fresh snapshot, unless the file was promoted or closed meanwhile."""
@@ -226,9 +242,14 @@ class FileTask:
             self.fd = -1
 
     def forget(self) -> int:
-        """Drop all progress (the bytes are known bad or belong to another version); returns bytes dropped."""
+        """Drop all progress (the bytes are known bad or belong to another version); returns bytes dropped.
+
+        The caller holds the scheduler's lock and has bumped ``gen`` already.
+        """
         dropped = self.job.size - self.missing_bytes()
         self.sums = [None] * self.nblocks
+        self.heads = {}
+        self.kept_since = self.gen  # callers bump ``gen`` first: heads of earlier generations are void
         self.done_count = 0
         self.hashed = 0
         self.hasher = hashlib.sha256()
@@ -238,34 +259,42 @@ class FileTask:
         return dropped
 
     # -- writes (worker threads) ----------------------------------------------
-    def write_block(self, gen: int, block: int, data: memoryview, cond: threading.Condition,
-                    pieces: PieceChooser | None = None) -> bool:
-        """Write one whole block, journal and mark it, unless the file changed course (``False``).
+    def read_head(self, gen: int, block: int, view: memoryview) -> bool:
+        """Read the first ``len(view)`` bytes of ``block`` back (a request that resumes mid-block)."""
+        with self.wlock:
+            if gen != self.gen or self.fd < 0:
+                return False
+            return os.preadv(self.fd, [view], block * self.block_size) == len(view)
+
+    def write_head(self, gen: int, block: int, offset: int, data: memoryview, length_sum: int,
+                   pieces: PieceChooser | None = None) -> bool:
+        """Write ``data`` at ``offset`` of ``block`` and journal the block's first ``offset + len(data)`` bytes
+        with their running sum ``length_sum``; ``False`` (nothing written) when the file changed course."""
+        with self.wlock:
+            if gen != self.gen or self.fd < 0:
+                return False
+            self._pwrite(block * self.block_size + offset, data, pieces)
+            if self.journal_fd >= 0:
+                self._journal(head_line(block, offset + len(data), length_sum))
+            self.live_heads[block] = (gen, offset + len(data), length_sum)
+        return True
+
+    def write_block(self, gen: int, block: int, data: memoryview, checksum: int, cond: threading.Condition,
+                    pieces: PieceChooser | None = None, offset: int = 0) -> bool:
+        """Write the rest of ``block`` (``data``, from ``offset``), journal and mark the block done, unless the
+        file changed course (``False``).  ``checksum`` is the whole block's.
 
         Holding ``wlock`` from the generation check through the write means a
         connection of an older generation can never write after a newer one.
         """
-        start = block * self.block_size
-        checksum = block_sum(data)
         with self.wlock:
             if gen != self.gen or self.fd < 0:
                 return False
-            view = memoryview(data)
-            piece = pieces.next() if pieces is not None else WRITE_PIECES[0]
-            t0 = _clock()
-            try:
-                while view:
-                    n = os.pwrite(self.fd, view[:piece], start)
-                    view, start = view[n:], start + n
-                if pieces is not None and len(data) == self.block_size:
-                    pieces.record(piece, len(data), _clock() - t0)
-                if self.journal_fd >= 0:
-                    os.write(self.journal_fd, journal_line(block, checksum))
-                    self.journal_lines += 1
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise DiskFull(str(exc)) from None
-                raise
+            self._pwrite(block * self.block_size + offset, data, pieces)
+            self.live_heads.pop(block, None)
+            if self.journal_fd >= 0:
+                self._journal(journal_line(block, checksum))
+                self.journal_lines += 1
             with cond:
                 if gen != self.gen:
                     return False
@@ -273,3 +302,28 @@ class FileTask:
                     self.sums[block] = checksum
                     self.done_count += 1
         return True
+
+    def _pwrite(self, start: int, data: memoryview, pieces: PieceChooser | None) -> None:
+        """Write ``data`` at ``start`` in the pieces ``pieces`` chooses, timing writes of a step or more (caller
+        holds ``wlock``)."""
+        view = memoryview(data)
+        piece = pieces.next() if pieces is not None else WRITE_PIECES[0]
+        t0 = _clock()
+        try:
+            while view:
+                n = os.pwrite(self.fd, view[:piece], start)
+                view, start = view[n:], start + n
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(str(exc)) from None
+            raise
+        if pieces is not None and len(data) >= TIMED_WRITE:
+            pieces.record(piece, len(data), _clock() - t0)
+
+    def _journal(self, line: bytes) -> None:
+        try:
+            os.write(self.journal_fd, line)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(str(exc)) from None
+            raise

@@ -25,6 +25,7 @@ import select
 import ssl
 import threading
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 
 import httpx
@@ -46,6 +47,27 @@ class Body(httpx.SyncByteStream):
         """Read up to ``len(buffer)`` body bytes (fewer only at the end of the body); 0 at its end."""
         with _mapped(self._request, httpx.ReadTimeout, httpx.ReadError):
             return self._resp.readinto(buffer)
+
+    def readinto_some(self, buffer: memoryview) -> int:
+        """Read what one socket read gives, at most ``len(buffer)`` body bytes; 0 only at the body's end.
+
+        ``HTTPResponse.readinto`` loops until the buffer is full, so a caller that wants to act on bytes as
+        they arrive would have to ask for less and pay a call per piece; this is its Content-Length path
+        with one ``readinto1`` (the buffered reader's single raw read) instead.
+        """
+        resp: Any = self._resp  # its private ``_method`` and ``_close_conn``, as its own ``readinto`` uses them
+        with _mapped(self._request, httpx.ReadTimeout, httpx.ReadError):
+            if resp.fp is None or resp.chunked or resp.length is None or resp._method == "HEAD":
+                return resp.readinto(buffer)
+            view = buffer[:resp.length] if len(buffer) > resp.length else buffer
+            n = resp.fp.readinto1(view) if view else 0
+            if not n:
+                resp._close_conn()
+                return 0
+            resp.length -= n
+            if not resp.length:
+                resp._close_conn()
+            return n
 
     def __iter__(self) -> Iterator[bytes]:
         while True:

@@ -3,8 +3,12 @@
 It records, per block, a 64-bit xxh3 checksum of the bytes written there
 (``null`` for a block not yet written), plus the ETag and source the bytes came
 from.  The first line is a JSON snapshot; each block finished since then
-appends a journal line ``[index,sum]``, so a killed process loses at most the blocks
-that were in flight, and the snapshot is rewritten (compacted) now and then.  On
+appends a journal line ``[index,sum]``, and a block still arriving appends
+``[index,length,sum]`` for its first ``length`` bytes every step (a *head*,
+256 KiB by default), so a killed process loses at most the unwritten step of each
+connection, not whole blocks; the snapshot is rewritten (compacted) now and then
+and keeps the heads of unfinished blocks (``heads``).  Readers older than heads
+stop at the first head line and fetch more again, never trusting a byte more.  On
 resume every recorded block is read back and checked, so a partial file that
 was truncated, corrupted or written past its state is repaired instead of
 promoted.  ``gc`` deletes ``*.incomplete`` and ``*.incomplete.parts`` that no
@@ -42,6 +46,11 @@ def block_sum(data: bytes | bytearray | memoryview) -> int:
     return xxhash.xxh3_64_intdigest(data)
 
 
+def block_summer() -> xxhash.xxh3_64:
+    """A running :func:`block_sum`: fed a block piece by piece, ``intdigest()`` is the sum of what it was fed."""
+    return xxhash.xxh3_64()
+
+
 class BadState(ValueError):
     """The state file cannot be used (wrong file, wrong version, damaged)."""
 
@@ -55,12 +64,16 @@ class PartState:
     source: str = ""  # the source whose ETag is recorded
     etag: str | None = None
     version: int = STATE_VERSION  # which checksum ``sums`` hold (only parsing produces an older one)
+    heads: tuple[tuple[int, int, int], ...] = ()  # (block, length, sum of its first length bytes), unfinished blocks
 
     def to_json(self) -> str:
         key = _SUMS[self.version][0]
-        return json.dumps({"version": self.version, "size": self.size, "sha256": self.sha256,
-                           "block_size": self.block_size, "source": self.source, "etag": self.etag,
-                           key: list(self.sums)}, separators=(",", ":"))
+        raw: dict[str, object] = {"version": self.version, "size": self.size, "sha256": self.sha256,
+                                  "block_size": self.block_size, "source": self.source, "etag": self.etag,
+                                  key: list(self.sums)}
+        if self.heads:
+            raw["heads"] = [list(h) for h in self.heads]
+        return json.dumps(raw, separators=(",", ":"))
 
     @property
     def done_blocks(self) -> int:
@@ -71,27 +84,47 @@ def journal_line(block: int, checksum: int) -> bytes:
     return b"[%d,%d]\n" % (block, checksum)
 
 
+def head_line(block: int, length: int, checksum: int) -> bytes:
+    """Journal line: the first ``length`` bytes of ``block`` are written, with this running sum."""
+    return b"[%d,%d,%d]\n" % (block, length, checksum)
+
+
+def _valid_head(block: int, length: int, checksum: int, *, size: int, block_size: int, bound: int) -> bool:
+    start, end = block_span(block, size, block_size) if 0 <= block < block_count(size, block_size) else (0, 0)
+    return end > start and 0 < length < end - start and 0 <= checksum < bound
+
+
 def parse_state(text: str, *, size: int, sha256: str, block_size: int) -> PartState:
     """Parse and validate a state file for the file ``(size, sha256)``, or raise :class:`BadState`.
 
     Journal lines after the snapshot are applied in order; a torn or invalid
-    line ends the journal (what follows it is ignored, never trusted).
+    line ends the journal (what follows it is ignored, never trusted).  A head
+    line replaces the block's earlier head; a block line finishes the block.
     """
-    head, _, journal = text.partition("\n")
-    snapshot = _parse_snapshot(head, size=size, sha256=sha256, block_size=block_size)
+    first, _, journal = text.partition("\n")
+    snapshot = _parse_snapshot(first, size=size, sha256=sha256, block_size=block_size)
     bound = _SUMS[snapshot.version][2]
     sums = list(snapshot.sums)
+    heads = {b: (n, c) for b, n, c in snapshot.heads}
     for line in journal.split("\n"):
         try:
             entry = json.loads(line)
         except ValueError:
             break
-        if not (isinstance(entry, list) and len(entry) == 2 and all(type(x) is int for x in entry)
-                and 0 <= entry[0] < len(sums) and 0 <= entry[1] < bound):
+        if not (isinstance(entry, list) and all(type(x) is int for x in entry)):
             break
-        sums[entry[0]] = entry[1]
+        if len(entry) == 2 and 0 <= entry[0] < len(sums) and 0 <= entry[1] < bound:
+            sums[entry[0]] = entry[1]
+            heads.pop(entry[0], None)
+        elif (len(entry) == 3 and snapshot.version == STATE_VERSION
+              and _valid_head(*entry, size=size, block_size=block_size, bound=bound)):
+            if sums[entry[0]] is None:
+                heads[entry[0]] = (entry[1], entry[2])
+        else:
+            break
     return PartState(size=size, sha256=sha256, block_size=block_size, sums=tuple(sums), source=snapshot.source,
-                     etag=snapshot.etag, version=snapshot.version)
+                     etag=snapshot.etag, version=snapshot.version,
+                     heads=tuple((b, n, c) for b, (n, c) in sorted(heads.items())))
 
 
 def _parse_snapshot(text: str, *, size: int, sha256: str, block_size: int) -> PartState:
@@ -117,8 +150,17 @@ def _parse_snapshot(text: str, *, size: int, sha256: str, block_size: int) -> Pa
     source, etag = raw.get("source", ""), raw.get("etag")
     if not isinstance(source, str) or not (etag is None or isinstance(etag, str)):
         raise BadState("bad source/etag")
+    heads = raw.get("heads", [])
+    if not isinstance(heads, list) or (heads and version != STATE_VERSION):
+        raise BadState("bad block heads")
+    for h in heads:
+        if not (isinstance(h, list) and len(h) == 3 and all(type(x) is int for x in h)
+                and _valid_head(*h, size=size, block_size=block_size, bound=bound) and sums[h[0]] is None):
+            raise BadState("bad block head")
+    if len({h[0] for h in heads}) != len(heads):
+        raise BadState("two heads for one block")
     return PartState(size=size, sha256=sha256, block_size=block_size, sums=tuple(sums), source=source, etag=etag,
-                     version=version)
+                     version=version, heads=tuple(sorted((h[0], h[1], h[2]) for h in heads)))
 
 
 def state_path(partial: Path) -> Path:
@@ -164,6 +206,7 @@ class Verified:
     hashed_blocks: int  # leading blocks already fed to ``hasher``
     hasher: hashlib._Hash  # sha256 over the contiguous verified prefix
     bad_blocks: int  # recorded in the state but missing or damaged on disk
+    heads: dict[int, tuple[int, int]]  # unfinished block -> (length, sum) of its intact first bytes
 
 
 def verify_partial(fd: int, state: PartState) -> Verified:
@@ -187,8 +230,15 @@ def verify_partial(fd: int, state: PartState) -> Verified:
             bad += 1
             prefix = False
             continue
-        sums[i] = want if state.version == STATE_VERSION else block_sum(data)
+        sums[i] = want if _SUMS[state.version][1] is _SUMS[STATE_VERSION][1] else block_sum(data)
         if prefix:
             hasher.update(data)
             hashed = i + 1
-    return Verified(sums=sums, hashed_blocks=hashed, hasher=hasher, bad_blocks=bad)
+    heads: dict[int, tuple[int, int]] = {}
+    for i, length, want in state.heads:
+        data = os.pread(fd, length, i * state.block_size)
+        if len(data) == length and block_sum(data) == want:
+            heads[i] = (length, want)
+        else:
+            bad += 1
+    return Verified(sums=sums, hashed_blocks=hashed, hasher=hasher, bad_blocks=bad, heads=heads)

@@ -111,30 +111,29 @@ def check_response(req: RangeRequest, status: int, headers: httpx.Headers) -> tu
 
 
 def body_reader(response: httpx.Response) -> Callable[[memoryview], int]:
-    """``readinto(view)``: fill ``view`` from the body (short only at its end; 0 once it is over).
+    """``readinto(view)``: read some of the body into ``view`` (at least one byte); 0 once it is over.
 
     On our own transport (:mod:`qwen_fetch.net.h1`) this is one ``recv_into``
-    loop straight into the caller's buffer; on any other transport (a proxy, a
-    store's) it copies from the chunks httpx yields.
+    straight into the caller's buffer, as much as the socket holds; on any other
+    transport (a proxy, a store's) it copies from the chunks httpx yields.
     """
     body = response.extensions.get(BODY)
     if body is not None:
-        return body.readinto  # type: ignore[no-any-return]
+        return body.readinto_some  # type: ignore[no-any-return]
     chunks = response.iter_raw()
     pending = memoryview(b"")
 
     def readinto(view: memoryview) -> int:
         nonlocal pending
-        filled = 0
-        while filled < len(view):
-            if not pending:
-                pending = memoryview(next(chunks, b""))
-                if not pending:
-                    break
-            take = min(len(pending), len(view) - filled)
-            view[filled:filled + take] = pending[:take]
-            pending, filled = pending[take:], filled + take
-        return filled
+        while not pending:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return 0
+            pending = memoryview(chunk)
+        take = min(len(pending), len(view))
+        view[:take] = pending[:take]
+        pending = pending[take:]
+        return take
     return readinto
 
 

@@ -7,8 +7,11 @@ file with the fewest connections.  A worker GETs its range, writes whole
 blocks to the partial file, journals and marks them done; whoever completes
 the next block of a file's contiguous prefix feeds it to that file's sha256
 (read back from the page cache), so a finished file needs no second full
-read.  An idle worker with nothing queued steals the back half of the range
-in flight that would take longest to finish (if longer than ``steal_after``).
+read.  A block still arriving is written and journaled every ``step_size``
+bytes (its *head*), so a killed or failed connection loses at most a step: the
+next request for that block starts after its head.  An idle worker with nothing
+queued steals the back half of the range in flight that would take longest to
+finish (if longer than ``steal_after``).
 
 Failures: transient ones (connect errors, timeouts, stalls, 5xx, 429) re-queue
 the rest of the range after an exponential backoff with jitter; after
@@ -26,6 +29,8 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+
+import xxhash
 
 from qwen_fetch.net.diskio import start_writeback
 from qwen_fetch.net.filetask import FileTask, PieceChooser, Phase
@@ -50,7 +55,9 @@ class Assignment:
     end: int  # may shrink while in flight when an idle worker steals the back half
     failures: int = 0
     not_before: float = 0.0
-    pos: int = 0  # first byte not yet written (block-aligned)
+    pos: int = 0  # first byte of the first block not yet finished (block-aligned)
+    head: int = 0  # bytes of the first block already on disk and journaled: the request starts after them
+    part: int = 0  # bytes of the block at ``pos`` this connection has written and journaled so far
     started: float = 0.0  # when the body began to arrive (monotonic; 0 = not yet)
     pos0: int = 0  # ``pos`` at that moment
 
@@ -92,7 +99,9 @@ class Scheduler:
             ranges = [] if first is None else [(first * t.block_size, t.job.size)]
         else:
             ranges = plan_ranges(done, t.job.size, t.block_size, self.part_size, o.single_stream_below)
-        self.pending.extend(Assignment(t, t.gen, s, e, pos=s) for s, e in ranges)
+        heads = {} if t.stream else t.heads
+        self.pending.extend(Assignment(t, t.gen, s, e, pos=s, head=heads.get(s // t.block_size, (0, 0))[0])
+                            for s, e in ranges)
         self.pending.sort(key=lambda a: (a.task.index, a.start))
         self.cond.notify_all()
 
@@ -219,7 +228,8 @@ class Scheduler:
                 return
             delay = retry_delay(failures, retry_after, o.backoff_base, o.backoff_max, _jitter.random())
             if a.pos < a.end:
-                self.pending.append(Assignment(t, t.gen, a.pos, a.end, failures, time.monotonic() + delay, a.pos))
+                self.pending.append(Assignment(t, t.gen, a.pos, a.end, failures, time.monotonic() + delay, a.pos,
+                                               head=0 if t.stream else a.part))
                 self.pending.sort(key=lambda x: (x.task.index, x.start))
             self.cond.notify_all()
         if shrunk:
@@ -269,7 +279,7 @@ class Scheduler:
                 self.progress.advance(-t.forget())
             t.etag, t.etag_source = etag, t.location.source
             self.pending = [p for p in self.pending if p.task is not t]
-            a.gen, a.start, a.end, a.pos = t.gen, 0, t.job.size, 0
+            a.gen, a.start, a.end, a.pos, a.head, a.part = t.gen, 0, t.job.size, 0, 0, 0
             a.started, a.pos0 = time.monotonic(), 0
         self.progress.note(f"{t.job.path}: " + ("the file changed on the server; restarting it" if changed
                                                  else f"{t.location.source} ignores Range; using one stream"))
@@ -298,14 +308,35 @@ class Scheduler:
                 return None
             return block < t.nblocks and t.sums[block] is None and block * t.block_size >= a.start
 
-    def commit_block(self, a: Assignment, block: int, data: memoryview) -> bool:
-        t = a.task
-        if not t.write_block(a.gen, block, data, self.cond, self.pieces):
+    def read_head(self, a: Assignment, block: int, view: memoryview, summer: xxhash.xxh3_64) -> bool:
+        """Fill ``view`` with the block's first bytes from the partial file (the request resumed after them)."""
+        if not a.task.read_head(a.gen, block, view):
             return False
+        summer.update(view)
+        return True
+
+    def write_step(self, a: Assignment, block: int, view: memoryview, end: int, summer: xxhash.xxh3_64) -> bool:
+        """Write ``view[a.part:end]`` (the block's next bytes) and journal the block's first ``end`` bytes."""
+        data = view[a.part:end]
+        summer.update(data)
+        if not a.task.write_head(a.gen, block, a.part, data, summer.intdigest(), self.pieces):
+            return False
+        a.part = end
+        return True
+
+    def commit_block(self, a: Assignment, block: int, data: memoryview, summer: xxhash.xxh3_64) -> bool:
+        """Write the rest of ``data`` (the whole block) after the ``a.part`` bytes already written; mark it done."""
+        t = a.task
+        rest = data[a.part:]
+        summer.update(rest)
+        if not t.write_block(a.gen, block, rest, summer.intdigest(), self.cond, self.pieces, offset=a.part):
+            return False
+        a.part = 0
         with self.cond:
             a.pos = t.span(block)[1]
             complete = t.done_count == t.nblocks
-        self.progress.advance(len(data))
+            counted = t.heads.pop(block, (0, 0))[0]  # a resumed head: already counted as resumed
+        self.progress.advance(len(data) - counted)
         self.hash_prefix(t, blocking=False)
         if complete:
             self.finalize(t, a.gen)

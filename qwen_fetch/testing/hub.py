@@ -151,7 +151,8 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
         # -- plumbing -------------------------------------------------------
         def _record(self) -> None:
             with hub.lock:
-                hub.log.append({"method": self.command, "path": self.path, "headers": dict(self.headers.items())})
+                hub.log.append({"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
+                                "port": self.client_address[1]})
 
         def _send_json(self, obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
             body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
