@@ -93,3 +93,10 @@ class DiskFullError(SourceError):
 class SmokeError(QFError):
     exit_code = ExitCode.SMOKE
     reference = "smoke-failed"
+
+
+class Interrupted(QFError):
+    """Ctrl-C or SIGTERM: the command stopped cleanly (partial downloads and their state are kept)."""
+
+    exit_code = ExitCode.INTERRUPTED
+    reference = "interrupted"

@@ -97,3 +97,39 @@ def test_concurrent_pulls_with_gc_beside_them(lab: CrashLab, n: int) -> None:
     """Pinned model, gc --yes in a loop: all pulls succeed, each file crosses the wire once, nothing corrupt."""
     _assert_trial(lab.trial_concurrent(lab.hub, n))
 
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_pull_stopped_by_sigterm_or_ctrl_c_exits_130_and_keeps_its_state(lab: CrashLab, sig: str) -> None:
+    """``docker stop`` / a cancelled CI job (SIGTERM) stops a pull the way Ctrl-C does: the connections wind
+    down, the resume state is saved, exit 130 with a JSON error under ``--json``; the rerun finishes the job."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    from qwen_fetch.net.partstate import state_path
+    from qwen_fetch.testing.faultkit import cache_digest
+
+    d = lab.work / f"stop-{sig}"
+    d.mkdir()
+    proc = subprocess.Popen(lab.pull(d, "--connections", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while not list((d / "cache").glob("models--*/blobs/*.incomplete")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the pull never wrote a partial"
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    doc = json.loads(out)
+    assert doc["ok"] is False and doc["error"] == "interrupted" and doc["exit_code"] == 130
+    assert "Traceback" not in err and "interrupted" in err
+    partials = list((d / "cache").glob("models--*/blobs/*.incomplete"))
+    assert partials and all(state_path(p).exists() for p in partials)  # state saved beside each partial
+    assert not list((d / "cache").glob("models--*/snapshots/*/*.safetensors"))  # nothing half-done exposed
+    r = subprocess.run(lab.pull(d), capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["ok"] is True
+    assert cache_digest(d / "cache") == lab.ref_digest

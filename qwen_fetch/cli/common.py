@@ -46,9 +46,29 @@ def fail(err: QFError, *, json_mode: bool) -> None:
     raise typer.Exit(int(err.exit_code))
 
 
+def _terminate_like_ctrl_c() -> None:
+    """SIGTERM (``docker stop``, a cancelled CI job, ``kill``) stops a command the way Ctrl-C does.
+
+    Python's default for SIGTERM is to die on the spot: no resume state saved, no exit 130, no message.
+    Only replaced where nobody installed a handler of their own, and only from the main thread.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
     """Run a command body, mapping every failure to a documented exit code."""
     debug = debug or os.environ.get("QWEN_FETCH_DEBUG") == "1"
+    _terminate_like_ctrl_c()
     try:
         return fn()
     except typer.Exit:
@@ -58,8 +78,10 @@ def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
             raise
         fail(err, json_mode=json_mode)
     except KeyboardInterrupt:
-        console(stderr=True).print("interrupted; partial downloads are kept and resume on the next run")
-        raise typer.Exit(130) from None
+        from qwen_fetch.errors import Interrupted
+
+        fail(Interrupted("interrupted", hint="partial downloads are kept; the same command resumes them"),
+             json_mode=json_mode)
     except OSError as exc:
         if debug:
             raise
