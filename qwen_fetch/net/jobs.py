@@ -42,12 +42,15 @@ class FetchOutcome:
 
 @dataclass(frozen=True)
 class EngineOptions:
-    # Total concurrent HTTP connections across all files.  64: what aria2c -x16 opens for the four shards of
-    # a Qwen3-VL-8B pull.  Behind a per-connection cap (a CDN's, a mirror's) throughput is connections x cap,
-    # and on the 2-core bench machine with SHA-NI, under nginx's 20 MB/s per connection, 16/32/48/64 gave
-    # 318/529/603/680 MB/s; unthrottled, 64 costs ~10 % against 16 (more threads on 2 cores).  Since the
-    # tail is trimmed instead of stolen, more connections no longer abandon bytes (server sent +0.2 %).
-    connections: int = 64
+    # Total concurrent HTTP connections across all files.  Behind a per-connection cap (a CDN's, a mirror's)
+    # throughput is connections x cap until the client runs out of CPU; past that point more connections
+    # only queue bytes in socket buffers.  On the 2-core bench machine with SHA-NI, under nginx's 20 MB/s
+    # per connection, 40/48/56/64 gave 657/692/702/680 MB/s (16: 323, 32: 556), while a pull SIGKILLed
+    # halfway and rerun fetched +0.7..1.1 % more with 48, +1.1..2.7 % with 56 and +3.2..6.5 % with 64: what
+    # each connection's socket buffers held when it died.  48 x 20 MB/s is 7.7 Gbit/s, beyond most links;
+    # raise it (--connections) for a lower per-connection cap on a faster link.  Unthrottled, fewer is
+    # faster here (16: 715 MB/s, 64: 650).
+    connections: int = 48
     part_size: int = 32 * 1024 * 1024  # ranges are split down to this size
     single_stream_below: int = 16 * 1024 * 1024  # smaller files: one request
     max_attempts: int = 8  # per range, per source, before falling back / giving up
@@ -57,8 +60,9 @@ class EngineOptions:
     request_timeout: float = 30.0
     block_size: int = 1 << 20  # unit of the resume state's checksums (ranges are cut on blocks)
     # A block still arriving is written and its head journaled every this many bytes, so a killed pull loses
-    # at most this much per connection (plus what the kernel held), not the whole block in memory.  With
-    # whole blocks only, a SIGKILLed (b) bench pull lost ~1.5 MB per connection (~4.5 % of the rerun).
+    # at most this much per connection (plus what the kernel held), not the block held in memory (~1 MiB per
+    # connection with those waiting for the GIL).  64 connections in the (b) bench: rerun +5.0 % median
+    # with whole blocks, +4.65 % with steps; the rest was socket buffers (see ``connections``).
     step_size: int = 256 << 10
     min_split: int = 2 << 20  # an idle connection steals the tail of a range only if both halves are this big
     # Near the end ranges are handed out in shrinking shares of what is left, never below this (a request
