@@ -5,7 +5,7 @@ Why it exists: httpcore hands a response body up as a fresh ``bytes`` object per
 a 2-core machine without SHA-NI that Python work and those copies cost about
 as much CPU as the sha256 of the same bytes.  ``http.client`` reads a
 Content-Length body straight into the caller's buffer (``recv_into``), so the
-engine fills a whole 1 MiB block with one call.
+engine takes whatever the socket holds, up to the rest of its 1 MiB block, with one call.
 
 httpx still does everything above the wire — redirects, auth
 (:class:`~qwen_fetch.net.http.HostBearerAuth`), headers, content decoding,
@@ -13,7 +13,7 @@ timeouts — and proxied URLs keep going through httpx's own proxy transports
 (``trust_env`` mounts take precedence over this default transport).
 
 The fast path is ``response.extensions[BODY]`` (a :class:`Body` with
-``readinto``); a response from any other transport lacks it and the caller
+``readinto_some``); a response from any other transport lacks it and the caller
 iterates the body as usual.  Every low-level failure is translated here, once,
 into the httpx exception the rest of the code already handles.
 """
@@ -25,12 +25,12 @@ import select
 import ssl
 import threading
 from collections.abc import Iterator
-from typing import Any
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
-BODY = "qwen_fetch.body"  # response extension: the Body, for readinto
+BODY = "qwen_fetch.body"  # response extension: the Body, for readinto_some
 CHUNK = 64 * 1024  # bytes per chunk when httpx iterates a body (API calls, redirects)
 
 _Key = tuple[str, str, int]
@@ -42,11 +42,6 @@ class Body(httpx.SyncByteStream):
     def __init__(self, transport: H1Transport, key: _Key, conn: http.client.HTTPConnection,
                  resp: http.client.HTTPResponse, request: httpx.Request) -> None:
         self._transport, self._key, self._conn, self._resp, self._request = transport, key, conn, resp, request
-
-    def readinto(self, buffer: memoryview) -> int:
-        """Read up to ``len(buffer)`` body bytes (fewer only at the end of the body); 0 at its end."""
-        with _mapped(self._request, httpx.ReadTimeout, httpx.ReadError):
-            return self._resp.readinto(buffer)
 
     def readinto_some(self, buffer: memoryview) -> int:
         """Read what one socket read gives, at most ``len(buffer)`` body bytes; 0 only at the body's end.
