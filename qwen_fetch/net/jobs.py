@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qwen_fetch.paths import SafeRelPath
@@ -42,15 +43,8 @@ class FetchOutcome:
 
 @dataclass(frozen=True)
 class EngineOptions:
-    # Total concurrent HTTP connections across all files.  Behind a per-connection cap (a CDN's, a mirror's)
-    # throughput is connections x cap until the client runs out of CPU; past that point more connections
-    # only queue bytes in socket buffers.  On the 2-core bench machine with SHA-NI, under nginx's 20 MB/s
-    # per connection, 40/48/56/64 gave 657/692/702/680 MB/s (16: 323, 32: 556), while a pull SIGKILLed
-    # halfway and rerun fetched +0.7..1.1 % more with 48, +1.1..2.7 % with 56 and +3.2..6.5 % with 64: what
-    # each connection's socket buffers held when it died.  48 x 20 MB/s is 7.7 Gbit/s, beyond most links;
-    # raise it (--connections) for a lower per-connection cap on a faster link.  Unthrottled, fewer is
-    # faster here (16: 715 MB/s, 64: 650).
-    connections: int = 48
+    # Total concurrent HTTP connections across all files (see ``default_connections``).
+    connections: int = field(default_factory=lambda: default_connections())
     part_size: int = 32 * 1024 * 1024  # ranges are split down to this size
     single_stream_below: int = 16 * 1024 * 1024  # smaller files: one request
     max_attempts: int = 8  # per range, per source, before falling back / giving up
@@ -69,3 +63,27 @@ class EngineOptions:
     # per 4 MiB costs one round trip per 0.2 s at 20 MB/s: cheap, and the connections finish together).
     tail_piece: int = 4 << 20
     steal_after: float = 2.0  # ... and only if that range's connection needs longer than this (s) to finish it
+
+
+CONNECTIONS_PER_CPU = 24
+MAX_DEFAULT_CONNECTIONS = 64
+
+
+def default_connections(cpus: int | None = None) -> int:
+    """24 connections per CPU this process may run on, at most 64 (48 on 2 cores, 64 from 3 up).
+
+    Behind a per-connection cap (a CDN's, a mirror's) throughput is connections x cap until the client runs
+    out of CPU; past that point more connections only queue bytes in socket buffers, which a killed pull
+    then has to fetch again.  Under nginx's 20 MB/s per connection (``bench/results/download.md``): on the
+    2-core bench VM 40/48/56/64 connections gave 657/692/702/680 MB/s and a pull SIGKILLed halfway and rerun
+    fetched +0.7..1.1 % more with 48, +3.2..6.5 % with 64; on a 16-core host 48 gave 798 MB/s and 64 916,
+    with +0.8..1.0 % and +1.2..1.6 %.  64 x 20 MB/s is 10 Gbit/s; ``--connections`` goes higher for a lower
+    per-connection cap on a faster link.
+    """
+    if cpus is None:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_CONNECTIONS, CONNECTIONS_PER_CPU * cpus))
+
