@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from qwen_fetch.errors import ExitCode, QFError
+from qwen_fetch.errors import QFError
 
 T = TypeVar("T")
 
