@@ -54,7 +54,17 @@ class Layout:
         dest = self.dest(f)
         dest.parent.mkdir(parents=True, exist_ok=True)
         # The temporary goes where partials go, never into the user's --local-dir tree.
-        atomic_write_bytes(dest, data, tmp_dir=self.partial(f).parent)
+        tmp_dir = self.partial(f).parent
+        if self.local_dir is not None:
+            atomic_write_bytes(dest, data, tmp_dir=tmp_dir)
+            return
+        # In the cache, under the blob's lock: a pull killed while writing this blob left its temporary
+        # (``.<sha256>.<random>.tmp``) in blobs/, and with the lock held no live writer owns one.
+        self.lock(f).parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.lock(f))):
+            for stale in tmp_dir.glob(f".{f.sha256}.*.tmp"):
+                stale.unlink(missing_ok=True)
+            atomic_write_bytes(dest, data, tmp_dir=tmp_dir)
 
     def finish(self, files: Sequence[PinnedFile], commit: str, revision: str) -> Path:
         """Expose verified content: snapshot links + ref (cache), or copies for repeated content (folder)."""

@@ -53,6 +53,23 @@ def test_fresh_pull_writes_cache_ref_and_lock(cli, store, sharded_repo, hub, mir
     assert blobs == sorted({f.sha256 for f in store.files(QWEN3_VL_8B, sharded_repo)})
 
 
+def test_a_killed_writers_temporary_is_cleared_when_the_blob_is_written(cli, store, sharded_repo, hub,  # type: ignore[no-untyped-def]
+                                                                        mirrors) -> None:
+    """A pull SIGKILLed while writing a small file leaves ``.<sha256>.<random>.tmp`` in blobs/; the rerun,
+    writing that blob under its lock, removes it (the fault campaign's rerun must equal a clean pull)."""
+    repo = RepoCache(Path("cache"), QWEN3_VL_8B)
+    cfg = next(f for f in store.files(QWEN3_VL_8B, sharded_repo) if f.path == "config.json")
+    repo.blobs_dir.mkdir(parents=True, exist_ok=True)
+    stale = repo.blobs_dir / f".{cfg.sha256}.0badf00d.tmp"
+    stale.write_bytes(b'{"half": ')
+    other = repo.blobs_dir / ".not-ours.tmp"
+    other.write_bytes(b"x")
+    r = _pull(cli, mirrors)
+    assert r.exit_code == 0, r.stderr
+    assert not stale.exists() and other.exists()
+    assert repo.blob_path(cfg.sha256).read_bytes() == cfg.disk.read_bytes()
+
+
 def test_noop_pull_transfers_nothing(cli, sharded_repo, hub, mirrors) -> None:  # type: ignore[no-untyped-def]
     assert _pull(cli, mirrors).exit_code == 0
     hub.reset_stats()
