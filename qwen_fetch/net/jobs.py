@@ -41,30 +41,6 @@ class FetchOutcome:
     failed_sources: tuple[tuple[str, str], ...] = ()  # (source, reason) tried before the one that served
 
 
-@dataclass(frozen=True)
-class EngineOptions:
-    # Total concurrent HTTP connections across all files (see ``default_connections``).
-    connections: int = field(default_factory=lambda: default_connections())
-    part_size: int = 32 * 1024 * 1024  # ranges are split down to this size
-    single_stream_below: int = 16 * 1024 * 1024  # smaller files: one request
-    max_attempts: int = 8  # per range, per source, before falling back / giving up
-    backoff_base: float = 0.5
-    backoff_max: float = 20.0
-    stall_timeout: float = 20.0  # no bytes for this long: drop the connection, re-queue the range
-    request_timeout: float = 30.0
-    block_size: int = 1 << 20  # unit of the resume state's checksums (ranges are cut on blocks)
-    # A block still arriving is written and its head journaled every this many bytes, so a killed pull loses
-    # at most this much per connection (plus what the kernel held), not the block held in memory (~1 MiB per
-    # connection with those waiting for the GIL).  64 connections in the (b) bench: rerun +5.0 % median
-    # with whole blocks, +4.65 % with steps; the rest was socket buffers (see ``connections``).
-    step_size: int = 256 << 10
-    min_split: int = 2 << 20  # an idle connection steals the tail of a range only if both halves are this big
-    # Near the end ranges are handed out in shrinking shares of what is left, never below this (a request
-    # per 4 MiB costs one round trip per 0.2 s at 20 MB/s: cheap, and the connections finish together).
-    tail_piece: int = 4 << 20
-    steal_after: float = 2.0  # ... and only if that range's connection needs longer than this (s) to finish it
-
-
 CONNECTIONS_PER_CPU = 24
 MAX_DEFAULT_CONNECTIONS = 64
 
@@ -87,3 +63,25 @@ def default_connections(cpus: int | None = None) -> int:
             cpus = os.cpu_count() or 1
     return max(1, min(MAX_DEFAULT_CONNECTIONS, CONNECTIONS_PER_CPU * cpus))
 
+@dataclass(frozen=True)
+class EngineOptions:
+    # Total concurrent HTTP connections across all files (see ``default_connections``).
+    connections: int = field(default_factory=default_connections)
+    part_size: int = 32 * 1024 * 1024  # ranges are split down to this size
+    single_stream_below: int = 16 * 1024 * 1024  # smaller files: one request
+    max_attempts: int = 8  # per range, per source, before falling back / giving up
+    backoff_base: float = 0.5
+    backoff_max: float = 20.0
+    stall_timeout: float = 20.0  # no bytes for this long: drop the connection, re-queue the range
+    request_timeout: float = 30.0
+    block_size: int = 1 << 20  # unit of the resume state's checksums (ranges are cut on blocks)
+    # A block still arriving is written and its head journaled every this many bytes, so a killed pull loses
+    # at most this much per connection (plus what the kernel held), not the block held in memory (~1 MiB per
+    # connection with those waiting for the GIL).  64 connections in the (b) bench: rerun +5.0 % median
+    # with whole blocks, +4.65 % with steps; the rest was socket buffers (see ``connections``).
+    step_size: int = 256 << 10
+    min_split: int = 2 << 20  # an idle connection steals the tail of a range only if both halves are this big
+    # Near the end ranges are handed out in shrinking shares of what is left, never below this (a request
+    # per 4 MiB costs one round trip per 0.2 s at 20 MB/s: cheap, and the connections finish together).
+    tail_piece: int = 4 << 20
+    steal_after: float = 2.0  # ... and only if that range's connection needs longer than this (s) to finish it
