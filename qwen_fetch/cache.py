@@ -20,9 +20,9 @@ from pathlib import Path
 from qwen_fetch.errors import UsageError
 from qwen_fetch.fsutil import atomic_write_text
 from qwen_fetch.paths import SafeRelPath, join_safe
+from qwen_fetch.revisions import is_commit_id, revision_problem
 
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
-_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,200}$")
 INCOMPLETE = ".incomplete"
 
 
@@ -113,8 +113,15 @@ class RepoCache:
         return link
 
     def write_ref(self, revision: str, commit: str) -> None:
-        if revision == commit or not _REF_RE.match(revision) or ".." in revision:
+        if revision == commit:
             return
+        problem = revision_problem(revision)
+        if problem is not None or not is_commit_id(commit):  # callers check both before any request
+            raise UsageError(f"refusing to write ref {revision!r} -> {commit!r}: {problem or 'not a commit id'}",
+                             hint="name a branch or tag by git's rules (git check-ref-format)")
+        conflict = self.ref_conflict(revision)
+        if conflict is not None:
+            raise conflict
         ref = self.refs_dir / revision
         ref.parent.mkdir(parents=True, exist_ok=True)
         if ref.is_file() and ref.read_text(encoding="utf-8").strip() == commit:
@@ -123,11 +130,44 @@ class RepoCache:
         atomic_write_text(ref, commit, tmp_dir=self.locks_dir)
 
     def read_ref(self, revision: str) -> str | None:
+        """The commit ``refs/<revision>`` names; None when absent or when it holds no commit id
+        (a ref's text becomes a snapshot folder name, so ``..`` or a path must never come back)."""
+        if revision_problem(revision) is not None:
+            return None
         ref = self.refs_dir / revision
         try:
-            return ref.read_text(encoding="utf-8").strip() or None
+            commit = ref.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError):
             return None
+        return commit if is_commit_id(commit) else None
+
+    def ref_conflict(self, revision: str) -> UsageError | None:
+        """The error to raise when ``refs/<revision>`` cannot be written next to the refs already here.
+
+        Refs are files named by the revision, so ``a`` and ``a/b`` cannot both exist (git refuses
+        such a pair as well, but a branch may be deleted and a longer one created later, and
+        Hugging Face's ``refs/pr/N`` shares the folder with branch names).
+        """
+        parts = revision.split("/")
+        for i in range(1, len(parts)):
+            prefix = self.refs_dir.joinpath(*parts[:i])
+            if os.path.lexists(prefix) and not prefix.is_dir():
+                other = "/".join(parts[:i])
+                return UsageError(
+                    f"cannot record revision {revision!r} in the cache: ref {other!r} is a file where "
+                    f"{revision!r} needs a folder", reference="ref-conflict",
+                    hint=f"if {other!r} is no longer used, delete {prefix} (a ref only: no snapshot is "
+                         "removed) and rerun; or pull into a plain folder with --local-dir")
+        target = self.refs_dir.joinpath(*parts)
+        if target.is_dir() and not target.is_symlink():
+            inner = sorted(p.relative_to(self.refs_dir).as_posix() for p in target.rglob("*") if not p.is_dir())
+            shown = ", ".join(repr(n) for n in inner[:3]) or "an empty folder"
+            return UsageError(
+                f"cannot record revision {revision!r} in the cache: refs/{revision} is a folder ({shown})",
+                reference="ref-conflict",
+                hint=f"if those refs are no longer used, delete {target} (refs only: no snapshot is "
+                     "removed) and rerun; or pull into a plain folder with --local-dir")
+        return None
 
     def refs(self) -> dict[str, str]:
         out: dict[str, str] = {}

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from qwen_fetch.errors import ConfigError, UsageError
+from qwen_fetch.revisions import revision_problem
 from qwen_fetch.yamlio import LineMap, line_of, load_yaml
 
 KINDS = ("hf", "modelscope", "dir", "s3")
@@ -134,8 +135,9 @@ def _parse_source(obj: Any, i: int, where: str, lines: LineMap) -> SourceConfig:
     if not isinstance(mm_raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mm_raw.items()):
         raise _err(where, lines, path + ("model_map",), "model_map must map id prefixes to prefixes, e.g. {'Qwen/': 'qwen/'}")
     revision = obj.get("revision")
-    if revision is not None and (not isinstance(revision, str) or not revision):
-        raise _err(where, lines, path + ("revision",), "revision must be a branch or tag name")
+    if revision is not None and (not isinstance(revision, str) or revision_problem(revision) is not None):
+        raise _err(where, lines, path + ("revision",),
+                   f"revision must be a branch or tag name ({revision_problem(revision)}), got {revision!r}")
     opt = obj.get("optional_files") or []
     if not isinstance(opt, list) or not all(isinstance(g, str) and g for g in opt):
         raise _err(where, lines, path + ("optional_files",), "optional_files must be a list of globs")

@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from qwen_fetch.errors import IntegrityError
 from qwen_fetch.paths import SafeRelPath
+from qwen_fetch.revisions import is_commit_id
+
+
+class ListingError(IntegrityError):
+    """A listing (from a hub, a store or a lock) that contradicts itself or names an unusable commit."""
+
+    reference = "bad-listing"
+
+
+def digest_size_conflicts(files: Iterable[tuple[str, str | None, int]]) -> list[str]:
+    """Every sha256 given two different sizes among ``(path, sha256, size)`` entries, one line each.
+
+    Content is addressed by its sha256 (one blob, one download per digest), so a listing that
+    gives one digest two sizes cannot be right for both paths: one of them would be served the
+    other's bytes.  Entries without a sha256 (plain git files before hashing) are skipped.
+    """
+    first: dict[str, tuple[str, int]] = {}
+    out: list[str] = []
+    for path, sha, size in files:
+        if sha is None:
+            continue
+        seen = first.setdefault(sha, (path, size))
+        if seen[1] != size:
+            out.append(f"sha256 {sha} is listed with two sizes: {seen[1]} for {seen[0]!r}, {size} for {path!r}")
+    return sorted(out)
 
 
 @dataclass(frozen=True)
@@ -27,6 +54,19 @@ class RepoListing:
     revision: str
     commit: str
     files: tuple[RemoteFile, ...]
+
+    def __post_init__(self) -> None:
+        # Checked here so that no source can hand the downloader a listing that breaks either rule.
+        if not is_commit_id(self.commit):
+            raise ListingError(f"source {self.source!r} named commit {str(self.commit)[:80]!r} for "
+                               f"{self.repo_id}@{self.revision}: not a commit id (40 lowercase hex digits)",
+                               hint="the mirror is broken or hostile; use another --source")
+        conflicts = digest_size_conflicts((f.path, f.sha256, f.size) for f in self.files)
+        if conflicts:
+            raise ListingError(f"source {self.source!r}: the listing of {self.repo_id}@{self.revision} gives "
+                               f"one sha256 two sizes", context=conflicts[:20],
+                               hint="the mirror is broken or hostile; nothing was downloaded; use another --source",
+                               reference="digest-size-conflict")
 
     def by_path(self) -> dict[str, RemoteFile]:
         return {f.path: f for f in self.files}

@@ -65,10 +65,41 @@ def safe_relpath(raw: object) -> SafeRelPath:
     except UnicodeEncodeError:
         raise UnsafePathError(f"refused file path {shown}: not valid UTF-8",
                               hint="the source's file listing is hostile or corrupt") from None
-    if parts[0] in (".git", ".cache") or ".qwen-fetch" in parts:
+    vcs = next((part for part in parts if is_vcs_dir_name(part)), None)
+    if vcs is not None:
+        raise UnsafePathError(f"refused file path {shown}: version-control folder {ascii(vcs)} "
+                              "(a hub cannot hold one; written to disk, its config would run commands)",
+                              hint="the source's file listing is hostile or corrupt")
+    if parts[0].casefold() == ".cache" or ".qwen-fetch" in parts:
         raise UnsafePathError(f"refused file path {shown}: reserved directory",
                               hint="the source's file listing is hostile or corrupt")
     return SafeRelPath(str(PurePosixPath(raw)))
+
+
+# Code points HFS+ ignores in names, so ".g\u200cit" opens ".git" on macOS (git's next_hfs_char).
+_HFS_IGNORED = frozenset("\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                         "\u206a\u206b\u206c\u206d\u206e\u206f\ufeff")
+# Folders whose config a version-control tool executes from (git: core.fsmonitor, hooks;
+# Mercurial: [hooks] and [extensions] in .hg/hgrc) when run anywhere below them.
+_VCS_DIRS = (".git", ".hg")
+
+
+def is_vcs_dir_name(component: str) -> bool:
+    """Whether one path component names a git or Mercurial folder on some file system.
+
+    Git's own rules (``is_hfs_dotgit``, ``is_ntfs_dotgit``, ``verify_dotfile``), applied to
+    ``.hg`` as well: any ASCII case; HFS+-ignored code points anywhere (macOS); trailing dots
+    and spaces, an NTFS stream suffix (``:...``) and the 8.3 short name (``GIT~1``) on Windows.
+    """
+    hfs = "".join(c for c in component if c not in _HFS_IGNORED)
+    ntfs = component.split(":", 1)[0].rstrip(" .")
+    for name in _VCS_DIRS:
+        short = name[1:7] + "~1"  # the 8.3 alias Windows gives ".git": "GIT~1"
+        if hfs.isascii() and hfs.lower() == name:
+            return True
+        if ntfs.isascii() and ntfs.lower() in (name, short):
+            return True
+    return False
 
 
 def check_collisions(paths: Iterable[SafeRelPath]) -> None:

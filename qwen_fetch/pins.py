@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from qwen_fetch.errors import IntegrityError, UsageError
 from qwen_fetch.lockfile import Lock
-from qwen_fetch.manifest import Pin, PinnedFile, RemoteFile, RepoListing
+from qwen_fetch.manifest import Pin, PinnedFile, RemoteFile, RepoListing, digest_size_conflicts
 
 
 def matches(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -47,7 +47,10 @@ def check_against_pin(listing: RepoListing, pin: Pin, wanted: Iterable[PinnedFil
     """Compare a source's listing with the pin.  Returns (problems, skipped optional extras)."""
     pinned = pin.by_path()
     wanted_paths = {f.path for f in wanted}
-    problems: list[str] = []
+    # One digest, two sizes between the pin and the listing: content is fetched once per sha256,
+    # so one of the two paths would be given bytes of the wrong size.
+    problems: list[str] = digest_size_conflicts([(f.path, f.sha256, f.size) for f in pin.files]
+                                                + [(rf.path, rf.sha256, rf.size) for rf in listing.files])
     skipped: list[str] = []
     for rf in listing.files:
         pf = pinned.get(rf.path)

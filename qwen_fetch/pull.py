@@ -36,6 +36,7 @@ from qwen_fetch.manifest import Pin, PinnedFile, RemoteFile, RepoListing, Source
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
 from qwen_fetch.pins import check_against_pin, content_matches, matches, pick_pin
 from qwen_fetch.progress import NullProgress, ProgressSink
+from qwen_fetch.revisions import is_commit_id, revision_problem
 from qwen_fetch.sources.base import FileLocation, Source, make_source
 
 MAX_PLAIN_FILE = 64 * 1024 * 1024  # git (non-LFS) files are small; refuse a huge one
@@ -108,6 +109,7 @@ class PullResult:
 class Puller:
     def __init__(self, config: Config, opts: PullOptions, progress: ProgressSink | None = None) -> None:
         check_repo_id(opts.model_id)
+        check_revision_option(opts.revision)
         self.config = config
         self.opts = opts
         self.progress = progress or NullProgress()
@@ -153,7 +155,7 @@ class Puller:
         if primary is not None and self._same_kind(sc, primary.source):
             return primary.revision if by_name else primary.commit
         rev = self.opts.revision
-        if rev is None or rev in ("main", "master") or (primary is not None and _looks_like_commit(rev)):
+        if rev is None or rev in ("main", "master") or (primary is not None and is_commit_id(rev)):
             return self._source_default(sc)
         return rev
 
@@ -277,6 +279,7 @@ class Puller:
         o = self.opts
         lock = read_lock(o.lock_path)
         pin = pick_pin(lock, o.model_id, o.revision, o.update, o.frozen)
+        self._check_ref_free(pin.revision if pin is not None else o.revision)  # before any request
         primary, others = self.resolve_all(pin)
         listings = [primary] + others
         src_cfg = self.config.get(primary.source)
@@ -304,6 +307,7 @@ class Puller:
             revision, commit = pin.revision, pin.commit
         else:
             revision = o.revision or self._source_default(src_cfg)
+            self._check_ref_free(revision)
             commit = primary.commit
             chosen = [rf for rf in primary.files if matches(rf.path, o.include, o.exclude)]
             if not chosen:
@@ -350,6 +354,16 @@ class Puller:
                           target=target, files=files, outcomes=tuple(outcomes), cached_files=cached,
                           seconds=time.monotonic() - t0, lock_written=lock_written,
                           source_failures=tuple(self.failures), skipped_extras=tuple(skipped))
+
+    def _check_ref_free(self, revision: str | None) -> None:
+        """Refuse, before anything is fetched, a revision whose ref the cache cannot hold
+        (``refs/a`` is a file and ``a/b`` is asked for, or the reverse)."""
+        o = self.opts
+        if revision is None or not o.download or o.local_dir is not None or is_commit_id(revision):
+            return
+        conflict = RepoCache(o.cache_dir, o.model_id).ref_conflict(revision)
+        if conflict is not None:
+            raise conflict
 
     # -- laying out files ------------------------------------------------------
     def _locations(self, pf: PinnedFile, listings: Sequence[RepoListing]) -> tuple[FileLocation, ...]:
@@ -551,8 +565,13 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def _looks_like_commit(rev: str) -> bool:
-    return len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)
+def check_revision_option(revision: str | None) -> None:
+    """``--revision``: a name by git's ref-name rules, checked before any request (it names ``refs/<revision>``)."""
+    problem = revision_problem(revision) if revision is not None else None
+    if problem is not None:
+        raise UsageError(f"--revision {str(revision)[:80]!r} is not a branch, tag or commit: {problem}",
+                         hint="pass a name git accepts (`git check-ref-format --branch NAME`), "
+                              "e.g. main, v1.0, refs/pr/1 or a 40-hex commit")
 
 
 def _get_small(loc: FileLocation, size: int) -> bytes:

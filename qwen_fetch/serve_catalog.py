@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,12 +33,12 @@ from qwen_fetch.hashing import git_blob_header, hash_file, is_sha1, is_sha256
 from qwen_fetch.lockfile import Lock
 from qwen_fetch.manifest import Pin
 from qwen_fetch.paths import SafeRelPath, UnsafePathError, safe_relpath
+from qwen_fetch.revisions import is_commit_id, revision_problem
 
 # What the Hub's default .gitattributes stores in LFS (when no lock says otherwise).
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".msgpack", ".h5", ".npz",
                 ".npy", ".pkl", ".tar", ".gz", ".zip", ".zst", ".model", ".tflite", ".ot", ".arrow", ".parquet")
 LFS_MIN_SIZE = 10 * 1024 * 1024
-_REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,200}")
 OPEN_TTL = 2.0  # seconds an open-mode snapshot listing is reused (a running pull may add files)
 
 Fingerprint = tuple[int, int, int]  # (inode, size, mtime_ns)
@@ -257,10 +256,10 @@ class Catalog:
                 if revision in (pin.revision, pin.commit):
                     return pin.commit
             raise Refusal("RevisionNotFound", f"{repo_id}@{revision} is not pinned in the lock served here")
-        if not _REVISION_RE.fullmatch(revision) or ".." in revision:  # never a path outside refs/
+        if revision_problem(revision) is not None:  # never a path outside refs/
             raise Refusal("RevisionNotFound", f"{revision!r} is not a branch, tag or commit")
-        commit = revision if re.fullmatch(r"[0-9a-f]{40}", revision) else repo.read_ref(revision)
-        if commit is None or not re.fullmatch(r"[0-9a-f]{40}", commit) or not repo.snapshot_dir(commit).is_dir():
+        commit = revision if is_commit_id(revision) else repo.read_ref(revision)
+        if commit is None or not is_commit_id(commit) or not repo.snapshot_dir(commit).is_dir():
             raise Refusal("RevisionNotFound", f"{repo_id}@{revision} is not in the cache")
         return commit
 

@@ -1,7 +1,16 @@
-"""Safe YAML loading that remembers line numbers, for errors that point at a line."""
+"""Safe YAML loading that remembers line numbers, for errors that point at a line.
+
+Scalars follow YAML 1.2's JSON schema, not PyYAML's YAML 1.1 defaults: an integer is
+plain decimal (``1462``; not ``24:22``, ``0x5b6``, ``0o17``, ``1_000`` or ``0123``), a
+boolean is ``true`` or ``false`` (not ``yes``, ``on``, ``True``), null is ``null``, ``~``
+or nothing, and everything else is a string.  A value that reads differently under the
+two versions is therefore never silently turned into a number: the file's own checks
+then report it at its line ("expected an integer, got '24:22'").
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +20,36 @@ from qwen_fetch.errors import ConfigError
 
 LineMap = dict[tuple[object, ...], int]
 
+_TAG = "tag:yaml.org,2002:"
+_ALLOWED_TAGS = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+# Every form read here as a number, boolean or null is one PyYAML's dumper also resolves so and
+# therefore quotes when it writes a string: ``dump`` then ``load`` gives back the same strings.
+_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+_BOOL = {"true": True, "false": False}
+_NULL = ("", "~", "null")
 
-_ALLOWED_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 JSON-schema resolution of plain scalars (see the module docstring)."""
+
+    yaml_implicit_resolvers: dict[Any, list[tuple[str, Any]]] = {}
+
+
+for _tag, _regexp, _first in (
+    ("bool", re.compile(r"^(?:true|false)$"), list("tf")),
+    ("int", re.compile(f"^{_INT.pattern}$"), list("-0123456789")),
+    ("float", re.compile(f"^{_FLOAT.pattern}$"), list("-0123456789")),
+    ("null", re.compile(r"^(?:~|null|)$"), ["~", "n", ""]),
+):
+    _Loader.add_implicit_resolver(f"{_TAG}{_tag}", _regexp, _first)
 
 
 MAX_DEPTH = 32  # our files nest 6 levels deep; a deeper document is hostile or broken
 
 
 def _construct(node: yaml.Node, path: tuple[object, ...], lines: LineMap, where: str,
-               seen: set[int] | None = None) -> Any:
+               seen: set[int] | None = None, keys: LineMap | None = None) -> Any:
     seen = set() if seen is None else seen
     line = node.start_mark.line + 1
     if id(node) in seen:
@@ -43,10 +73,12 @@ def _construct(node: yaml.Node, path: tuple[object, ...], lines: LineMap, where:
             if key in out:
                 raise ConfigError(f"{where}:{knode.start_mark.line + 1}: duplicate key {key!r}",
                                   hint="remove one of the two entries")
-            out[key] = _construct(vnode, path + (key,), lines, where, seen)
+            if keys is not None:
+                keys[path + (key,)] = knode.start_mark.line + 1
+            out[key] = _construct(vnode, path + (key,), lines, where, seen, keys)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, path + (i,), lines, where, seen) for i, v in enumerate(node.value)]
+        return [_construct(v, path + (i,), lines, where, seen, keys) for i, v in enumerate(node.value)]
     return _scalar(node, where)
 
 
@@ -54,17 +86,31 @@ def _scalar(node: yaml.Node, where: str) -> Any:
     if not isinstance(node, yaml.ScalarNode) or node.tag not in _ALLOWED_TAGS:
         raise ConfigError(f"{where}:{node.start_mark.line + 1}: a key must be a plain value",
                           hint="check the indentation")
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+    # Built here rather than by PyYAML's constructors, which read an explicit ``!!int 0x5b6`` or
+    # ``!!bool yes`` by YAML 1.1 rules: a tagged value must have the plain form too.
+    value, kind = node.value, node.tag[len(_TAG):]
+    if kind == "str":
+        return value
+    if kind == "int" and _INT.fullmatch(value):
+        return int(value)
+    if kind == "float" and (_FLOAT.fullmatch(value) or _INT.fullmatch(value)):
+        return float(value)
+    if kind == "bool" and value in _BOOL:
+        return _BOOL[value]
+    if kind == "null" and value in _NULL:
+        return None
+    raise ConfigError(f"{where}:{node.start_mark.line + 1}: {value[:40]!r} is not a plain YAML 1.2 {kind}",
+                      hint={"int": "write integers in plain decimal digits, e.g. 1462",
+                            "bool": "write true or false"}.get(kind, "remove the !!tag and write the plain value"))
 
 
-def load_yaml(text: str, where: str) -> tuple[Any, LineMap]:
-    """Parse YAML with the safe loader; return the data and a path→line map."""
+def load_yaml(text: str, where: str, key_lines: LineMap | None = None) -> tuple[Any, LineMap]:
+    """Parse YAML with the safe loader; return the data and a path→line map (of each value).
+
+    ``key_lines``, when given, is filled with the line of each mapping key, by the same paths.
+    """
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -77,7 +123,7 @@ def load_yaml(text: str, where: str) -> tuple[Any, LineMap]:
     if node is None:
         return None, {}
     lines: LineMap = {}
-    return _construct(node, (), lines, where), lines
+    return _construct(node, (), lines, where, keys=key_lines), lines
 
 
 def read_yaml_file(path: Path) -> tuple[Any, LineMap]:

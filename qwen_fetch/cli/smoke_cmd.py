@@ -6,7 +6,6 @@ torch and transformers are imported only when the command runs.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,9 +21,7 @@ from qwen_fetch.cli.common import (
     run_command,
 )
 from qwen_fetch.errors import EXIT_CODE_HELP, IntegrityError, UsageError
-
-_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-
+from qwen_fetch.revisions import is_commit_id
 
 @dataclass(frozen=True)
 class SmokeTarget:
@@ -54,7 +51,7 @@ def resolve_target(target: str, *, cache_dir: Path | None, revision: str | None,
     cache = Path(os.path.abspath(cache_dir or default_cache_dir()))
     repo = RepoCache(cache, model_id)
     rev = revision or "main"
-    commit = rev if _COMMIT_RE.match(rev) else repo.read_ref(rev)
+    commit = rev if is_commit_id(rev) else repo.read_ref(rev)
     if commit is None and revision is None:
         commit = lock_commit  # cached by commit only (e.g. pulled with --revision <sha>)
     if commit is None or not repo.snapshot_dir(commit).is_dir():

@@ -9,20 +9,17 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from qwen_fetch.config import SourceConfig
-from qwen_fetch.errors import IntegrityError, NotFoundError, SourceError
+from qwen_fetch.errors import NotFoundError, SourceError
 from qwen_fetch.hashing import is_sha1, is_sha256
-from qwen_fetch.manifest import RemoteFile, RepoListing
+from qwen_fetch.manifest import ListingError, RemoteFile, RepoListing
 from qwen_fetch.net.http import make_client, source_error
 from qwen_fetch.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
+from qwen_fetch.revisions import is_commit_id
 from qwen_fetch.sources.base import FileLocation
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_PAGES = 1000
 MAX_FILES = 100_000
-
-
-class ListingError(IntegrityError):
-    reference = "bad-listing"
 
 
 def read_json(client: httpx.Client, url: str, source: str, *, params: dict[str, str] | None = None
@@ -91,7 +88,7 @@ class HFSource:
         if data is None:
             raise http_error(self.name, resp, f"{repo_id}@{revision}")
         sha = data.get("sha") if isinstance(data, dict) else None
-        if not is_sha1(sha):
+        if not is_commit_id(sha):
             raise ListingError(f"source {self.name!r} returned no valid commit for {repo_id}@{revision}",
                                hint="the mirror is broken or hostile; use another --source")
         return str(sha)

@@ -31,7 +31,6 @@ maps the commit back to it.  File sha256s are what pin the bytes.
 
 from __future__ import annotations
 
-import re
 import threading
 from datetime import datetime
 from collections.abc import Generator, Mapping
@@ -47,6 +46,7 @@ from qwen_fetch.hashing import is_sha256
 from qwen_fetch.manifest import RemoteFile, RepoListing
 from qwen_fetch.net.http import HostBearerAuth, make_client
 from qwen_fetch.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
+from qwen_fetch.revisions import is_commit_id
 from qwen_fetch.sources.base import FileLocation
 from qwen_fetch.sources.hf import ListingError, read_json
 
@@ -56,7 +56,6 @@ LISTING_CAP = 3000
 MAX_SIZE = 1 << 50
 LFS_GUESS_SIZE = 10 << 20
 LFS_GUESS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".msgpack", ".h5", ".npz")
-_COMMIT_RE = re.compile(r"^[0-9a-f]{7,64}$")
 _HOSTILE = "the mirror is broken or hostile; use another --source"
 
 
@@ -202,7 +201,7 @@ def parse_files(data: Any, source: str) -> tuple[list[RemoteFile], str | None]:
             raise _bad(source, f"bad IsLFS {str(lfs)[:20]!r} for {path!r}")
         rev = e.get("Revision")
         if rev not in (None, ""):
-            if not isinstance(rev, str) or not _COMMIT_RE.match(rev.lower()):
+            if not isinstance(rev, str) or not is_commit_id(rev.lower()):
                 raise _bad(source, f"bad commit id {str(rev)[:80]!r} for {path!r}")
             when = _timestamp(e.get("CommittedDate"))
             if when is None:
@@ -273,7 +272,7 @@ class ModelScopeSource:
     def resolve(self, repo_id: str, revision: str) -> RepoListing:
         """List ``repo_id`` at a branch or tag (a commit-looking revision is passed through as is)."""
         revs = self.revisions(repo_id)
-        if revision not in revs and not _COMMIT_RE.match(revision):
+        if revision not in revs and not is_commit_id(revision):
             raise NotFoundError(f"source {self.name!r}: revision {revision!r} not found for {repo_id}",
                                 hint=f"{revs.describe()} (ModelScope's default branch is master, not main)")
         what = f"{repo_id}@{revision} file listing"

@@ -15,6 +15,7 @@ from qwen_fetch.config import SourceConfig
 from qwen_fetch.errors import NotFoundError
 from qwen_fetch.manifest import RemoteFile, RepoListing
 from qwen_fetch.paths import SafeRelPath
+from qwen_fetch.revisions import is_commit_id
 from qwen_fetch.sources.base import FileLocation
 from qwen_fetch.store.backends import ObjectStore, open_store
 from qwen_fetch.store.layout import Manifest, StoreError, blob_key, manifest_key, parse_manifest, ref_key
@@ -62,7 +63,7 @@ class StoreSource:
     def resolve(self, repo_id: str, revision: str) -> RepoListing:
         mapped = self.config.map_model(repo_id)
         commit: str | None = None
-        if len(revision) == 40 and all(c in "0123456789abcdef" for c in revision):
+        if is_commit_id(revision):
             commit = revision
         else:
             data = self.store.get_bytes(ref_key(mapped, revision))

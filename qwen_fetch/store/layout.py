@@ -26,6 +26,7 @@ from qwen_fetch.errors import IntegrityError
 from qwen_fetch.hashing import is_sha1, is_sha256
 from qwen_fetch.manifest import Pin, PinnedFile
 from qwen_fetch.paths import UnsafePathError, check_collisions, safe_relpath
+from qwen_fetch.revisions import is_commit_id
 
 FORMAT = "qwen-fetch-store/1"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -43,7 +44,7 @@ def blob_key(sha256: str) -> str:
 
 def manifest_key(model_id: str, commit: str) -> str:
     check_repo_id(model_id)
-    if not _is_commit(commit):
+    if not is_commit_id(commit):
         raise StoreError(f"{commit!r} is not a commit id", hint="pins hold 40-hex commits")
     return f"models/{model_id}/commits/{commit}.json"
 
@@ -53,10 +54,6 @@ def ref_key(model_id: str, revision: str) -> str:
     if not revision or ".." in revision or revision.startswith("/") or any(c in revision for c in "\\\0\n"):
         raise StoreError(f"{revision!r} is not a branch or tag name", hint="e.g. main, v1.0")
     return f"models/{model_id}/refs/{revision}"
-
-
-def _is_commit(value: str) -> bool:
-    return 7 <= len(value) <= 64 and all(c in "0123456789abcdef" for c in value)
 
 
 @dataclass(frozen=True)
@@ -98,7 +95,7 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise bad(f"not a {FORMAT} manifest")
     model, revision, commit, raw = doc.get("model"), doc.get("revision"), doc.get("commit"), doc.get("files")
-    if not (isinstance(model, str) and isinstance(revision, str) and isinstance(commit, str) and _is_commit(commit)):
+    if not (isinstance(model, str) and isinstance(revision, str) and is_commit_id(commit)):
         raise bad("model, revision or commit missing or malformed")
     if not isinstance(raw, list):
         raise bad("files must be a list")

@@ -203,8 +203,9 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             path = unquote(parts.path)
             query = parse_qs(parts.query)
             try:
-                if m := _API_RE.match(path):
-                    self._api(m.group("repo"), m.group("op"), m.group("rest"), query)
+                # Matched before unquoting, as the Hub does: a revision may hold an escaped '/' (refs%2Fpr%2F1).
+                if m := _API_RE.match(parts.path):
+                    self._api(unquote(m.group("repo")), m.group("op"), m.group("rest"), query)
                 elif m := _RESOLVE_RE.match(path):
                     self._resolve(m.group("repo"), m.group("rev"), m.group("path"))
                 elif m := _CDN_RE.match(path):
@@ -225,6 +226,7 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             if self._status_fault("api"):
                 return None
             rev, _, sub = rest.partition("/")
+            rev, sub = unquote(rev), unquote(sub)
             commit = hub.store.resolve(repo, rev)
             if commit is None:
                 return self._error(404, "RevisionNotFound", f"{rev} not found")
