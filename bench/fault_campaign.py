@@ -125,7 +125,9 @@ class Campaign:
                     if hub.total_bytes():
                         t.notes.append(f"{hub.total_bytes()} file bytes fetched from a hostile listing")
                     t.passed = not (t.notes or t.corrupt)
-                    self.record(f"hostile listing ({'--local-dir' if local else 'cache'})", t)
+                    kind = ("nested VCS folder" if name.startswith(("vcs-", "reserved-git")) else
+                            "digest/size conflict" if name.startswith("digest-") else "hostile listing")
+                    self.record(f"{kind} ({'--local-dir' if local else 'cache'})", t)
                     shutil.rmtree(d, ignore_errors=True)
             hub.faults.listing.clear()
 

@@ -51,7 +51,8 @@ def test_hostile_listing_is_refused_and_writes_nothing(case: str, store, sharded
     assert hub.total_bytes() == 0  # refused before any file was fetched
 
 
-@pytest.mark.parametrize("case", ["dotdot", "absolute", "backslash", "file-and-dir", "nfc-nfd-collision"])
+@pytest.mark.parametrize("case", ["dotdot", "absolute", "backslash", "file-and-dir", "nfc-nfd-collision",
+                                  "vcs-nested-git", "vcs-git-hfs-ignorable", "vcs-nested-hg", "digest-two-sizes"])
 def test_hostile_entry_among_real_files_refuses_the_whole_pull(case: str, store, sharded_repo, hub: HubServer,
                                                                mirrors: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """One bad entry hidden in an otherwise faithful listing: all-or-nothing, for the cache and --local-dir."""

@@ -59,7 +59,16 @@ HOSTILE_LISTINGS: dict[str, tuple[Any, str]] = {
     "empty-path": ([_file("")], "not a non-empty string"),
     "non-string-path": ([_file(12345)], "not a non-empty string"),
     "dot-component": ([_file("./config.json")], "'.'"),
-    "reserved-git": ([_file(".git/hooks/post-checkout")], "reserved"),
+    "reserved-git": ([_file(".git/hooks/post-checkout")], "version-control folder"),
+    # A nested repository's config runs commands (core.fsmonitor, hooks) when git or hg is used below it.
+    "vcs-nested-git": ([_file("sub/.git/HEAD"), _file("sub/.git/config")], "version-control folder"),
+    "vcs-git-case": ([_file("sub/.GIT/config")], "version-control folder"),
+    "vcs-git-hfs-ignorable": ([_file("sub/.g\u200cit/config")], "version-control folder"),
+    "vcs-git-ntfs-trailing-dot": ([_file("sub/.git./config")], "version-control folder"),
+    "vcs-git-ntfs-short-name": ([_file("sub/git~1/config")], "version-control folder"),
+    "vcs-nested-hg": ([_file("sub/.hg/hgrc")], "version-control folder"),
+    # Content is fetched once per sha256: one digest at two sizes would hand one path the wrong bytes.
+    "digest-two-sizes": ([_lfs("a.safetensors", 3), _lfs("b.safetensors", 4)], "two sizes"),
     "case-collision": ([_file("Config.json"), _file("config.json")], "collide"),
     "nfc-nfd-collision": ([_file("caf\u00e9.json"), _file("cafe\u0301.json")], "collide"),
     "duplicate": ([_file("config.json"), _file("config.json")], "listed twice"),
@@ -81,6 +90,11 @@ HOSTILE_LISTINGS: dict[str, tuple[Any, str]] = {
 
 
 _SOURCE = "sources:\n  - name: a\n    kind: hf\n    endpoint: http://127.0.0.1:9\n"
+
+
+def _lock_entry(files: str, commit: str = "c" * 40) -> str:
+    return (f"version: 1\nmodels:\n  Qwen/Qwen3-VL-8B-Instruct:\n  - revision: main\n    commit: {commit}\n"
+            f"    source: local\n    files:\n{files}")
 
 
 def _bomb(levels: int, top: str) -> str:
@@ -114,6 +128,11 @@ HOSTILE_LOCKS: dict[str, tuple[str, str] | None] = {
     "python-apply": ("version: 1\nmodels: !!python/object/apply:os.system ['touch PWNED']\n", "unsupported YAML tag"),
     "alias-bomb": ("version: 1\n" + _bomb(8, "models"), "anchors and aliases"),
     "deep-nesting": ("version: 1\nmodels: " + "{a: " * 5000 + "}" * 5000 + "\n", "nested too deeply"),
+    "digest-two-sizes": (_lock_entry("    - path: a.safetensors\n      size: 3\n      sha256: " + SHA_A + "\n"
+                                     "    - path: b.safetensors\n      size: 4\n      sha256: " + SHA_A + "\n"),
+                         "two sizes"),
+    "commit-is-a-path": (_lock_entry("    - path: a.json\n      size: 3\n      sha256: " + SHA_A + "\n",
+                                     commit="'..'"), "not a commit id"),
     "truncated": None,  # the real lockfile cut in half, as a crashed editor would leave it
     "unknown-key": None,  # the real lockfile with a key added
 }
