@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from qwen_fetch.errors import ConfigError, UsageError
+from qwen_fetch.redact import remember
 from qwen_fetch.revisions import revision_problem
 from qwen_fetch.yamlio import LineMap, line_of, load_yaml
 
@@ -61,6 +62,7 @@ class SourceConfig:
         if not self.token_env:
             return None
         value = os.environ.get(self.token_env, "").strip()
+        remember(value)  # whatever fails later, no message shows it
         return value or None
 
 

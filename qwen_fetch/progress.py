@@ -48,9 +48,11 @@ class RichProgress:
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                    TransferSpeedColumn)
 
-        self.console = Console(stderr=True)
+        # Nothing shown here is read as markup: the description holds the model id, notes hold
+        # hub messages and paths (see cli.common.console).
+        self.console = Console(stderr=True, markup=False, emoji=False)
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
             TimeRemainingColumn(), TextColumn("{task.fields[files]}"), console=self.console, transient=False,
         )
         self._desc = description
@@ -85,7 +87,11 @@ class RichProgress:
             self._progress.update(self._task, files=f"{done}/{self._files_total} files")
 
     def note(self, message: str) -> None:
-        self._progress.console.print(f"[yellow]{message}")
+        from rich.text import Text
+
+        from qwen_fetch.redact import redact
+
+        self._progress.console.print(Text(redact(message), style="yellow"))
 
     def end(self) -> None:
         if self._task is not None:

@@ -19,31 +19,58 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="mirrors.yaml t
 CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Hugging Face hub cache (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub).")]
 LockOpt = Annotated[Path, typer.Option("--lock", help="Lockfile (pins).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout; no progress bars.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Also print the traceback of a failure (secrets masked; the exit code is unchanged).")]
 
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    from qwen_fetch.redact import redact_obj
+
+    sys.stdout.write(json.dumps(redact_obj(obj), indent=2, sort_keys=True, default=str) + "\n")
     sys.stdout.flush()
 
 
 def console(stderr: bool = False) -> Any:
+    """The console every command prints through.
+
+    Strings are shown as they are: rich markup (``[bold]``) and emoji codes (``:smile:``) are
+    never read from them, since a path, a model id, a hub's message or a package name such as
+    ``qwen-fetch[smoke]`` may hold either.  Style comes only from :func:`styled` pieces.
+    """
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+def styled(text: str, style: str) -> Any:
+    """A piece of text in a style, for ``console().print(styled("✓", "green"), "rest", sep=" ")``."""
+    from rich.text import Text
+
+    return Text(text, style=style)
 
 
 def fail(err: QFError, *, json_mode: bool) -> None:
-    """Print a user-facing error as one line plus a hint, then exit with its code."""
+    """Print a user-facing error as one line plus a hint (secrets masked), then exit with its code."""
+    from qwen_fetch.redact import redact
+
     if json_mode:
         emit_json({"ok": False, **err.to_dict()})
     con = console(stderr=True)
-    con.print(f"[bold red]error[/]: {err.message}", markup=True, highlight=False)
+    con.print(styled("error", "bold red"), f": {redact(err.message)}", sep="")
     for line in err.context:
-        con.print(f"  {line}", markup=False)
+        con.print(f"  {redact(line)}")
     if err.hint:
-        con.print(f"[dim]hint[/]: {err.hint}", markup=True)
+        con.print(styled("hint", "dim"), f": {redact(err.hint)}", sep="")
     raise typer.Exit(int(err.exit_code))
+
+
+def _print_traceback() -> None:
+    """``--debug``: the traceback of the exception being handled, on stderr, secrets masked."""
+    import traceback
+
+    from qwen_fetch.redact import redact
+
+    sys.stderr.write(redact(traceback.format_exc()))
+    sys.stderr.flush()
 
 
 def _terminate_like_ctrl_c() -> None:
@@ -67,6 +94,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
     """Run a command body, mapping every failure to a documented exit code."""
+    # --debug adds the traceback and nothing else: the exit code and the error line stay what they are.
     debug = debug or os.environ.get("QWEN_FETCH_DEBUG") == "1"
     _terminate_like_ctrl_c()
     try:
@@ -75,16 +103,18 @@ def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
         raise
     except QFError as err:
         if debug:
-            raise
+            _print_traceback()
         fail(err, json_mode=json_mode)
     except KeyboardInterrupt:
         from qwen_fetch.errors import Interrupted
 
+        if debug:
+            _print_traceback()
         fail(Interrupted("interrupted", hint="partial downloads are kept; the same command resumes them"),
              json_mode=json_mode)
     except OSError as exc:
         if debug:
-            raise
+            _print_traceback()
         import errno
 
         from qwen_fetch.errors import DiskFullError, SourceError
@@ -96,7 +126,7 @@ def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
                          hint="check permissions and free space", reference="os-error"), json_mode=json_mode)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
-            raise
+            _print_traceback()
         err = QFError(f"unexpected {type(exc).__name__}: {exc}", hint="rerun with --debug and report the traceback")
         fail(err, json_mode=json_mode)
     raise AssertionError("unreachable")

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from qwen_fetch.cli.common import DebugOpt, console, run_command
+from qwen_fetch.cli.common import DebugOpt, console, run_command, styled
 
 DEMO_MODEL = "qwen-fetch-demo/Qwen3-VL-tiny"
 
@@ -66,11 +66,11 @@ def register(app: typer.Typer) -> None:
                     ("verify: offline re-hash against the pins", ["verify", DEMO_MODEL, "--cache-dir", str(cache),
                                                                    "--lock", str(lock)]),
                 ]
-                con.print(f"[bold]qwen-fetch demo[/]: loopback mirror {hub.url} serving {DEMO_MODEL} "
-                          f"({len(files)} files, {sum(p.stat().st_size for p in files.values())} bytes)")
+                con.print(styled("qwen-fetch demo", "bold"), f": loopback mirror {hub.url} serving {DEMO_MODEL} "
+                          f"({len(files)} files, {sum(p.stat().st_size for p in files.values())} bytes)", sep="")
                 env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", HF_HUB_OFFLINE="0")
                 for title, args in steps:
-                    con.print(f"\n[bold cyan]== {title}[/]\n$ qwen-fetch {shlex.join(args)}")
+                    con.print(styled(f"\n== {title}", "bold cyan"), f"\n$ qwen-fetch {shlex.join(args)}", sep="")
                     hub.reset_stats()
                     proc = subprocess.run([sys.executable, "-m", "qwen_fetch", *args], env=env)
                     if proc.returncode != 0:
@@ -79,10 +79,10 @@ def register(app: typer.Typer) -> None:
                     if title.startswith("pull again"):
                         con.print(f"(file bytes the mirror served for this step: {hub.total_bytes()})")
             if failed == 0:
-                con.print(f"\n[bold cyan]== the lockfile ({lock})[/]")
+                con.print(styled(f"\n== the lockfile ({lock})", "bold cyan"))
                 con.print("\n".join(lock.read_text().splitlines()[:14]) + "\n...", markup=False)
-                con.print(f"\n[green]demo passed[/]: the model is in {cache} (HF cache layout); "
-                          f"load it offline with HF_HUB_CACHE={cache} HF_HUB_OFFLINE=1")
+                con.print(styled("\ndemo passed", "green"), f": the model is in {cache} (HF cache layout); "
+                          f"load it offline with HF_HUB_CACHE={cache} HF_HUB_OFFLINE=1", sep="")
             if keep or workdir:
                 con.print(f"work dir kept: {root}")
             else:

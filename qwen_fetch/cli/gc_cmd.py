@@ -17,6 +17,7 @@ from qwen_fetch.cli.common import (
     console,
     emit_json,
     run_command,
+    styled,
 )
 from qwen_fetch.errors import EXIT_CODE_HELP, UsageError
 from qwen_fetch.gc import GcPlan, GcPolicy, parse_duration
@@ -72,7 +73,7 @@ def print_plan(plan: GcPlan, *, verbose_kept: bool = True) -> None:
     con = console()
     con.print(f"cache {plan.cache_dir}", markup=False)
     for s in plan.skipped:
-        con.print(f"[yellow]left alone[/] (corrupted; see `qwen-fetch verify --all`): {s}")
+        con.print(styled("left alone", "yellow"), f"(corrupted; see `qwen-fetch verify --all`): {s}")
     if verbose_kept:
         for k in plan.kept:
             con.print(f"  keep    {k.kind:<8} {k.repo} {k.name[:12] if k.kind == 'revision' else k.name}: {k.why}",
@@ -84,7 +85,7 @@ def print_plan(plan: GcPlan, *, verbose_kept: bool = True) -> None:
             shown = str(a.path)
         con.print(f"  delete  {a.kind:<8} {shown} ({_size(a.bytes)}): {a.why}", markup=False)
     if plan.actions:
-        con.print(f"[bold]{len(plan.actions)} deletion(s), {_size(plan.bytes)} to free[/]")
+        con.print(styled(f"{len(plan.actions)} deletion(s), {_size(plan.bytes)} to free", "bold"))
     else:
         con.print("nothing to collect")
 
@@ -115,7 +116,8 @@ def do_gc(cache_dir: Path | None, lock: list[Path] | None, no_lock: bool, keep_l
     con = console()
     for a, why in result.skipped:
         con.print(f"  skipped {a.kind} {a.path}: {why}", markup=False)
-    con.print(f"[green]freed {_size(result.freed)}[/] ({len(result.done)} deletion(s), {len(result.skipped)} skipped)")
+    con.print(styled(f"freed {_size(result.freed)}", "green"),
+              f"({len(result.done)} deletion(s), {len(result.skipped)} skipped)")
 
 
 def register(app: typer.Typer) -> None:

@@ -67,13 +67,13 @@ def _speed(bps: float | None) -> str:
 
 def print_table(doc: dict[str, Any], probed: bool) -> None:
     from rich import box
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     con = console()
     if not con.is_terminal:  # piped or captured: no terminal width to respect, don't fold URLs
         con.width = max(con.width, 160)
-    table = Table(title=f"sources ({escape(doc['config'])})", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=Text(f"sources ({doc['config']})"), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("name", no_wrap=True)
     table.add_column("kind", no_wrap=True)
     table.add_column("endpoint", overflow="fold")
@@ -85,18 +85,17 @@ def print_table(doc: dict[str, Any], probed: bool) -> None:
         table.add_column("speed", justify="right", no_wrap=True)
         table.add_column("auto", justify="right", no_wrap=True)
     order = {name: i + 1 for i, name in enumerate(doc.get("auto", []))}
-    notes: list[str] = []
+    notes: list[Text] = []
     for row in doc["sources"]:
         token = "-" if not row["token_env"] else f"${row['token_env']} ({'set' if row['token_set'] else 'unset'})"
-        cells = [escape(row["name"]), escape(row["kind"]), escape(row["endpoint"]), str(row["priority"]),
-                 escape(token)]
+        cells: list[str | Text] = [row["name"], row["kind"], row["endpoint"], str(row["priority"]), token]
         if row["endpoint_env"]:
-            notes.append(f"{escape(row['name'])}: endpoint from ${escape(row['endpoint_env'])}")
+            notes.append(Text(f"{row['name']}: endpoint from ${row['endpoint_env']}"))
         if probed:
             p = row.get("probe") or {}
-            status = "[green]ok[/]" if p.get("ok") else "[red]down[/]"
+            status = styled("ok", "green") if p.get("ok") else styled("down", "red")
             if not p.get("ok"):
-                notes.append(f"{escape(row['name'])}: [red]down[/]: {escape(str(p.get('reason') or '?'))}")
+                notes.append(Text.assemble(f"{row['name']}: ", styled("down", "red"), f": {p.get('reason') or '?'}"))
             latency = f"{p['latency_ms']:.0f} ms" if p.get("latency_ms") is not None else "-"
             rank = str(order[row["name"]]) if row["name"] in order else "skip"
             cells += [status, latency, _speed(p.get("throughput_bytes_per_s")), rank]
@@ -107,9 +106,9 @@ def print_table(doc: dict[str, Any], probed: bool) -> None:
     if probed:
         auto = doc.get("auto") or []
         if auto:
-            con.print(f"auto would use: {escape(' -> '.join(auto))} (the first is primary, the rest per-file fallbacks)")
+            con.print(f"auto would use: {' -> '.join(auto)} (the first is primary, the rest per-file fallbacks)")
         else:
-            con.print("[red]auto has no healthy source[/]")
+            con.print(styled("auto has no healthy source", "red"))
 
 
 def register(app: typer.Typer) -> None:

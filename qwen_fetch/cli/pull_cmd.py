@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from qwen_fetch.cli.common import CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command
+from qwen_fetch.cli.common import CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command, styled
 
 RevisionOpt = Annotated[str | None, typer.Option("--revision", "-r", help="Branch, tag or commit (default: the pinned commit, else main).")]
 SourceOpt = Annotated[str | None, typer.Option("--source", help="Source name from mirrors.yaml, or 'auto' (default: by priority, with fallback).")]
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         frozen: FrozenOpt = False,
         connections: ConnOpt = None,
         workers: WorkersOpt = None,
-        smoke: Annotated[str, typer.Option("--smoke", help="auto: smoke-load when a GPU and the [smoke] extra are present; require: fail (exit 5) without them; off.")] = "auto",
+        smoke: Annotated[str, typer.Option("--smoke", help="auto: smoke-load when a GPU and the \\[smoke] extra are present; require: fail (exit 5) without them; off.")] = "auto",
         no_smoke: Annotated[bool, typer.Option("--no-smoke", help="Skip the smoke-load (same as --smoke off).")] = False,
         device: Annotated[str, typer.Option("--device", help="Smoke-load device: auto, cuda, cuda:N, cpu.")] = "auto",
         json_out: JsonOpt = False,
@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
             con = console()
             mb = result.bytes_transferred()
             rate = mb / result.seconds if result.seconds > 0 else 0.0
-            con.print(f"[green]✓[/] {model_id}@{result.revision} ({result.commit[:12]}) from {result.source}: "
+            con.print(styled("✓", "green"), f"{model_id}@{result.revision} ({result.commit[:12]}) from {result.source}: "
                       f"{len(result.files)} files verified, {out['downloaded_files']} downloaded "
                       f"({_human(mb)} in {result.seconds:.1f}s, {_human(rate)}/s), {result.cached_files} already cached")
             for line in out["fallbacks"]:  # type: ignore[union-attr]
@@ -170,7 +170,7 @@ def register(app: typer.Typer) -> None:
                 emit_json({k: d[k] for k in ("ok", "model", "revision", "commit", "source", "files", "total_size",
                                               "lock_written", "source_failures")})
                 return
-            console().print(f"[green]✓[/] pinned {model_id}@{result.revision} ({result.commit[:12]}) from "
+            console().print(styled("✓", "green"), f"pinned {model_id}@{result.revision} ({result.commit[:12]}) from "
                             f"{result.source}: {len(result.files)} files, {_human(sum(f.size for f in result.files))} "
                             f"in {lock}")
 

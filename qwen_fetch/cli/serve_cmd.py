@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from qwen_fetch.cli.common import CacheDirOpt, DebugOpt, console, run_command
+from qwen_fetch.cli.common import CacheDirOpt, DebugOpt, console, run_command, styled
 from qwen_fetch.errors import EXIT_CODE_HELP, UsageError
 
 
@@ -43,8 +43,8 @@ def start(cache_dir: Path | None, host: str, port: int, lock_path: Path | None, 
         results = server.catalog.verify_all()
         ok = sum(1 for *_, why in results if why == "verified")
         for mid, pin, why in results:
-            mark = "[green]verified[/]" if why == "verified" else "[bold red]refused[/]"
-            err.print(f"{mark} {mid}@{pin.revision} ({pin.commit[:12]})" + ("" if why == "verified" else f": {why}"))
+            mark = styled("verified", "green") if why == "verified" else styled("refused", "bold red")
+            err.print(mark, f"{mid}@{pin.revision} ({pin.commit[:12]})" + ("" if why == "verified" else f": {why}"))
         err.print(f"serving {ok} of {len(results)} pinned revision(s) from {cache}", markup=False)
     # One machine-readable line on stdout (scripts and tests wait for it; --port 0 picks a free port).
     sys.stdout.write(f"listening on {server.url}\n")

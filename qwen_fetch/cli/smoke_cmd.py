@@ -19,6 +19,7 @@ from qwen_fetch.cli.common import (
     console,
     emit_json,
     run_command,
+    styled,
 )
 from qwen_fetch.errors import EXIT_CODE_HELP, IntegrityError, UsageError
 from qwen_fetch.revisions import is_commit_id
@@ -126,7 +127,7 @@ def print_report(d: dict[str, Any]) -> None:
         t.add_row(k, str(v))
     con = console()
     con.print(t)
-    con.print("[green]smoke-load ok[/]")
+    con.print(styled("smoke-load ok", "green"))
 
 
 def do_smoke(target: str, *, cache_dir: Path | None, revision: str | None, lock: Path | None, device: str,

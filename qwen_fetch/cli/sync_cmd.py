@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from qwen_fetch.cli.common import CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command
+from qwen_fetch.cli.common import CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command, styled
 from qwen_fetch.errors import EXIT_CODE_HELP
 from qwen_fetch.lockfile import DEFAULT_LOCK_NAME
 
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
                       f"{len(plan.present)} already there; manifest {'to write' if plan.write_manifest else 'unchanged'}",
                       markup=False)
             return
-        con.print(f"[green]synced[/] {head}")
+        con.print(styled("synced", "green"), head)
         sent = (f"uploaded {out.uploaded_blobs} blob(s), {_size(out.uploaded_bytes)}, each verified after upload"
                 if out.uploaded_blobs else "nothing to upload")
         con.print(f"  {sent}; {len(plan.present)} already present; "

@@ -18,6 +18,7 @@ from qwen_fetch.cli.common import (
     console,
     emit_json,
     run_command,
+    styled,
 )
 from qwen_fetch.errors import EXIT_CODE_HELP, ExitCode, IntegrityError, UsageError
 from qwen_fetch.lockfile import DEFAULT_LOCK_NAME, Lock, read_lock
@@ -101,8 +102,8 @@ def _size(n: int) -> str:
 
 def print_target(con: object, t: TargetReport) -> None:
     p = con.print  # type: ignore[attr-defined]
-    status = "[green]ok[/]" if t.ok else "[bold red]FAILED[/]"
-    p(f"{status} {t.model}@{t.commit[:12]} ({t.kind} {t.location}): {t.files_checked} files, "
+    status = styled("ok", "green") if t.ok else styled("FAILED", "bold red")
+    p(status, f"{t.model}@{t.commit[:12]} ({t.kind} {t.location}): {t.files_checked} files, "
       f"{_size(t.bytes_hashed)} hashed")
     for path in t.missing:
         p(f"  missing     {path}", markup=False)
@@ -131,9 +132,10 @@ def print_report(report: VerifyReport) -> None:
             con.print(f"partial     {s.path} ({_size(s.size)}): the next pull resumes it", markup=False)
     c = report.counts()
     if report.ok:
-        con.print(f"[green]verified[/]: {len(report.targets)} target(s), all files match the lock")
+        con.print(styled("verified", "green"), f": {len(report.targets)} target(s), all files match the lock", sep="")
     else:
-        con.print("[bold red]verify failed[/]: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in c.items() if v))
+        con.print(styled("verify failed", "bold red"), ": " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in c.items() if v),
+                  sep="")
 
 
 def do_verify(target: str | None, lock: list[Path] | None, cache_dir: Path | None, local_dir: Path | None,
