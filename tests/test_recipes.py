@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+from typing import Any
 
 import pytest
 import yaml
@@ -101,13 +102,13 @@ def _snapshot(cache: Path, commit: str) -> Path:
 
 # -- GitHub Actions ---------------------------------------------------------------------------------------------
 
-def _github_job() -> dict:  # type: ignore[type-arg]
+def _github_job() -> dict[str, Any]:
     doc = yaml.safe_load((RECIPES / "github-actions.yml").read_text())
     (job,) = doc["jobs"].values()
     return job
 
 
-def _github_run(job: dict, *, workspace: Path, env: dict[str, str]) -> list[str]:  # type: ignore[type-arg]
+def _github_run(job: dict[str, Any], *, workspace: Path, env: dict[str, str]) -> list[str]:
     """Run every `run:` step of the job as the runner would (the `uses:` steps are the runner's business)."""
     ran = []
     full = {**env, **{k: str(v) for k, v in (job.get("env") or {}).items()}}
@@ -121,7 +122,7 @@ def _github_run(job: dict, *, workspace: Path, env: dict[str, str]) -> list[str]
     return ran
 
 
-def _github_cache_path(job: dict, home: Path) -> Path:  # type: ignore[type-arg]
+def _github_cache_path(job: dict[str, Any], home: Path) -> Path:
     (cache_step,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/cache@")]
     key = cache_step["with"]["key"]
     assert "hashFiles('qwen-fetch.lock')" in key, "the cache must be keyed on the lockfile"
@@ -185,14 +186,14 @@ def test_github_actions_recipe_second_job_passes_with_the_mirror_down(
 
 # -- GitLab CI --------------------------------------------------------------------------------------------------
 
-def _gitlab() -> tuple[dict[str, str], dict]:  # type: ignore[type-arg]
+def _gitlab() -> tuple[dict[str, str], dict[str, Any]]:
     doc = yaml.safe_load((RECIPES / "gitlab-ci.yml").read_text())
     variables = {k: str(v) for k, v in doc.get("variables", {}).items()}
     (job,) = [v for k, v in doc.items() if isinstance(v, dict) and "script" in v]
     return variables, job
 
 
-def _gitlab_run(variables: dict[str, str], job: dict, project: Path, env: dict[str, str]) -> None:  # type: ignore[type-arg]
+def _gitlab_run(variables: dict[str, str], job: dict[str, Any], project: Path, env: dict[str, str]) -> None:
     full = {**env, "CI_PROJECT_DIR": str(project)}
     for name, value in variables.items():  # GitLab expands variables that name other variables
         full[name] = Template(value).safe_substitute(full)
@@ -229,13 +230,14 @@ class Stage:
     workdir: str = "/"
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
+    absolute: set[str] = field(default_factory=set)  # top-level folders of the image that the test maps
 
     def host(self, path: str) -> Path:
         """Where an absolute path of this image lives in the stand-in folder."""
         return self.root / os.path.normpath(os.path.join(self.workdir, path)).lstrip("/")
 
-    def map_text(self, text: str, absolute: set[str]) -> str:
-        for top in sorted(absolute, key=len, reverse=True):
+    def map_text(self, text: str) -> str:
+        for top in sorted(self.absolute, key=len, reverse=True):
             text = re.sub(rf"(?<![\w./]){re.escape(top)}(?=/|\b|$)", str(self.root) + top, text)
         return text
 
@@ -260,7 +262,7 @@ def _build(dockerfile: Path, context: Path, out: Path, build_args: dict[str, str
         if op == "FROM":
             parts = rest.split()
             name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else f"stage{len(stages)}"
-            stage = stages[name] = Stage(name, out / name)
+            stage = stages[name] = Stage(name, out / name, absolute=absolute)
             stage.root.mkdir(parents=True)
             continue
         assert stage is not None, f"{op} before FROM"
@@ -273,7 +275,7 @@ def _build(dockerfile: Path, context: Path, out: Path, build_args: dict[str, str
         elif op == "ENV":
             for item in shlex.split(rest):
                 key, _, value = item.partition("=")
-                stage.env[key] = stage.map_text(Template(value).safe_substitute(values), absolute)
+                stage.env[key] = stage.map_text(Template(value).safe_substitute(values))
         elif op == "WORKDIR":
             stage.workdir = os.path.join(stage.workdir, rest)
             stage.host(".").mkdir(parents=True, exist_ok=True)
@@ -295,7 +297,7 @@ def _build(dockerfile: Path, context: Path, out: Path, build_args: dict[str, str
         elif op == "RUN":
             if _is_install(rest):
                 continue
-            proc = subprocess.run(["sh", "-c", stage.map_text(rest, absolute)], cwd=stage.host("."),
+            proc = subprocess.run(["sh", "-c", stage.map_text(rest)], cwd=stage.host("."),
                                   env={**env, **values}, capture_output=True, text=True, timeout=240)
             assert proc.returncode == 0, f"RUN {rest} failed:\n{proc.stdout}\n{proc.stderr}"
         elif op in ("ENTRYPOINT", "CMD"):
@@ -303,15 +305,13 @@ def _build(dockerfile: Path, context: Path, out: Path, build_args: dict[str, str
         else:
             raise AssertionError(f"the test does not know the instruction {op}")
     assert stage is not None
-    stage.args["_absolute"] = " ".join(sorted(absolute))
     return stage
 
 
 def _start(image: Stage, env: dict[str, str], command: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     """`docker run IMAGE [COMMAND]`: the ENTRYPOINT with CMD (or the given command) as its arguments."""
-    absolute = set(image.args["_absolute"].split())
     entry = [str(image.host(image.entrypoint[0])), *image.entrypoint[1:]]
-    args = [image.map_text(a, absolute) for a in (command if command is not None else image.cmd)]
+    args = [image.map_text(a) for a in (command if command is not None else image.cmd)]
     return subprocess.run([*entry, *args], cwd=image.host("."), env={**env, **image.env}, capture_output=True,
                           text=True, timeout=240)
 
