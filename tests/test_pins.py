@@ -53,7 +53,7 @@ def test_pick_pin_refusals(lock: Lock, model: str, revision: str | None, update:
 
 
 def _listing(*files: RemoteFile) -> RepoListing:
-    return RepoListing("ms", "o/m", "master", "x" * 40, files)
+    return RepoListing("ms", "o/m", "master", "3" * 40, files)
 
 
 def test_check_against_pin_all_problems_at_once() -> None:
@@ -83,3 +83,17 @@ def test_optional_variant_of_a_pinned_file_is_not_a_problem() -> None:
 ])
 def test_content_matches(rf: RemoteFile, want: bool) -> None:
     assert content_matches(rf, FILES[1]) is want
+
+
+def test_a_listing_giving_a_pinned_digest_another_size_elsewhere_is_a_problem() -> None:
+    """The pin has sha256 B at 9 bytes; the listing names B at 10 bytes under another (optional) path.
+    Content is fetched once per digest, so the two cannot both be right."""
+    pin = Pin("main", OLD, "hf", FILES)
+    files = (RemoteFile(P("config.json"), 3, None, "c" * 40, False), RemoteFile(P("m.safetensors"), 9, B, None, True),
+             RemoteFile(P("extra/copy.safetensors"), 10, None, None, True))
+    listing = RepoListing("ms", "o/m", "master", OLD, files)
+    assert check_against_pin(listing, pin, FILES, ("extra/*",)) == ([], ["extra/copy.safetensors"])
+    # (a listing naming B at both sizes is refused on its own, when it is made)
+    bad = RepoListing("ms", "o/m", "master", OLD, files[:1] + (RemoteFile(P("extra/copy.safetensors"), 10, B, None, True),))
+    problems, _ = check_against_pin(bad, pin, FILES, ("extra/*",))
+    assert problems == [f"sha256 {B} is listed with two sizes: 9 for 'm.safetensors', 10 for 'extra/copy.safetensors'"]
