@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
-from qwen_fetch.cli.common import ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command
+from qwen_fetch.cli.common import ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command, styled
 from qwen_fetch.errors import EXIT_CODE_HELP, ExitCode
 
 if TYPE_CHECKING:  # keep `qwen-fetch --help` free of httpx

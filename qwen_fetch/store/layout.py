@@ -26,7 +26,7 @@ from qwen_fetch.errors import IntegrityError
 from qwen_fetch.hashing import is_sha1, is_sha256
 from qwen_fetch.manifest import Pin, PinnedFile
 from qwen_fetch.paths import UnsafePathError, check_collisions, safe_relpath
-from qwen_fetch.revisions import is_commit_id
+from qwen_fetch.revisions import is_commit_id, revision_problem
 
 FORMAT = "qwen-fetch-store/1"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -51,8 +51,9 @@ def manifest_key(model_id: str, commit: str) -> str:
 
 def ref_key(model_id: str, revision: str) -> str:
     check_repo_id(model_id)
-    if not revision or ".." in revision or revision.startswith("/") or any(c in revision for c in "\\\0\n"):
-        raise StoreError(f"{revision!r} is not a branch or tag name", hint="e.g. main, v1.0")
+    problem = revision_problem(revision)
+    if problem is not None:
+        raise StoreError(f"{revision!r} is not a branch or tag name: {problem}", hint="e.g. main, v1.0")
     return f"models/{model_id}/refs/{revision}"
 
 
