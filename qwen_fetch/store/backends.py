@@ -179,6 +179,7 @@ class S3Store:
         return ObjectInfo(int(r["ContentLength"]), (r.get("Metadata") or {}).get("sha256"), r.get("ETag"))
 
     def put_file(self, key: str, local: Path, *, sha256: str) -> None:
+        from boto3.exceptions import Boto3Error
         from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -186,7 +187,7 @@ class S3Store:
         try:
             self.s3.upload_file(str(local), self.bucket, self._key(key), Config=tc,
                                 ExtraArgs={"Metadata": {"sha256": sha256}, "ContentType": "application/octet-stream"})
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, Boto3Error) as exc:  # upload_file wraps refusals in S3UploadFailedError
             raise self._fail(f"upload of {key}", exc) from exc
 
     def put_bytes(self, key: str, data: bytes) -> None:
