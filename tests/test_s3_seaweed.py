@@ -206,3 +206,38 @@ def test_read_back_when_the_etag_is_not_an_md5(tmp_path: Path, seaweed: SeaweedS
     monkeypatch.setattr(st, "head", lambda key: ObjectInfo(300_000, sha, '"opaque-kms-etag"'))
     assert "read back sha256" in (st.check_blob(f"blobs/{sha}", f, sha256=sha, size=300_000) or "")
     st.close()
+
+
+def test_sync_survey_lists_blobs_across_pages(seaweed: SeaweedS3, bucket: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pin of many blobs is surveyed with one paged listing of blobs/, which must see every page and
+    agree with one HEAD per blob (page size 2 here, so 9 objects take 5 pages)."""
+    import hashlib
+
+    from qwen_fetch.manifest import Pin, PinnedFile
+    from qwen_fetch.paths import safe_relpath
+    from qwen_fetch.store.layout import blob_key
+    from qwen_fetch.sync import plan_sync, survey
+
+    for k, v in seaweed.admin.env().items():
+        monkeypatch.setenv(k, v)
+    bodies = [f"file {i}".encode() * (i + 1) for i in range(8)]
+    files = tuple(PinnedFile(path=safe_relpath(f"f{i}.bin"), size=len(b), sha256=hashlib.sha256(b).hexdigest())
+                  for i, b in enumerate(bodies))
+    pin = Pin(revision="main", commit="c" * 40, source="hub", files=files)
+    st = S3Store(f"s3://{bucket}/m", seaweed.endpoint, list_page_size=2)
+    for f, b in list(zip(files, bodies))[:6]:
+        st.put_bytes(blob_key(f.sha256), b)
+    st.put_bytes(blob_key(files[5].sha256), b"short")  # present with the wrong size
+    st.put_bytes(blob_key("0" * 64), b"a blob of another model")
+    st.put_bytes("blobs/sub/x", b"not a blob")  # below a sub-folder: not listed as a blob
+    st.put_bytes("models/x/refs/main", b"outside blobs/")
+
+    assert len(st.list_prefix("blobs/")) == 7
+    listed = survey(st, "org/m", pin, recheck=False, local={}, workers=2, list_above=0)[0]
+    headed = survey(st, "org/m", pin, recheck=False, local={}, workers=2, list_above=10**6)[0]
+    assert {s: i and i.size for s, i in listed.items()} == {s: i and i.size for s, i in headed.items()}
+    assert [s for s in sorted(listed) if listed[s] is None] == sorted(f.sha256 for f in files[6:])
+    plan = plan_sync("org/m", pin, st.url, listed, None, None)
+    assert sorted(b.sha256 for b in plan.upload) == sorted(f.sha256 for f in files[5:])
+    st.close()

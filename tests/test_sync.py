@@ -126,3 +126,15 @@ def test_a_blob_that_does_not_verify_after_upload_stops_before_the_manifest(tmp_
     fixed = run_sync(SyncOptions(model=QWEN3_VL_8B, dest=str(store.root), cache_dir=cache, lock_path=lock_path,
                                  recheck=True), DirStore(store.root))
     assert isinstance(fixed, SyncResult) and [b.sha256 for b in fixed.plan.upload] == [victim]
+
+
+def test_dir_store_lists_blobs_but_not_temporaries_or_links(tmp_path: Path) -> None:
+    """What a large pin's survey sees in a directory store: finished blobs only."""
+    store = DirStore(tmp_path / "s")
+    store.put_bytes("blobs/" + "a" * 64, b"abc")
+    store.put_bytes("blobs/" + "b" * 64, b"")
+    (tmp_path / "s" / "blobs" / f".{'c' * 64}.1234.tmp").write_bytes(b"half")  # an upload in flight
+    (tmp_path / "s" / "blobs" / ("d" * 64)).symlink_to(tmp_path / "s" / "blobs" / ("a" * 64))
+    listed = store.list_prefix("blobs/")
+    assert {k: v.size for k, v in listed.items()} == {"a" * 64: 3, "b" * 64: 0}
+    assert DirStore(tmp_path / "empty").list_prefix("blobs/") == {}
