@@ -111,7 +111,8 @@ def run_phase(name: str, server: str, cmds: list[tuple[str, str, Path, list[str]
     wall = time.monotonic() - t0
     phase = Phase(name, server, nodes, wall, cpu_seconds(server_pid) - cpu0, (load0, os.getloadavg()[0]))
     for n in nodes:
-        _, err = n.proc.communicate()
+        out, err = n.proc.communicate()
+        (n.cache.parent / f"{n.name}.out").write_text((out or "") + (err or ""))
         if n.rc != 0:
             n.note = (err or "").strip().splitlines()[-1][:120] if (err or "").strip() else f"exit {n.rc}"
             continue
@@ -148,7 +149,9 @@ def main() -> int:
     for k in ("HF_ENDPOINT", "HF_HUB_CACHE", "HF_TOKEN", "QWEN_FETCH_CONFIG", "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         env.pop(k, None)
-    qf = str(VENV_BIN / "qwen-fetch")
+    # `python -m qwen_fetch` from this tree: works in a venv and where the package is only on PYTHONPATH.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    qf = [sys.executable, "-m", "qwen_fetch"]
 
     # 1. origin: downloaded once from "outside" (the loopback test hub), pinned.
     repo_store = RepoStore(work / "hub")
@@ -156,7 +159,7 @@ def main() -> int:
     origin, lock = work / "origin-cache", work / "qwen-fetch.lock"
     with HubServer(repo_store) as hub:
         (work / "hub.yaml").write_text(f"sources:\n  - name: hub\n    kind: hf\n    endpoint: {hub.url}\n")
-        r = subprocess.run([qf, "pull", MODEL, "--config", str(work / "hub.yaml"), "--cache-dir", str(origin),
+        r = subprocess.run([*qf, "pull", MODEL, "--config", str(work / "hub.yaml"), "--cache-dir", str(origin),
                             "--lock", str(lock), "--no-smoke", "--json"], env=env, capture_output=True, text=True)
     if r.returncode != 0:
         print(r.stderr, file=sys.stderr)
@@ -172,7 +175,7 @@ def main() -> int:
         # 2. one sync, signed as the admin identity.
         dest = f"s3://{BUCKET}/mirror"
         cpu0, t = sw.cpu_seconds(), time.monotonic()
-        r = subprocess.run([qf, "sync", MODEL, "--to", dest, "--s3-endpoint-url", sw.endpoint, "--cache-dir",
+        r = subprocess.run([*qf, "sync", MODEL, "--to", dest, "--s3-endpoint-url", sw.endpoint, "--cache-dir",
                             str(origin), "--lock", str(lock), "--json"], env=dict(env, **sw.admin.env()),
                            capture_output=True, text=True)
         sync_s, sync_cpu = time.monotonic() - t, sw.cpu_seconds() - cpu0
@@ -187,14 +190,14 @@ def main() -> int:
         s3_yaml.write_text(f"sources:\n  - name: store\n    kind: s3\n    endpoint: {dest}\n"
                            f"    s3_endpoint_url: {sw.endpoint}\n")
         node_env = dict(env, **sw.reader.env())
-        cmds = [(f"store-{i}", "store", work / f"s{i}", [qf, "pull", MODEL, "--config", str(s3_yaml), "--cache-dir",
+        cmds = [(f"store-{i}", "store", work / f"s{i}", [*qf, "pull", MODEL, "--config", str(s3_yaml), "--cache-dir",
                  str(work / f"s{i}"), "--lock", str(lock), "--frozen", "--no-smoke", "--json"], node_env)
                 for i in range(args.nodes)]
         phases.append(run_phase("S3 store (SeaweedFS), presigned GETs", "weed", cmds, sw.proc.pid if sw.proc else 0,
                                 commit, expected))
 
     # 4. serve phase.
-    serve = subprocess.Popen([qf, "serve", "--cache-dir", str(origin), "--port", "0", "--lock", str(lock)],
+    serve = subprocess.Popen([*qf, "serve", "--cache-dir", str(origin), "--port", "0", "--lock", str(lock)],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert serve.stdout is not None
     line = serve.stdout.readline()
@@ -205,7 +208,7 @@ def main() -> int:
     url = line.split()[-1]
     lan = work / "lan.yaml"
     lan.write_text(f"sources:\n  - name: lan\n    kind: hf\n    endpoint: {url}\n")
-    cmds = [(f"serve-{i}", "serve", work / f"v{i}", [qf, "pull", MODEL, "--config", str(lan), "--cache-dir",
+    cmds = [(f"serve-{i}", "serve", work / f"v{i}", [*qf, "pull", MODEL, "--config", str(lan), "--cache-dir",
              str(work / f"v{i}"), "--lock", str(lock), "--frozen", "--no-smoke", "--json"], env)
             for i in range(args.nodes)]
     hf_env = dict(env, HF_ENDPOINT=url)
