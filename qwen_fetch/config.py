@@ -89,10 +89,11 @@ _SOURCE_KEYS = {"name", "kind", "endpoint", "priority", "token_env", "model_map"
 def read_token(var: str) -> str | None:
     """A token from the environment, or None when unset or blank.
 
-    A value with a control character (a pasted newline), or a character outside
-    latin-1, cannot be sent in a header: it is refused here, naming the variable
-    and never showing the value, instead of failing later inside the HTTP
-    client with the header (token included) in the exception.
+    A value with a control character (a pasted newline) or any non-ASCII
+    character cannot be sent in a header (the HTTP client encodes header values
+    as ASCII): it is refused here, naming the variable and never showing the
+    value, instead of failing later inside the HTTP client with the header
+    (token included) in the exception.
     """
     value = os.environ.get(var, "").strip()
     if not value:
@@ -101,8 +102,8 @@ def read_token(var: str) -> str | None:
         code = ord(ch)
         if code < 0x20 or 0x7F <= code <= 0x9F:
             what = "a line break" if ch in "\r\n" else f"a control character (U+{code:04X})"
-        elif code > 0xFF:
-            what = f"a character outside latin-1 (U+{code:04X})"
+        elif code > 0x7F:
+            what = f"a non-ASCII character (U+{code:04X})"
         else:
             continue
         raise ConfigError(f"${var} contains {what} at position {i + 1}; it cannot be sent as a token",
