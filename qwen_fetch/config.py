@@ -267,11 +267,11 @@ def with_env_endpoint(cfg: Config) -> Config:
         return cfg
     try:
         parts = urlsplit(endpoint)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # e.g. a bad port
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # a port that is not a number from 0 to 65535
         ok = False
     if not ok:
-        raise ConfigError(f"HF_ENDPOINT={mask_url(endpoint)!r} is not an http(s) URL",
+        raise ConfigError(f"HF_ENDPOINT={mask_url(endpoint)!r} is not a valid http(s) URL",
                           hint="e.g. export HF_ENDPOINT=https://hf-mirror.com")
     lowest = min((s.priority for s in cfg.sources), default=0)
     env = SourceConfig(name=ENV_SOURCE, kind="hf", endpoint=endpoint, priority=lowest - 1, token_env="HF_TOKEN")
