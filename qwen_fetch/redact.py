@@ -52,11 +52,11 @@ def _variants(secret: str) -> Iterable[str]:
     return (f for f in forms if len(f) >= MIN_SECRET)
 
 
-def redact(text: str, extra: Iterable[str] = ()) -> str:
-    """``text`` with every known secret replaced by ``***``."""
+def redact(text: str, extra: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> str:
+    """``text`` with every known secret replaced by ``***`` (``environ``: the process's by default)."""
     with _lock:
         secrets = set(_remembered)
-    secrets.update(secrets_in(os.environ))
+    secrets.update(secrets_in(os.environ if environ is None else environ))
     secrets.update(extra)
     # Longest first: a token that contains another must not be left half-shown.
     for form in sorted({f for s in secrets for f in _variants(s)}, key=len, reverse=True):
@@ -75,3 +75,9 @@ def redact_obj(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [redact_obj(v) for v in obj]
     return obj
+
+
+def scrub(text: str, environ: Mapping[str, str] | None = None, names: Iterable[str] = ()) -> str:
+    """:func:`redact`, also masking the values of the variables ``names`` (say, a mirrors.yaml's token_env)."""
+    env = os.environ if environ is None else environ
+    return redact(text, extra=[env.get(n, "") for n in names], environ=env)
