@@ -37,6 +37,7 @@ from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
 from qwen_fetch.pins import check_against_pin, content_matches, matches, pick_pin
 from qwen_fetch.progress import NullProgress, ProgressSink
 from qwen_fetch.sources.base import FileLocation, Source, make_source
+from qwen_fetch.units import format_bytes
 
 MAX_PLAIN_FILE = 64 * 1024 * 1024  # git (non-LFS) files are small; refuse a huge one
 
@@ -536,19 +537,10 @@ def _check_space(layout: Layout, plain_bytes: int, jobs: Sequence[FetchJob]) -> 
     where = layout.local_dir if layout.local_dir is not None else layout.repo.blobs_dir
     free = shutil.disk_usage(where).free
     if need > free:
-        raise DiskFullError(f"not enough disk space: {human_bytes(need)} still needed, {human_bytes(free)} free",
+        raise DiskFullError(f"not enough disk space: {format_bytes(need)} still needed, {format_bytes(free)} free",
                             hint="free some space (qwen-fetch gc) or point the cache elsewhere (HF_HUB_CACHE); "
                                  "partial downloads are kept and resume",
                             context=[f"cache: {where}"])
-
-
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
 
 
 def _looks_like_commit(rev: str) -> bool:

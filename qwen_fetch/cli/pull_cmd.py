@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from qwen_fetch.cli.common import CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command
+from qwen_fetch.units import format_bytes, format_rate
 
 RevisionOpt = Annotated[str | None, typer.Option("--revision", "-r", help="Branch, tag or commit (default: the pinned commit, else main).")]
 SourceOpt = Annotated[str | None, typer.Option("--source", help="Source name from mirrors.yaml, or 'auto' (default: by priority, with fallback).")]
@@ -38,14 +39,6 @@ def _options(model_id: str, revision: str | None, source: str | None, include: l
                        exclude=tuple(exclude or ()), cache_dir=(cache_dir or default_cache_dir()).expanduser(),
                        local_dir=local_dir.expanduser().absolute() if local_dir else None, lock_path=lock,
                        update=update, frozen=frozen, download=download, engine=_engine(connections, workers))
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return str(n)
 
 
 def register(app: typer.Typer) -> None:
@@ -110,7 +103,7 @@ def register(app: typer.Typer) -> None:
             rate = mb / result.seconds if result.seconds > 0 else 0.0
             con.print(f"[green]✓[/] {model_id}@{result.revision} ({result.commit[:12]}) from {result.source}: "
                       f"{len(result.files)} files verified, {out['downloaded_files']} downloaded "
-                      f"({_human(mb)} in {result.seconds:.1f}s, {_human(rate)}/s), {result.cached_files} already cached")
+                      f"({format_bytes(mb)} in {result.seconds:.1f}s, {format_rate(rate)}), {result.cached_files} already cached")
             for line in out["fallbacks"]:  # type: ignore[union-attr]
                 con.print(f"  fallback: {line}")
             for p in result.skipped_extras:
@@ -171,7 +164,7 @@ def register(app: typer.Typer) -> None:
                                               "lock_written", "source_failures")})
                 return
             console().print(f"[green]✓[/] pinned {model_id}@{result.revision} ({result.commit[:12]}) from "
-                            f"{result.source}: {len(result.files)} files, {_human(sum(f.size for f in result.files))} "
+                            f"{result.source}: {len(result.files)} files, {format_bytes(sum(f.size for f in result.files))} "
                             f"in {lock}")
 
         run_command(body, json_mode=json_out, debug=debug)

@@ -22,6 +22,7 @@ from qwen_fetch.cli.common import (
 from qwen_fetch.errors import EXIT_CODE_HELP, ExitCode, IntegrityError, UsageError
 from qwen_fetch.lockfile import DEFAULT_LOCK_NAME, Lock, read_lock
 from qwen_fetch.manifest import Pin
+from qwen_fetch.units import format_bytes
 from qwen_fetch.verify import TargetReport, VerifyReport
 
 
@@ -91,19 +92,11 @@ def infer_from_snapshot(folder: Path) -> tuple[str, str] | None:
     return None
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n}"
-
-
 def print_target(con: object, t: TargetReport) -> None:
     p = con.print  # type: ignore[attr-defined]
     status = "[green]ok[/]" if t.ok else "[bold red]FAILED[/]"
     p(f"{status} {t.model}@{t.commit[:12]} ({t.kind} {t.location}): {t.files_checked} files, "
-      f"{_size(t.bytes_hashed)} hashed")
+      f"{format_bytes(t.bytes_hashed)} hashed")
     for path in t.missing:
         p(f"  missing     {path}", markup=False)
     for path in t.extra:
@@ -125,10 +118,10 @@ def print_report(report: VerifyReport) -> None:
     for r in report.bad_refs:
         con.print(f"bad ref     {r.repo} refs/{r.ref} -> {r.commit} ({r.problem})", markup=False)
     for s in report.stray:
-        con.print(f"stray       {s.path} ({s.reason}, {_size(s.size)}): `qwen-fetch gc` removes it", markup=False)
+        con.print(f"stray       {s.path} ({s.reason}, {format_bytes(s.size)}): `qwen-fetch gc` removes it", markup=False)
     for s in report.partials:
         if not s.stray:
-            con.print(f"partial     {s.path} ({_size(s.size)}): the next pull resumes it", markup=False)
+            con.print(f"partial     {s.path} ({format_bytes(s.size)}): the next pull resumes it", markup=False)
     c = report.counts()
     if report.ok:
         con.print(f"[green]verified[/]: {len(report.targets)} target(s), all files match the lock")
@@ -143,7 +136,7 @@ def do_verify(target: str | None, lock: list[Path] | None, cache_dir: Path | Non
     from qwen_fetch.progress import make_progress
     from qwen_fetch.verify_disk import Target, verify_all, verify_targets
 
-    progress = make_progress("verify", json_mode=json_mode)
+    progress = make_progress("verify", json_mode=json_mode, count_files=False)
 
     lock_paths = lock or [Path(DEFAULT_LOCK_NAME)]
     locks_shown = ", ".join(str(p) for p in lock_paths)
