@@ -199,16 +199,23 @@ def do_verify(target: str | None, lock: list[Path] | None, cache_dir: Path | Non
     return VerifyReport(targets=verify_targets(targets, workers=workers, progress=progress))
 
 
+def _one_revision(revision: str | None, commit: str | None) -> str | None:
+    if revision and commit and revision != commit:
+        raise UsageError(f"--revision {revision} and --commit {commit} disagree", hint="pass only one")
+    return revision or commit
+
+
 def register(app: typer.Typer) -> None:
     @app.command("verify", epilog=EXIT_CODE_HELP)
     def verify(
-        target: Annotated[str | None, typer.Argument(metavar="[MODEL_ID | PATH]",
+        target: Annotated[str | None, typer.Argument(metavar="MODEL_ID|PATH",
                                                      help="A pinned model id (its cached snapshots), or a folder / snapshot dir.")] = None,
         lock: Annotated[list[Path] | None, typer.Option("--lock", help=f"Lockfile(s) with the pins (default ./{DEFAULT_LOCK_NAME}); repeatable.")] = None,
         cache_dir: CacheDirOpt = None,
         local_dir: Annotated[Path | None, typer.Option("--local-dir", help="Verify this folder (a `pull --local-dir` download) instead of the cache.")] = None,
         model: Annotated[str | None, typer.Option("--model", help="Model id of the PATH / --local-dir folder (when it cannot be inferred).")] = None,
-        revision: Annotated[str | None, typer.Option("--revision", "--commit", help="Check only this pinned revision or commit.")] = None,
+        revision: Annotated[str | None, typer.Option("--revision", help="Check only this pinned revision or commit (--commit is the same).")] = None,
+        commit: Annotated[str | None, typer.Option("--commit", hidden=True, help="Same as --revision.")] = None,
         all_: Annotated[bool, typer.Option("--all", help="Every pinned model present in the cache, plus refs, snapshot links and stray partial downloads.")] = False,
         workers: Annotated[int | None, typer.Option("--workers", help="Hashing threads (default: CPU cores).")] = None,
         json_mode: JsonOpt = False,
@@ -218,8 +225,8 @@ def register(app: typer.Typer) -> None:
 
         Prints every missing, extra and mismatched file (expected/actual) and every snapshot link that does not point at the right blob, sorted, in one report; exit 3 if any.
         """
-        report = run_command(lambda: do_verify(target, lock, cache_dir, local_dir, model, revision, all_, workers,
-                                               json_mode), json_mode=json_mode, debug=debug)
+        report = run_command(lambda: do_verify(target, lock, cache_dir, local_dir, model, _one_revision(revision, commit),
+                                               all_, workers, json_mode), json_mode=json_mode, debug=debug)
         if json_mode:
             emit_json(report.to_dict())
         else:
