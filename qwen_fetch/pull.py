@@ -34,7 +34,7 @@ from qwen_fetch.layout import Layout, quarantine, verify_many
 from qwen_fetch.lockfile import read_lock, write_lock
 from qwen_fetch.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
-from qwen_fetch.pins import check_against_pin, content_matches, matches, pick_pin
+from qwen_fetch.pins import check_against_pin, content_matches, known_plain_contents, matches, pick_pin
 from qwen_fetch.progress import NullProgress, ProgressSink
 from qwen_fetch.sources.base import FileLocation, Source, make_source
 from qwen_fetch.units import format_bytes
@@ -307,6 +307,7 @@ class Puller:
             revision = o.revision or self._source_default(src_cfg)
             commit = primary.commit
             chosen = [rf for rf in primary.files if matches(rf.path, o.include, o.exclude)]
+            chosen = known_plain_contents(chosen, lock.pins(o.model_id))  # --update: unchanged files are not re-fetched
             if not chosen:
                 raise UsageError(f"no file of {o.model_id}@{revision} matches --include/--exclude",
                                  hint="check the globs (they match repository paths, e.g. '*.json')")

@@ -177,7 +177,8 @@ def test_revision_change_needs_update_and_keeps_previous_pin(cli, store, sharded
 
 
 def test_include_exclude_and_local_dir(cli, store, sharded_repo, hub, mirrors, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    r = _pull(cli, mirrors, "--include", "*.json", "--exclude", "video_*", "--local-dir", "plain")
+    r = cli("pull", QWEN3_VL_8B, "--config", str(mirrors), "--lock", "qwen-fetch.lock", "--no-smoke", "--json",
+            "--include", "*.json", "--exclude", "video_*", "--local-dir", "plain")
     assert r.exit_code == 0, r.stderr
     got = sorted(p.relative_to("plain").as_posix() for p in Path("plain").rglob("*")
                  if p.is_file() and ".cache" not in p.parts)

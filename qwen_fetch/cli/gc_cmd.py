@@ -55,8 +55,9 @@ def make_plan(cache_dir: Path | None, policy: GcPolicy) -> GcPlan:
     from qwen_fetch.config import default_cache_dir
     from qwen_fetch.gc import plan_gc
     from qwen_fetch.gc_disk import scan_state
+    from qwen_fetch.verify_select import existing_cache
 
-    cache = Path(os.path.abspath(cache_dir or default_cache_dir()))
+    cache = existing_cache(Path(os.path.abspath(cache_dir or default_cache_dir())), explicit=cache_dir is not None)
     return plan_gc(scan_state(cache), policy)
 
 

@@ -14,31 +14,12 @@ RevisionOpt = Annotated[str | None, typer.Option("--revision", "-r", help="Branc
 SourceOpt = Annotated[str | None, typer.Option("--source", help="Source name from mirrors.yaml, or 'auto' (default: by priority, with fallback).")]
 IncludeOpt = Annotated[list[str] | None, typer.Option("--include", help="Glob of files to fetch (repeatable).")]
 ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="Glob of files to skip (repeatable).")]
-LocalDirOpt = Annotated[Path | None, typer.Option("--local-dir", help="Write a plain folder instead of the HF cache.")]
+LocalDirOpt = Annotated[Path | None, typer.Option("--local-dir", help="Write a plain folder instead of the HF cache (so not with --cache-dir).")]
 LockFileOpt = Annotated[Path, typer.Option("--lock", help="Lockfile with the pins.")]
 UpdateOpt = Annotated[bool, typer.Option("--update", help="Re-resolve the revision and move the pin (the old one is kept for rollback).")]
 FrozenOpt = Annotated[bool, typer.Option("--frozen", help="CI mode: never add or change a pin; a missing pin is an error.")]
 ConnOpt = Annotated[int | None, typer.Option("--connections", "-c", min=1, max=256, help="Total parallel HTTP connections (default: 24 per CPU core, at most 64).")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, max=256, help="Alias of --connections (as in hf download --max-workers).")]
-
-
-def _engine(connections: int | None, workers: int | None):  # type: ignore[no-untyped-def]
-    from qwen_fetch.net.jobs import EngineOptions
-
-    n = connections or workers
-    return EngineOptions(connections=n) if n else EngineOptions()
-
-
-def _options(model_id: str, revision: str | None, source: str | None, include: list[str] | None,
-             exclude: list[str] | None, cache_dir: Path | None, local_dir: Path | None, lock: Path, update: bool,
-             frozen: bool, connections: int | None, workers: int | None, download: bool):  # type: ignore[no-untyped-def]
-    from qwen_fetch.config import default_cache_dir
-    from qwen_fetch.pull import PullOptions
-
-    return PullOptions(model_id=model_id, revision=revision, source=source, include=tuple(include or ()),
-                       exclude=tuple(exclude or ()), cache_dir=(cache_dir or default_cache_dir()).expanduser(),
-                       local_dir=local_dir.expanduser().absolute() if local_dir else None, lock_path=lock,
-                       update=update, frozen=frozen, download=download, engine=_engine(connections, workers))
 
 
 def register(app: typer.Typer) -> None:
@@ -69,23 +50,21 @@ def register(app: typer.Typer) -> None:
         match it (exit 3 otherwise). Interrupted pulls resume when rerun.
         """
         def body() -> None:
-            from qwen_fetch.config import load_config
+            from qwen_fetch.api import check_pull_flags, run_pull
             from qwen_fetch.errors import UsageError
             from qwen_fetch.progress import make_progress
-            from qwen_fetch.pull import Puller
+            from qwen_fetch.smoke import check_device
 
+            # Every flag is checked before the network or the disk is touched.
             mode = "off" if no_smoke else smoke
             if mode not in ("auto", "require", "off"):
                 raise UsageError(f"--smoke must be auto, require or off, not {mode!r}", hint="e.g. --smoke require")
-            cfg = load_config(config)
-            opts = _options(model_id, revision, source, include, exclude, cache_dir, local_dir, lock, update,
-                            frozen, connections, workers, download=True)
+            check_device(device)
+            check_pull_flags(update=update, frozen=frozen, cache_dir=cache_dir, local_dir=local_dir)
             progress = make_progress(f"pull {model_id}", json_mode=json_out)
-            puller = Puller(cfg, opts, progress)
-            try:
-                result = puller.run()
-            finally:
-                puller.close()
+            result = run_pull(model_id, revision=revision, source=source, config=config, cache_dir=cache_dir,
+                              local_dir=local_dir, lock=lock, include=include or (), exclude=exclude or (),
+                              update=update, frozen=frozen, connections=connections or workers, progress=progress)
             out = result.to_dict()
             smoke_report = None
             if mode != "off":
@@ -133,12 +112,12 @@ def register(app: typer.Typer) -> None:
         (they are small), hashed, and their git blob id is checked.
         """
         def body() -> None:
+            from qwen_fetch.api import run_pull
             from qwen_fetch.config import load_config
             from qwen_fetch.lockfile import read_lock
             from qwen_fetch.progress import NullProgress
-            from qwen_fetch.pull import Puller
 
-            cfg = load_config(config)
+            load_config(config)  # a broken mirrors.yaml is reported even when the pin exists
             existing = read_lock(lock).current(model_id)
             do_update = update or (existing is not None and revision is not None
                                    and revision not in (existing.revision, existing.commit))
@@ -151,13 +130,9 @@ def register(app: typer.Typer) -> None:
                     console().print(f"{model_id} already pinned to {pin.revision}@{pin.commit[:12]} in {lock} "
                                     "(use --update to re-resolve)")
                 return
-            opts = _options(model_id, revision, source, include, exclude, None, None, lock, do_update, False,
-                            None, None, download=False)
-            puller = Puller(cfg, opts, NullProgress())
-            try:
-                result = puller.run()
-            finally:
-                puller.close()
+            result = run_pull(model_id, revision=revision, source=source, config=config, lock=lock,
+                              include=include or (), exclude=exclude or (), update=do_update, download=False,
+                              progress=NullProgress())
             if json_out:
                 d = result.to_dict()
                 emit_json({k: d[k] for k in ("ok", "model", "revision", "commit", "source", "files", "total_size",
