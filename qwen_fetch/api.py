@@ -43,7 +43,7 @@ class PulledModel:
     model_id: str
     revision: str  # the branch or tag the pin names (e.g. main; master on ModelScope)
     commit: str  # the pinned commit
-    path: Path  # the snapshot folder in the HF cache, or the --local-dir folder
+    path: Path  # absolute: the snapshot folder in the HF cache, or the local_dir folder
     source: str  # the source (mirrors.yaml name) that resolved it
     files: tuple[str, ...]  # every pinned file's repository path, sorted
     downloaded_files: int  # fetched by this call (0 when everything was cached)
@@ -124,7 +124,7 @@ def pull(model_id: str, *, revision: str | None = None, source: str | None = Non
                       local_dir=local_dir, lock=lock, include=include, exclude=exclude, update=update,
                       frozen=frozen, connections=connections, progress=sink)
     return PulledModel(model_id=result.model_id, revision=result.revision, commit=result.commit,
-                       path=result.target, source=result.source, files=tuple(f.path for f in result.files),
+                       path=Path(os.path.abspath(result.target)), source=result.source, files=tuple(f.path for f in result.files),
                        downloaded_files=sum(1 for o in result.outcomes if not o.reused),
                        cached_files=result.cached_files, bytes_downloaded=result.bytes_transferred(),
                        seconds=result.seconds, lock_written=result.lock_written)
@@ -161,7 +161,7 @@ def verify(model_id: str | None = None, *, path: PathLike | None = None, revisio
         raise IntegrityError(f"{target.model}@{target.commit[:12]} does not match the lock ({target.location})",
                              context=problems(target), reference="verify-failed",
                              hint=f"fetch the bad files again: qwen-fetch pull {target.model}")
-    return VerifiedModel(model_id=target.model, commit=target.commit, path=Path(target.location),
+    return VerifiedModel(model_id=target.model, commit=target.commit, path=Path(os.path.abspath(target.location)),
                          files_checked=target.files_checked, bytes_hashed=target.bytes_hashed)
 
 
