@@ -82,7 +82,8 @@ def register(app: typer.Typer) -> None:
             rate = mb / result.seconds if result.seconds > 0 else 0.0
             con.print(f"[green]✓[/] {model_id}@{result.revision} ({result.commit[:12]}) from {result.source}: "
                       f"{len(result.files)} files verified, {out['downloaded_files']} downloaded "
-                      f"({format_bytes(mb)} in {result.seconds:.1f}s, {format_rate(rate)}), {result.cached_files} already cached")
+                      + (f"({format_bytes(mb)} in {result.seconds:.1f}s, {format_rate(rate)}), " if mb else "")
+                      + f"{result.cached_files} already cached")
             for line in out["fallbacks"]:  # type: ignore[union-attr]
                 con.print(f"  fallback: {line}")
             for p in result.skipped_extras:
