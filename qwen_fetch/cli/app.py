@@ -16,7 +16,7 @@ app = typer.Typer(
          "private mirrors), laid out in the Hugging Face cache.\n\n" + EXIT_CODE_HELP,
     cls=QFGroup,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -47,4 +47,6 @@ _register()
 
 
 def main() -> None:
-    app()
+    # One name however it is started (`python -m qwen_fetch` too): usage lines and the
+    # completion variable (_QWEN_FETCH_COMPLETE) derive from it.
+    app(prog_name="qwen-fetch")

@@ -54,21 +54,23 @@ def tidy_param(param: Any) -> None:
         param.metavar = METAVARS.get(long, "VALUE")
 
 
-class QFCommand(TyperCommand):
+class _Tidy:
+    """Tidies every parameter as the help is rendered: Typer adds some (completion options) late."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            tidy_param(param)
+        return params
+
+
+class QFCommand(_Tidy, TyperCommand):
     """A Typer command whose help reads like every other qwen-fetch command's."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if not kwargs.get("epilog"):
             kwargs["epilog"] = EXIT_CODE_HELP
         super().__init__(*args, **kwargs)
-        for param in self.params:
-            tidy_param(param)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        opt = super().get_help_option(ctx)
-        if opt is not None:
-            opt.metavar = ""
-        return opt
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         """``[OPTIONS] MODEL_ID`` / ``[OPTIONS] [MODEL_ID|PATH]``, as click and ``hf`` print them."""
@@ -83,19 +85,8 @@ class QFCommand(TyperCommand):
         return pieces
 
 
-class QFGroup(TyperGroup):
-    """The top-level ``qwen-fetch`` group: its own options (``--version``) tidied the same way."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            tidy_param(param)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        opt = super().get_help_option(ctx)
-        if opt is not None:
-            opt.metavar = ""
-        return opt
+class QFGroup(_Tidy, TyperGroup):
+    """The top-level ``qwen-fetch`` group: its own options (``--version``, completion) tidied the same way."""
 
 
 def use_for_every_command(app: typer.Typer) -> None:
