@@ -39,7 +39,7 @@ def test_help_is_consistent(cmd: str) -> None:
 def test_every_option_names_its_value(cmd: str) -> None:
     """A flag shows no value; every other option an upper-case word (FILE, DIR, N, ...)."""
     command = typer.main.get_command(app).commands[cmd]  # type: ignore[attr-defined]
-    for param in command.params:
+    for param in command.get_params(command.context_class(command)):  # as the help renders them
         if param.param_type_name != "option" or param.hidden:
             continue
         if param.is_flag:
