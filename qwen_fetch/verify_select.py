@@ -113,8 +113,7 @@ def build_report(target: str | None, lock: Sequence[Path] | None, cache_dir: Pat
     locks_shown = ", ".join(str(p) for p in lock_paths)
     pins = load_pins(lock_paths, explicit=bool(lock))
     cache = Path(os.path.abspath(cache_dir or default_cache_dir()))
-    needs_cache = all_ or local_dir is None and (target is None or not looks_like_path(target))
-    if needs_cache:
+    if all_:
         existing_cache(cache, explicit=cache_dir is not None)
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1", hint="e.g. --workers 4")
@@ -165,7 +164,8 @@ def build_report(target: str | None, lock: Sequence[Path] | None, cache_dir: Pat
     present = [p for p in chosen if repo.snapshot_dir(p.commit).is_dir()]
     if not present:
         wanted = ", ".join(p.commit[:12] for p in chosen)
-        raise IntegrityError(f"{model} (pinned {wanted}) is not in the cache {cache}",
+        gone = "" if cache.is_dir() else " (that folder does not exist)"
+        raise IntegrityError(f"{model} (pinned {wanted}) is not in the cache {cache}{gone}",
                              hint=f"download it: qwen-fetch pull {model} --cache-dir {cache}",
                              reference="not-cached")
     targets = [Target(model, p, repo.snapshot_dir(p.commit), snapshot=True, blobs_dir=repo.blobs_dir)

@@ -73,7 +73,7 @@ def test_verify_a_local_dir(sharded_repo: str, hub: HubServer, mirrors: Path) ->
     (lambda m: qwen_fetch.pull(QWEN3_VL_8B, config=m, frozen=True, update=True), "UsageError", 2),
     (lambda m: qwen_fetch.pull(QWEN3_VL_8B, config=m, cache_dir="c", local_dir="d"), "UsageError", 2),
     (lambda m: qwen_fetch.pull("bad id!", config=m), "UsageError", 2),
-    (lambda m: qwen_fetch.verify(QWEN3_VL_8B, cache_dir="cache"), "UsageError", 2),
+    (lambda m: qwen_fetch.verify(QWEN3_VL_8B, cache_dir="cache"), "UsageError", 2),  # not pinned
 ])
 def test_errors_are_the_clis(call, error: str, code: int, sharded_repo: str, hub: HubServer, mirrors: Path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(qwen_fetch.QFError) as info:

@@ -38,7 +38,6 @@ def test_frozen_update_is_a_usage_error_even_with_a_pin(cli, sharded_repo, hub: 
     ["gc", "--no-lock"],
     ["gc", "--no-lock", "--dry-run"],
     ["verify", "--all"],
-    ["verify", QWEN3_VL_8B],
 ])
 def test_missing_cache_folder_is_an_error_not_an_empty_cache(cli, args: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from qwen_fetch.lockfile import Lock, write_lock
@@ -49,3 +48,12 @@ def test_missing_cache_folder_is_an_error_not_an_empty_cache(cli, args: list[str
     assert f"cache folder {tmp_path / 'typo-cache'} does not exist" in r.stderr
     assert "nothing to collect" not in r.stdout
     assert not (tmp_path / "typo-cache").exists()
+
+
+def test_verify_of_a_model_in_a_missing_cache_says_the_folder_is_missing(cli, sharded_repo, hub: HubServer,
+                                                                         mirrors: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Not in the cache stays exit 3 (what a deploy check tests for), and names the missing folder."""
+    assert cli("lock", QWEN3_VL_8B, "--config", str(mirrors)).exit_code == 0
+    r = cli("verify", QWEN3_VL_8B, "--cache-dir", str(tmp_path / "typo-cache"))
+    assert r.exit_code == 3, r.stderr
+    assert "(that folder does not exist)" in r.stderr and "qwen-fetch pull" in r.stderr

@@ -26,6 +26,8 @@ def test_pull_lock_verify_gc_json_are_quiet(cli, sharded_repo, hub, mirrors: Pat
     assert _quiet(cli("verify", "--all", "--cache-dir", "cache", "--json"))["ok"]
     assert _quiet(cli("gc", "--cache-dir", "cache", "--dry-run", "--json"))["ok"]
     assert _quiet(cli("mirrors", "--config", str(mirrors), "--json"))["ok"]
+    assert _quiet(cli("sync", QWEN3_VL_8B, "--to", "private-store", "--cache-dir", "cache", "--json"))
+    assert _quiet(cli("sync", QWEN3_VL_8B, "--to", "private-store", "--cache-dir", "cache", "--dry-run", "--json"))
 
 
 @pytest.mark.parametrize("args, code", [
@@ -62,3 +64,6 @@ def test_pull_json_with_a_smoke_load_is_quiet(cli, tmp_path: Path) -> None:  # t
     assert r.exit_code == 0, r.stderr
     doc = _quiet(r)
     assert doc["smoke"]["new_tokens"] > 0
+    r = cli("smoke", DEMO_MODEL, "--cache-dir", "cache", "--device", "cpu", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert _quiet(r)["new_tokens"] > 0

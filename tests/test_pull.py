@@ -165,7 +165,7 @@ def test_revision_change_needs_update_and_keeps_previous_pin(cli, store, sharded
     assert _pull(cli, mirrors).exit_code == 0
     new = add_sharded_repo(store, QWEN3_VL_8B, shard_total=4 << 20, seed=7, revision="v2")
     r = _pull(cli, mirrors, "--revision", "v2")
-    assert r.exit_code == 3 and "--update" in r.stderr
+    assert r.exit_code == 3 and "--update" in r.json()["hint"]
     r = _pull(cli, mirrors, "--revision", "v2", "--update")
     assert r.exit_code == 0, r.stderr
     pins = read_lock(Path("qwen-fetch.lock")).pins(QWEN3_VL_8B)
