@@ -84,6 +84,7 @@ def run_pull(model_id: str, *, revision: str | None = None, source: str | None =
     check_pull_flags(update=update, frozen=frozen, cache_dir=cache_dir, local_dir=local_dir)
     from qwen_fetch.cache import check_repo_id
     from qwen_fetch.config import default_cache_dir, load_config
+    from qwen_fetch.net.deadline import Deadlines
     from qwen_fetch.net.jobs import EngineOptions
     from qwen_fetch.pull import Puller, PullOptions
 
@@ -95,7 +96,8 @@ def run_pull(model_id: str, *, revision: str | None = None, source: str | None =
                        exclude=tuple(exclude), cache_dir=Path(cache_dir or default_cache_dir()).expanduser(),
                        local_dir=Path(local_dir).expanduser().absolute() if local_dir is not None else None,
                        lock_path=Path(lock), update=update, frozen=frozen, download=download,
-                       engine=EngineOptions(connections=connections) if connections else EngineOptions())
+                       # QWEN_FETCH_TIMEOUT / QWEN_FETCH_MIN_RATE / QWEN_FETCH_RATE_WINDOW: see net/deadline.py
+                       engine=EngineOptions.from_deadlines(Deadlines.from_env(), connections=connections))
     puller = Puller(cfg, opts, progress)
     try:
         return puller.run()
