@@ -71,7 +71,7 @@ class HFSource:
     def __init__(self, config: SourceConfig, *, timeout: float = 30.0, connections: int = 32) -> None:
         self.config = config
         self.client = make_client(token=config.token(), endpoint=config.endpoint, timeout=timeout,
-                                  connections=connections)
+                                  connections=connections, proxy=config.proxy, ca_bundle=config.ca_bundle)
 
     @property
     def name(self) -> str:

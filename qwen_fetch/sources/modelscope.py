@@ -238,7 +238,8 @@ class ModelScopeSource:
 
     def __init__(self, config: SourceConfig, *, timeout: float = 30.0, connections: int = 32) -> None:
         self.config = config
-        self.client = make_client(endpoint=config.endpoint, timeout=timeout, connections=connections)
+        self.client = make_client(endpoint=config.endpoint, timeout=timeout, connections=connections,
+                                  proxy=config.proxy, ca_bundle=config.ca_bundle)
         token = config.token()
         if token:
             self.client.auth = ModelScopeAuth(token, config.endpoint)
