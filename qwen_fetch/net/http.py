@@ -183,8 +183,8 @@ def source_error(source: str, exc: BaseException) -> SourceError:
                 "at that CA's PEM file")
     elif proxy is not None:
         where = "the source's proxy: in mirrors.yaml" if proxy.origin.startswith("proxy:") else proxy.origin
-        hint = (f"check that the proxy set by {where} is running and reachable and its credentials; to go "
-                f"direct, list the host in NO_PROXY or set proxy: none on the source in mirrors.yaml")
+        hint = (f"check the proxy set by {where}: is it running and reachable, are its credentials right? "
+                f"To go direct, list the host in NO_PROXY or set proxy: none on the source in mirrors.yaml")
     else:
         hint = ("check the network and the source's endpoint in mirrors.yaml, or pick another --source; "
                 "behind a proxy, set HTTPS_PROXY (or proxy: on the source in mirrors.yaml)")

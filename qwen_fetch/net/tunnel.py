@@ -115,9 +115,9 @@ def _http_connect(sock: socket.socket, proxy: ProxyURL, host: str, port: int) ->
     if 200 <= code < 300:
         return
     reason = "".join(c for c in (parts[2] if len(parts) > 2 else "") if c.isprintable())[:80]
-    if code == 407:
+    if code in (401, 407):  # 407 is the standard; tinyproxy answers 401
         why = "rejected the credentials" if auth else "requires credentials (user:password@ in the proxy URL)"
-        raise TunnelError(f"proxy {proxy} {why} (HTTP 407 to CONNECT {target})")
+        raise TunnelError(f"proxy {proxy} {why} (HTTP {code} to CONNECT {target})")
     raise TunnelError(f"proxy {proxy} refused CONNECT {target}: HTTP {code} {reason}".rstrip())
 
 
@@ -143,14 +143,24 @@ def _socks5(sock: socket.socket, proxy: ProxyURL, host: str, port: int, *, remot
         if len(user) > 255 or len(password) > 255:
             raise TunnelError(f"SOCKS proxy {proxy}: user name or password longer than 255 bytes")
         sock.sendall(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
-        if _recv_exact(sock, 2, proxy)[1] != 0:
+        try:
+            ok = _recv_exact(sock, 2, proxy)[1] == 0
+        except TunnelError:  # some proxies (pproxy) hang up instead of answering a failure
+            ok = False
+        if not ok:
             raise TunnelError(f"SOCKS proxy {proxy} rejected the credentials")
     elif method != 0x00:
         why = "requires credentials (user:password@ in the proxy URL)" if not proxy.has_credentials \
             else "accepts none of our authentication methods"
         raise TunnelError(f"SOCKS proxy {proxy} {why}")
     sock.sendall(b"\x05\x01\x00" + _socks_address(proxy, host, port, remote_dns) + struct.pack(">H", port))
-    version, rep, _rsv, atyp = _recv_exact(sock, 4, proxy)
+    try:
+        version, rep, _rsv, atyp = _recv_exact(sock, 4, proxy)
+    except TunnelError:
+        if proxy.has_credentials:
+            raise
+        raise TunnelError(f"SOCKS proxy {proxy} closed the connection instead of connecting to "
+                          f"{_authority(host, port)}; it may require credentials (user:password@ in the proxy URL)")
     if version != 5:
         raise TunnelError(f"proxy {proxy} sent a malformed SOCKS5 reply")
     if rep != 0:
