@@ -220,10 +220,25 @@ class ProxyPolicy:
         return proxy
 
     def describe(self) -> str:
-        """For ``mirrors``: what this policy does, credentials redacted."""
+        """What this policy does, credentials redacted."""
         if self.http is None and self.https is None:
             return "direct" if self.origin != "environment" else "direct (no proxy variables set)"
         if self.http == self.https and self.origin != "environment":
             return f"{self.https} (from {self.origin})"
         parts = [f"{s}: {p} (from {p.origin})" for s, p in (("https", self.https), ("http", self.http)) if p]
         return ", ".join(parts)
+
+    def route(self, url: str) -> str:
+        """How a request to ``url`` goes, for ``mirrors``: ``direct (...)`` or the proxy and where it was set."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return "-"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        proxy = self.select(parts.scheme, parts.hostname, port)
+        if proxy is not None:
+            return f"{proxy} (from {proxy.origin})"
+        if self.origin != "environment":
+            return f"direct ({self.origin})"
+        if (self.https if parts.scheme == "https" else self.http) is not None:
+            return "direct (NO_PROXY)"
+        return "direct"
