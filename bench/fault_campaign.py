@@ -1,6 +1,6 @@
-"""The fault campaign (issue 7): hostile mirrors, hostile config, crashes, disk full, concurrency, tokens, TLS.
+"""The fault campaign: hostile mirrors, hostile config, crashes, disk full, concurrency, tokens, TLS.
 
-    .venv/bin/python bench/fault_campaign.py [--kills 50] [--quick] [--seed N]
+    python bench/fault_campaign.py [--kills 50] [--quick] [--seed N]
 
 Runs each case as many trials against loopback hubs (127.0.0.1 only), counts
 passes, and writes ``bench/results/faults.md``: case, trials, passed, SIGKILLs,

@@ -46,7 +46,7 @@ class SourceConfig:
     token_env: str | None = None
     model_map: tuple[ModelMap, ...] = ()
     revision: str | None = None  # default branch on this source (modelscope: master)
-    optional_files: tuple[str, ...] = ()  # globs a source may add or change (issue: ModelScope extras)
+    optional_files: tuple[str, ...] = ()  # globs a source may add or change (ModelScope extras)
     endpoint_env: str | None = None  # the environment variable that overrode ``endpoint``, if any
     s3_endpoint_url: str | None = None  # kind: s3 on MinIO/Ceph/OSS (else AWS_ENDPOINT_URL or AWS)
     proxy: ProxyPolicy | None = None  # `proxy:` (a URL, or none = direct); None: the environment decides

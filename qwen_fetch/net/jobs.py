@@ -50,11 +50,9 @@ def default_connections(cpus: int | None = None) -> int:
 
     Behind a per-connection cap (a CDN's, a mirror's) throughput is connections x cap until the client runs
     out of CPU; past that point more connections only queue bytes in socket buffers, which a killed pull
-    then has to fetch again.  Under nginx's 20 MB/s per connection (``bench/results/download.md``): on the
-    2-core bench VM 40/48/56/64 connections gave 657/692/702/680 MB/s and a pull SIGKILLed halfway and rerun
-    fetched +0.7..1.1 % more with 48, +3.2..6.5 % with 64; on a 16-core host 48 gave 798 MB/s and 64 916,
-    with +0.8..1.0 % and +1.2..1.6 %.  64 x 20 MB/s is 10 Gbit/s; ``--connections`` goes higher for a lower
-    per-connection cap on a faster link.
+    then has to fetch again.  Behind a 20 MB/s per-connection cap, 2 cores saturate before 64 connections
+    while more cores still gain from 64 (``bench/results/design-figures.md``).  64 x 20 MB/s is 10 Gbit/s;
+    ``--connections`` goes higher for a lower per-connection cap on a faster link.
     """
     if cpus is None:
         try:
@@ -77,8 +75,8 @@ class EngineOptions:
     block_size: int = 1 << 20  # unit of the resume state's checksums (ranges are cut on blocks)
     # A block still arriving is written and its head journaled every this many bytes, so a killed pull loses
     # at most this much per connection (plus what the kernel held), not the block held in memory (~1 MiB per
-    # connection with those waiting for the GIL).  64 connections in the (b) bench: rerun +5.0 % median
-    # with whole blocks, +4.65 % with steps; the rest was socket buffers (see ``connections``).
+    # connection with those waiting for the GIL).  The rest of what a killed pull loses is socket buffers
+    # (see ``connections``; figures in ``bench/results/design-figures.md``).
     step_size: int = 256 << 10
     min_split: int = 2 << 20  # an idle connection steals the tail of a range only if both halves are this big
     # Near the end ranges are handed out in shrinking shares of what is left, never below this (a request
