@@ -158,3 +158,49 @@ def test_mirrors_shows_each_sources_route_without_credentials(cli, tmp_path: Pat
     for out in (r.stdout, table.stdout, table.stderr):
         assert "hunter2" not in out and "alice" not in out and "pw1" not in out
     assert "http://***@proxy.corp.example:3128" in table.stdout
+
+
+def test_forward_proxy_credentials_stay_with_the_proxy_across_a_redirect() -> None:
+    """Plain http through an http proxy: absolute-form requests carry Proxy-Authorization; a redirect to a
+    host that NO_PROXY sends direct must not carry it there."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from qwen_fetch.net.http import make_client
+
+    seen: dict[str, list[tuple[str, str | None]]] = {"proxy": [], "direct": []}
+
+    def server(name: str, answer):  # type: ignore[no-untyped-def]
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                seen[name].append((self.path, self.headers.get("Proxy-Authorization")))
+                status, headers, body = answer(self.path)
+                self.send_response(status)
+                for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+
+    direct = server("direct", lambda path: (200, {}, b"final"))
+    dport = direct.server_address[1]
+    proxy = server("proxy", lambda path: (302, {"Location": f"http://localhost:{dport}/final"}, b""))
+    try:
+        policy = ProxyPolicy.from_env({"HTTP_PROXY": f"http://u:pw@127.0.0.1:{proxy.server_address[1]}",
+                                       "NO_PROXY": "localhost"})
+        with make_client(proxy=policy) as client:
+            r = client.get("http://origin.example:8080/start?x=1")
+        assert r.status_code == 200 and r.content == b"final"
+        assert seen["proxy"] == [("http://origin.example:8080/start?x=1", "Basic dTpwdw==")]
+        assert seen["direct"] == [("/final", None)]
+    finally:
+        proxy.shutdown()
+        direct.shutdown()
