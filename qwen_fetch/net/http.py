@@ -141,8 +141,13 @@ def _system_context() -> ssl.SSLContext:
 
 def proxy_of(exc: BaseException) -> ProxyURL | None:
     """The proxy the failed request went through, if any."""
-    request = getattr(exc, "_request", None)  # httpx's .request property raises when unset
-    proxy = request.extensions.get(PROXY) if isinstance(request, httpx.Request) else None
+    if not isinstance(exc, httpx.RequestError):
+        return None
+    try:
+        request = exc.request
+    except RuntimeError:  # raised by httpx when the error carries no request
+        return None
+    proxy = request.extensions.get(PROXY)
     return proxy if isinstance(proxy, ProxyURL) else None
 
 
