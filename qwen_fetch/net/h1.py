@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from qwen_fetch.net.deadline import HeadersDeadline
 from qwen_fetch.net.proxy import ProxyPolicy, ProxyURL
 from qwen_fetch.net.tunnel import TunnelError, connection, forward
 
@@ -159,7 +160,17 @@ class H1Transport(httpx.BaseTransport):
             conn.endheaders(body or None)
         with _mapped(request, httpx.ReadTimeout, httpx.ReadError, stale=True):
             conn.sock.settimeout(timeout.get("read"))  # per recv: this is what detects a stalled body
-            return conn.getresponse()
+            # ... and all the headers within the same time: a server that drips them resets a per-recv timeout
+            with HeadersDeadline(conn.sock, timeout.get("read")) as deadline:
+                try:
+                    resp = conn.getresponse()
+                except Exception as exc:
+                    if deadline.fired:
+                        raise httpx.ReadTimeout("no complete response headers in time", request=request) from exc
+                    raise
+            if deadline.fired:
+                raise httpx.ReadTimeout("no complete response headers in time", request=request)
+            return resp
 
     def _checkout(self, key: _Key, request: httpx.Request, connect_timeout: float | None
                   ) -> tuple[http.client.HTTPConnection, bool]:
