@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from qwen_fetch.errors import ConfigError, UsageError
-from qwen_fetch.net.proxy import ProxyParseError, ProxyPolicy, parse_proxy
+from qwen_fetch.proxy import ProxyParseError, ProxyPolicy, parse_proxy
 from qwen_fetch.yamlio import LineMap, line_of, load_yaml
 
 KINDS = ("hf", "modelscope", "dir", "s3")

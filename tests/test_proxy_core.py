@@ -8,7 +8,7 @@ import pytest
 
 from qwen_fetch.config import parse_config
 from qwen_fetch.errors import ConfigError
-from qwen_fetch.net.proxy import ProxyParseError, ProxyPolicy, parse_no_proxy, parse_proxy
+from qwen_fetch.proxy import ProxyParseError, ProxyPolicy, parse_no_proxy, parse_proxy
 
 NO_PROXY_CASES = [
     # (NO_PROXY, host, port, bypassed)

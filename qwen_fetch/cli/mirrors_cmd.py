@@ -37,7 +37,7 @@ def source_row(sc: SourceConfig) -> dict[str, Any]:
 
 def _route(sc: SourceConfig) -> str:
     """Which proxy requests to the endpoint take (credentials redacted)."""
-    from qwen_fetch.net.proxy import ProxyParseError, ProxyPolicy
+    from qwen_fetch.proxy import ProxyParseError, ProxyPolicy
 
     try:
         policy = sc.proxy or ProxyPolicy.from_env()

@@ -4,7 +4,7 @@ Every HTTP request qwen-fetch makes (API calls, engine ranges, small files,
 health checks, ModelScope, presigned store URLs) goes through a client from
 :func:`make_client`, so one place decides:
 
-* the proxy (:mod:`qwen_fetch.net.proxy`): a source's ``proxy:`` key, else the
+* the proxy (:mod:`qwen_fetch.proxy`): a source's ``proxy:`` key, else the
   environment as curl reads it (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, ...);
 * TLS trust (:func:`tls_context`): a source's ``ca_bundle:``, else ``SSL_CERT_FILE``
   / ``SSL_CERT_DIR`` / ``REQUESTS_CA_BUNDLE``, else the operating system's trust
@@ -27,7 +27,7 @@ import httpx
 from qwen_fetch import __version__
 from qwen_fetch.errors import ConfigError, SourceError
 from qwen_fetch.net.h1 import PROXY, H1Transport
-from qwen_fetch.net.proxy import ProxyParseError, ProxyPolicy, ProxyURL
+from qwen_fetch.proxy import ProxyParseError, ProxyPolicy, ProxyURL
 
 USER_AGENT = f"qwen-fetch/{__version__}"
 

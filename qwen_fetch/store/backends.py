@@ -20,7 +20,7 @@ import httpx
 
 from qwen_fetch.errors import SourceError, UsageError
 from qwen_fetch.hashing import hash_file, iter_file
-from qwen_fetch.net.proxy import ProxyPolicy
+from qwen_fetch.proxy import ProxyPolicy
 from qwen_fetch.store.layout import S3_PART_SIZE, is_md5_etag, s3_etag
 
 PRESIGN_SECONDS = 12 * 3600  # long enough for a 17.5 GB pull on a slow link
