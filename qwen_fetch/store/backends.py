@@ -40,6 +40,9 @@ class ObjectStore(Protocol):
     def put_file(self, key: str, local: Path, *, sha256: str) -> None: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def get_bytes(self, key: str) -> bytes | None: ...
+    def list_prefix(self, prefix: str) -> dict[str, ObjectInfo]:
+        """Every object under ``prefix`` (a folder, ending in ``/``): name below it -> size (and ETag)."""
+        ...
     def check_blob(self, key: str, local: Path, *, sha256: str, size: int) -> str | None:
         """After an upload: ``None`` if the store holds exactly these bytes, else what is wrong."""
         ...
@@ -110,6 +113,18 @@ class DirStore:
         except FileNotFoundError:
             return None
 
+    def list_prefix(self, prefix: str) -> dict[str, ObjectInfo]:
+        out: dict[str, ObjectInfo] = {}
+        try:
+            entries = os.scandir(self.path(prefix.rstrip("/")))
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        with entries:
+            for e in entries:
+                if not e.name.startswith(".") and e.is_file(follow_symlinks=False):  # skip our .tmp files
+                    out[e.name] = ObjectInfo(e.stat(follow_symlinks=False).st_size, None, None)
+        return out
+
     def check_blob(self, key: str, local: Path, *, sha256: str, size: int) -> str | None:
         h = hash_file(self.path(key))  # read back: on NFS this is what the server stored
         if h.size != size or h.sha256 != sha256:
@@ -144,7 +159,8 @@ class S3Store:
     instance roles); ``endpoint_url`` (or ``AWS_ENDPOINT_URL``) points at a non-AWS server."""
 
     def __init__(self, url: str, endpoint_url: str | None = None, *, part_size: int = S3_PART_SIZE,
-                 proxy: ProxyPolicy | None = None, ca_bundle: str | None = None) -> None:
+                 list_page_size: int = 1000, proxy: ProxyPolicy | None = None,
+                 ca_bundle: str | None = None) -> None:
         try:
             import boto3
             from botocore.config import Config as BotoConfig
@@ -153,6 +169,7 @@ class S3Store:
         self.url = url.rstrip("/")
         self.bucket, self.prefix = parse_s3_url(url)
         self.part_size = part_size
+        self.list_page_size = list_page_size  # S3's maximum; smaller only to exercise paging
         endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         cfg = BotoConfig(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"},
                          s3={"addressing_style": "path" if endpoint_url else "auto"},
@@ -184,6 +201,7 @@ class S3Store:
         return ObjectInfo(int(r["ContentLength"]), (r.get("Metadata") or {}).get("sha256"), r.get("ETag"))
 
     def put_file(self, key: str, local: Path, *, sha256: str) -> None:
+        from boto3.exceptions import Boto3Error
         from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -191,7 +209,7 @@ class S3Store:
         try:
             self.s3.upload_file(str(local), self.bucket, self._key(key), Config=tc,
                                 ExtraArgs={"Metadata": {"sha256": sha256}, "ContentType": "application/octet-stream"})
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, Boto3Error) as exc:  # upload_file wraps refusals in S3UploadFailedError
             raise self._fail(f"upload of {key}", exc) from exc
 
     def put_bytes(self, key: str, data: bytes) -> None:
@@ -214,6 +232,23 @@ class S3Store:
             raise self._fail(f"GET {key}", exc) from exc
         except BotoCoreError as exc:
             raise self._fail(f"GET {key}", exc) from exc
+
+    def list_prefix(self, prefix: str) -> dict[str, ObjectInfo]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = self._key(prefix)
+        out: dict[str, ObjectInfo] = {}
+        try:
+            pages = self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full, PaginationConfig={"PageSize": self.list_page_size})
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    name = obj["Key"][len(full):]
+                    if name and "/" not in name:
+                        out[name] = ObjectInfo(int(obj["Size"]), None, obj.get("ETag"))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(f"listing {prefix}", exc) from exc
+        return out
 
     def check_blob(self, key: str, local: Path, *, sha256: str, size: int) -> str | None:
         info = self.head(key)
