@@ -20,6 +20,7 @@ from pathlib import Path
 from qwen_fetch.errors import UsageError
 from qwen_fetch.fsutil import atomic_write_text
 from qwen_fetch.paths import SafeRelPath, join_safe
+from qwen_fetch.safefs import is_regular, make_dirs
 
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 _REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,200}$")
@@ -95,20 +96,20 @@ class RepoCache:
 
     def ensure_dirs(self) -> None:
         for d in (self.blobs_dir, self.snapshots_dir, self.refs_dir, self.locks_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.cache_dir, d)
 
     def link_snapshot(self, commit: str, path: SafeRelPath, blob_name: str) -> Path:
         """Point ``snapshots/<commit>/<path>`` at ``blobs/<blob_name>`` (relative link)."""
         snap = self.snapshot_dir(commit)
-        snap.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.cache_dir, snap)  # a planted symlinked snapshots/<commit> would take our links elsewhere
         link = join_safe(snap, path)
-        link.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.cache_dir, link.parent)
         rel = os.path.relpath(self.blob_path(blob_name), link.parent)
         if link.is_symlink() and os.readlink(link) == rel:
             return link
         # The temporary link lives in .locks/, never in the snapshot: a SIGKILL between the two
         # steps must not leave an extra file in a snapshot (verify and scan_cache_dir would see it).
-        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.cache_dir, self.locks_dir)
         atomic_symlink(rel, link, tmp_dir=self.locks_dir)
         return link
 
@@ -116,10 +117,10 @@ class RepoCache:
         if revision == commit or not _REF_RE.match(revision) or ".." in revision:
             return
         ref = self.refs_dir / revision
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        if ref.is_file() and ref.read_text(encoding="utf-8").strip() == commit:
+        make_dirs(self.cache_dir, ref.parent)
+        if is_regular(ref) and ref.read_text(encoding="utf-8").strip() == commit:
             return
-        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.cache_dir, self.locks_dir)
         atomic_write_text(ref, commit, tmp_dir=self.locks_dir)
 
     def read_ref(self, revision: str) -> str | None:

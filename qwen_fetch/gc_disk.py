@@ -41,6 +41,7 @@ from qwen_fetch.gc import (
     RepoState,
     RevisionState,
 )
+from qwen_fetch.safefs import cache_lock, make_dirs
 from qwen_fetch.verify_disk import list_entries, lock_held, partial_blob
 
 TRASH_DIR = ".gc-trash"
@@ -128,10 +129,9 @@ def _linked_now(repo_dir: Path) -> set[str]:
 
 def _try_lock(path: Path) -> Any:
     """The per-blob lock, taken without waiting; ``None`` when a pull holds it."""
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path))
+    lock = cache_lock(path)
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -173,7 +173,7 @@ def execute(plan: GcPlan, *, on_done: Callable[[Action], None] | None = None) ->
                     skipped.append((a, "a ref names it now"))
                     continue
                 dest = repo.repo_dir / TRASH_DIR / f"{a.path.name}.{secrets.token_hex(4)}"
-                dest.parent.mkdir(exist_ok=True)
+                make_dirs(repo.repo_dir, dest.parent)
                 os.replace(a.path, dest)  # atomic: the snapshot vanishes whole
             finally:
                 snap_lock.release()

@@ -376,14 +376,17 @@ class Puller:
         layout = Layout(o.cache_dir, o.model_id, o.local_dir)
         layout.ensure()
         good = self._reuse_verified(layout, known)
-        todo = [f for f in known if not (f.sha256 in good and (o.local_dir is None or layout.dest(f).exists()))]
+        # Content already in place at one path is copied to the others by ``layout.finish``; content at
+        # two paths is fetched once (two jobs would share one partial file).
+        todo = [f for f in known if f.sha256 not in good]
         jobs: list[FetchJob] = []
         seen: set[str] = set()
         missing_loc: list[str] = []
         for f in todo:
-            if f.sha256 in seen and o.local_dir is None:
+            if f.sha256 in seen:
                 continue
             seen.add(f.sha256)
+            layout.ensure_parent(f)
             locs = self._locations(f, listings)
             if not locs:
                 missing_loc.append(f.path)
@@ -421,7 +424,7 @@ class Puller:
 
     def _reuse_verified(self, layout: Layout, files: Sequence[PinnedFile]) -> set[str]:
         """sha256s of the files already in place and intact (re-hashed: never trust bytes we did not verify)."""
-        present = [f for f in files if layout.dest(f).exists()]
+        present = [f for f in files if os.path.lexists(layout.dest(f))]  # a planted link is quarantined too
         ok = verify_many([(layout.dest(f), f) for f in present])
         for f, v in zip(present, ok):
             if not v:
@@ -431,15 +434,14 @@ class Puller:
 
     def _write_plain(self, layout: Layout, plain: PlainFetch) -> tuple[list[FetchOutcome], int]:
         """Write the plain files fetched in memory (already verified); returns outcomes and how many were cached."""
-        o = self.opts
         mine = plain.fetched_files()
         good = self._reuse_verified(layout, mine)
         written: list[FetchOutcome] = []
         planned: set[str] = set()
         for f in mine:
-            if f.sha256 in good and (o.local_dir is None or layout.dest(f).exists()):
-                pass
-            elif o.local_dir is not None or f.sha256 not in planned:
+            if f.sha256 in good:
+                pass  # in place at some path already (``layout.finish`` copies it to the others)
+            elif f.sha256 not in planned:
                 planned.add(f.sha256)
                 data, served_by = plain.data[f.sha256]
                 layout.write_verified(f, data)

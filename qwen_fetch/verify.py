@@ -21,6 +21,7 @@ DANGLING = "dangling"  # the link's target does not exist
 WRONG_BLOB = "wrong-blob"  # it points at another blob than blobs/<expected sha256>
 OUTSIDE_BLOBS = "outside-blobs"  # it points somewhere other than this repo's blobs/
 NOT_A_LINK = "not-a-link"  # a regular file (or directory) where a link belongs
+BLOB_NOT_A_FILE = "blob-not-a-file"  # blobs/<name> is a symlink or a special file, not the bytes themselves
 
 # Reasons a partial download is stray (``blobs/<sha256>.incomplete[.parts]``).
 BLOB_COMPLETE = "blob-complete"  # the finished blob is already there: leftover

@@ -16,7 +16,9 @@ from qwen_fetch.cache import INCOMPLETE, RepoCache, repo_id_from_folder
 from qwen_fetch.hasher import HashResult, hash_files
 from qwen_fetch.manifest import Pin
 from qwen_fetch.progress import ProgressSink
+from qwen_fetch.safefs import is_regular
 from qwen_fetch.verify import (
+    BLOB_NOT_A_FILE,
     BadLink,
     BadRef,
     Observed,
@@ -70,6 +72,12 @@ def _link_info(entry: Path, blobs_dir: Path) -> tuple[str, str | None, bool]:
     raw = os.readlink(entry)
     target = os.path.normpath(os.path.join(os.path.dirname(entry), raw))
     blob = os.path.basename(target) if os.path.dirname(target) == os.path.normpath(blobs_dir) else None
+    # The text may name blobs/<sha256> and still lead elsewhere: through a symlinked snapshot dir, a
+    # symlinked blobs/, or a blob that is itself a link.  What a loader reads is where it really ends.
+    real_blobs = os.path.join(os.path.realpath(os.path.dirname(os.path.normpath(blobs_dir))), "blobs")
+    if blob is not None and os.path.realpath(entry) != os.path.join(real_blobs, blob):
+        if os.path.exists(target) or os.path.islink(target):
+            blob = None
     return raw, blob, os.path.exists(target)
 
 
@@ -163,7 +171,7 @@ def read_refs(repo: RepoCache) -> dict[str, str | None]:
 
 def lock_held(lock_path: Path) -> bool:
     """Is a running pull holding this blob's lock?  (Never creates a lock file.)"""
-    if not lock_path.exists():
+    if not is_regular(lock_path):  # absent, or a planted link: never opened (older filelocks truncate it)
         return False
     from filelock import FileLock, Timeout
 
@@ -203,6 +211,22 @@ def scan_partials(repo: RepoCache, pinned_blobs: frozenset[str]) -> tuple[Partia
     return tuple(out)
 
 
+def odd_blobs(repo: RepoCache) -> list[BadLink]:
+    """Entries of ``blobs/`` that are not regular files: a blob must hold its bytes, not lead elsewhere."""
+    out = []
+    try:
+        names = sorted(os.listdir(repo.blobs_dir))
+    except OSError:
+        return out
+    for name in names:
+        p = repo.blobs_dir / name
+        if name.startswith(".") or INCOMPLETE in name or is_regular(p):
+            continue
+        actual = os.readlink(p) if p.is_symlink() else None
+        out.append(BadLink(f"{repo.repo_id}: blobs/{name}", BLOB_NOT_A_FILE, name, actual))
+    return out
+
+
 def structure_checks(cache_dir: Path, pinned: dict[str, frozenset[str]],
                      checked_snapshots: set[tuple[str, str]]) -> tuple[tuple[BadLink, ...], tuple[BadRef, ...],
                                                                          tuple[Partial, ...]]:
@@ -229,6 +253,7 @@ def structure_checks(cache_dir: Path, pinned: dict[str, frozenset[str]],
                     bad = check_link(None, Observed(shown, None, None, False))
                 if bad is not None:
                     links.append(bad)
+        links.extend(odd_blobs(repo))
         partials.extend(scan_partials(repo, pinned.get(repo.repo_id, frozenset())))
     return tuple(sorted(links, key=lambda b: b.path)), tuple(refs), tuple(sorted(partials, key=lambda p: p.path))
 

@@ -24,6 +24,7 @@ from qwen_fetch.net.partstate import block_summer
 from qwen_fetch.net.rangeget import Opened, RangeRequest, Retryable, SourceFailed, body_reader, open_range
 from qwen_fetch.net.scheduler import Assignment, Scheduler
 from qwen_fetch.progress import ProgressSink
+from qwen_fetch.safefs import clear_odd, is_regular
 
 SAVE_INTERVAL = 1.0  # seconds between resume-state compactions (blocks are journaled as they finish)
 COMPACT_AFTER = 512  # journal lines before the snapshot is rewritten
@@ -106,7 +107,9 @@ def _coordinate(sched: Scheduler, tasks: list[FileTask]) -> None:
 def _prepare(sched: Scheduler, t: FileTask, tasks: list[FileTask]) -> None:
     """We hold ``t``'s lock: reuse a finished blob, or recover the partial and queue what is missing."""
     job, progress = t.job, sched.progress
-    if job.dest.exists():
+    if clear_odd(job.dest):  # a planted link is never taken for the blob: its target may change under us
+        progress.note(f"{job.path}: the destination was a symlink or a special file; removed it, fetching again")
+    if is_regular(job.dest):
         if job.dest.stat().st_size == job.size:
             t.reused, t.phase = True, Phase.DONE
             progress.advance(job.size)
