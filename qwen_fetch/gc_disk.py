@@ -20,6 +20,7 @@ Execution order keeps the cache consistent if interrupted at any point:
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable
@@ -58,18 +59,36 @@ def _blob_states(repo: RepoCache) -> tuple[tuple[BlobState, ...], tuple[PartialS
     partials: list[PartialState] = []
     if not repo.blobs_dir.is_dir():
         return (), ()
-    for name in sorted(os.listdir(repo.blobs_dir)):
+    names = sorted(os.listdir(repo.blobs_dir))
+    complete = {n for n in names if not n.startswith(".") and INCOMPLETE not in n}
+    for name in names:
         p = repo.blobs_dir / name
         try:
             st = p.lstat()
         except OSError:
             continue
-        if INCOMPLETE in name:
+        temp = temporary_blob(name)
+        if temp is not None:
+            partials.append(PartialState(name, temp, p, st.st_size, st.st_mtime, lock_held(repo.lock_path(temp)),
+                                         kind="temporary"))
+        elif INCOMPLETE in name and not name.startswith("."):
             blob = partial_blob(name)
-            partials.append(PartialState(name, blob, p, st.st_size, st.st_mtime, lock_held(repo.lock_path(blob))))
+            partials.append(PartialState(name, blob, p, st.st_size, st.st_mtime, lock_held(repo.lock_path(blob)),
+                                         kind="leftover" if blob in complete else "partial"))
         elif not name.startswith("."):
             blobs.append(BlobState(name, p, st.st_size, st.st_mtime))
     return tuple(blobs), tuple(partials)
+
+
+# What a killed pull leaves: a state save's ``.<blob>.incomplete.parts.<hex>.tmp``, a small file's
+# ``.<blob>.<hex>.tmp``.  Blob names are sha256s (git sha1s in caches huggingface_hub wrote).
+_TEMPORARY_RE = re.compile(r"^\.([0-9a-f]{64}|[0-9a-f]{40})(?:\.incomplete\.parts)?\.[0-9a-f]{8}\.tmp$")
+
+
+def temporary_blob(name: str) -> str | None:
+    """The blob whose temporary ``name`` is, or None when it is no temporary of ours."""
+    m = _TEMPORARY_RE.match(name)
+    return m.group(1) if m else None
 
 
 def scan_state(cache_dir: Path) -> CacheState:

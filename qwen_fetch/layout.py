@@ -14,6 +14,7 @@ from qwen_fetch.errors import IntegrityError
 from qwen_fetch.fsutil import atomic_write_bytes
 from qwen_fetch.hasher import hash_files
 from qwen_fetch.manifest import PinnedFile
+from qwen_fetch.net.partstate import clear_leftovers
 from qwen_fetch.paths import join_safe
 from qwen_fetch.safefs import cache_lock, create_new, is_regular, make_dirs, remove_file
 
@@ -91,6 +92,9 @@ class Layout:
                 if not is_regular(d):
                     self.ensure_parent(f)
                     copy_into(by_sha[f.sha256], d, tmp_dir=self.meta)
+            for sha in sorted(by_sha):
+                with cache_lock(self.meta / "locks" / f"{sha}.lock", self.root):
+                    clear_leftovers(self.meta / f"{sha}.incomplete", finished=True)
             return self.local_dir
         # The whole snapshot is linked, then its ref written, under the snapshot lock: `gc` never moves
         # a snapshot whose lock is held, and re-reads the refs under it, so a half-made revision is
@@ -101,6 +105,7 @@ class Layout:
                 # Link under the blob's lock: `gc` deletes a blob only while holding that lock and
                 # after re-reading the links, so this snapshot can never be left dangling.
                 with cache_lock(self.lock(f), self.root):
+                    clear_leftovers(self.partial(f), finished=True)  # what a run killed after promotion left
                     if not is_regular(self.repo.blob_path(f.sha256)):
                         raise IntegrityError(f"{f.path}: its verified blob disappeared before it was linked",
                                              hint="a concurrent `qwen-fetch gc` or a manual deletion removed it; "

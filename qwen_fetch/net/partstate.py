@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from glob import escape as glob_escape
 import os
 import secrets
 import zlib
@@ -166,6 +167,31 @@ def _parse_snapshot(text: str, *, size: int, sha256: str, block_size: int) -> Pa
 
 def state_path(partial: Path) -> Path:
     return Path(str(partial) + STATE_SUFFIX)
+
+
+def state_temporaries(partial: Path) -> list[Path]:
+    """The temporaries :func:`save_state` leaves when killed mid-save (``.<name>.parts.<random>.tmp``)."""
+    try:
+        return sorted(partial.parent.glob(f".{glob_escape(partial.name)}{STATE_SUFFIX}.*.tmp"))
+    except OSError:
+        return []
+
+
+def clear_leftovers(partial: Path, *, finished: bool) -> None:
+    """Remove what killed runs left for this file (caller holds its lock, so no live writer owns any of it).
+
+    Always the state's temporaries; with ``finished`` (the blob is in place) also the partial and its state.
+    """
+    paths = state_temporaries(partial)
+    if finished:
+        paths += [partial, state_path(partial)]
+    for p in paths:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            pass  # not ours to remove; the next open refuses it
 
 
 def load_state(path: Path, *, size: int, sha256: str, block_size: int) -> PartState | None:
