@@ -22,14 +22,22 @@ from qwen_fetch.fsutil import atomic_write_text
 from qwen_fetch.paths import SafeRelPath, join_safe
 from qwen_fetch.safefs import is_regular, make_dirs
 
-_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+# huggingface_hub's rules (``validate_repo_id``): [namespace/]name, each 1-96 of [A-Za-z0-9_.-], starting and
+# ending with a letter, digit or "_", no "--" or "..", not ending in ".git".  "--" matters most: the cache
+# folder is ``models--`` + the id with "/" as "--", so an id holding "--" could not be read back from it.
+_NAME = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+_REPO_ID_RE = re.compile(rf"^(?:{_NAME}/)?{_NAME}$")
 _REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,200}$")
 INCOMPLETE = ".incomplete"
 
 
 def check_repo_id(repo_id: str) -> str:
-    if not _REPO_ID_RE.match(repo_id) or ".." in repo_id or repo_id.endswith(".git"):
-        raise UsageError(f"invalid model id {repo_id!r}", hint="use ORG/NAME, e.g. Qwen/Qwen3-VL-8B-Instruct")
+    """``repo_id`` if it is a model id the cache can hold and map back to itself; else a usage error."""
+    if (not isinstance(repo_id, str) or not _REPO_ID_RE.fullmatch(repo_id) or "--" in repo_id or ".." in repo_id
+            or repo_id.endswith(".git")):
+        raise UsageError(f"invalid model id {repo_id!r}",
+                         hint="use ORG/NAME: letters, digits, '-', '_' and '.', no '--' or '..', "
+                              "e.g. Qwen/Qwen3-VL-8B-Instruct")
     return repo_id
 
 
@@ -38,9 +46,15 @@ def repo_folder_name(repo_id: str) -> str:
 
 
 def repo_id_from_folder(name: str) -> str | None:
+    """The model id a ``models--...`` folder holds, or None when the name maps to no valid id."""
     if not name.startswith("models--"):
         return None
-    return "/".join(name[len("models--"):].split("--"))
+    rid = "/".join(name[len("models--"):].split("--"))
+    try:
+        check_repo_id(rid)
+    except UsageError:
+        return None
+    return rid
 
 
 def atomic_symlink(target: str, link: Path, tmp_dir: Path | None = None) -> None:

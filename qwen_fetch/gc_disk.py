@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qwen_fetch.cache import INCOMPLETE, RepoCache
+from qwen_fetch.cache import INCOMPLETE, RepoCache, repo_id_from_folder
 from qwen_fetch.gc import (
     BLOB,
     PARTIAL,
@@ -100,24 +100,36 @@ def scan_state(cache_dir: Path) -> CacheState:
     info = scan_cache_dir(cache_dir)
     root = Path(info.cache_dir or cache_dir.resolve())
     repos = []
+    odd: list[str] = []
     for r in sorted(info.repos, key=lambda r: r.repo_id):
         if r.repo_type != "model":
             continue
-        repo = RepoCache(root, r.repo_id)
-        blobs_dir = Path(os.path.abspath(repo.blobs_dir))
-        revisions = []
-        for rev in r.revisions:
-            linked = frozenset(f.blob_path.name for f in rev.files if f.blob_path.parent == blobs_dir)
-            own = sum(f.size_on_disk for f in rev.files if f.blob_path == f.file_path)
-            revisions.append(RevisionState(rev.commit_hash, Path(rev.snapshot_path), tuple(sorted(rev.refs)),
-                                           linked, own, rev.last_modified))
-        blobs, partials = _blob_states(repo)
-        trash_dir = repo.repo_dir / TRASH_DIR
-        trash = tuple((p, _tree_bytes(p)) for p in sorted(trash_dir.iterdir())) if trash_dir.is_dir() else ()
-        repos.append(RepoState(r.repo_id, repo.repo_dir, tuple(sorted(revisions, key=lambda v: v.commit)),
-                               blobs, partials, trash, frozenset(_links_under(trash_dir))))
-    skipped = tuple(sorted(str(w) for w in info.warnings))
+        if repo_id_from_folder(Path(r.repo_path).name) is None:
+            odd.append(f"{r.repo_path}: its name maps to no valid model id")  # reported, never deleted
+            continue
+        try:
+            repos.append(_repo_state(root, r))
+        except OSError as exc:  # one unreadable folder must not stop gc for the rest of the cache
+            odd.append(f"{r.repo_path}: unreadable ({exc.strerror or exc.__class__.__name__})")
+    skipped = tuple(sorted([str(w) for w in info.warnings] + odd))
     return CacheState(cache_dir=root, repos=tuple(repos), skipped=skipped)
+
+
+def _repo_state(root: Path, r: Any) -> RepoState:
+    """One model repo of ``scan_cache_dir``'s answer, with what it does not report (blobs, partials, trash)."""
+    repo = RepoCache(root, r.repo_id)
+    blobs_dir = Path(os.path.abspath(repo.blobs_dir))
+    revisions = []
+    for rev in r.revisions:
+        linked = frozenset(f.blob_path.name for f in rev.files if f.blob_path.parent == blobs_dir)
+        own = sum(f.size_on_disk for f in rev.files if f.blob_path == f.file_path)
+        revisions.append(RevisionState(rev.commit_hash, Path(rev.snapshot_path), tuple(sorted(rev.refs)),
+                                       linked, own, rev.last_modified))
+    blobs, partials = _blob_states(repo)
+    trash_dir = repo.repo_dir / TRASH_DIR
+    trash = tuple((p, _tree_bytes(p)) for p in sorted(trash_dir.iterdir())) if trash_dir.is_dir() else ()
+    return RepoState(r.repo_id, repo.repo_dir, tuple(sorted(revisions, key=lambda v: v.commit)),
+                     blobs, partials, trash, frozenset(_links_under(trash_dir)))
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,8 @@ class VerifyReport:
     bad_links: tuple[BadLink, ...] = ()  # --all: links of unpinned snapshots (path includes repo/commit)
     bad_refs: tuple[BadRef, ...] = ()
     partials: tuple[Partial, ...] = ()
+    # --all: folders of the cache that could not be read as a model repo, (path, why); reported, left alone
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def stray(self) -> tuple[Partial, ...]:
@@ -185,6 +187,7 @@ class VerifyReport:
             "bad_refs": [r.to_dict() for r in self.bad_refs],
             "stray": [p.to_dict() for p in self.stray],
             "partials": [p.to_dict() for p in self.partials if not p.stray],
+            "skipped": [{"path": p, "reason": why} for p, why in self.skipped],
         }
 
 
