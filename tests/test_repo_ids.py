@@ -23,7 +23,7 @@ def test_ids_the_cache_cannot_round_trip_are_refused(bad: str) -> None:
         check_repo_id(bad)
 
 
-@given(st.from_regex(r"\A(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}/)?[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}\Z"))
+@given(st.from_regex(r"\A(?:[a_][a_.-]{0,6}/)?[aB_][aB_.-]{0,6}\Z"))  # a small alphabet: "--" and ".." come up
 def test_every_accepted_id_maps_to_a_folder_and_back(rid: str) -> None:
     try:
         check_repo_id(rid)
