@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.fault_planted import duplicate_content, planted_leftovers, planted_links
 from qwen_fetch.testing.faultkit import (
     HOSTILE_LISTINGS,
     HOSTILE_LOCKS,
@@ -420,6 +421,10 @@ def main() -> int:
         print("TLS and tokens", flush=True)
         camp.tls()
         camp.tokens()
+        print("planted links, leftovers, duplicate content", flush=True)
+        planted_links(camp)
+        planted_leftovers(camp)
+        duplicate_content(camp)
         print("disk full", flush=True)
         camp.disk_full(2 if args.quick else 4)
         with HubServer(camp.store, Faults(rate=1_000_000)) as hub:

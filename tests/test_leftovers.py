@@ -37,8 +37,9 @@ def test_rerun_clears_what_a_killed_run_left_and_verify_all_passes(cli, store, t
     assert _pull(cli, mirrors).exit_code == 0
     repo = RepoCache(Path("cache"), MODEL)
     shard = store.file(MODEL, tiny, SHARD)
-    assert shard is not None
-    planted = _plant(repo, shard.sha256)[:2]
+    cfg = store.file(MODEL, tiny, "config.json")
+    assert shard is not None and cfg is not None
+    planted = _plant(repo, shard.sha256) + _plant(repo, cfg.sha256)
     not_ours = repo.blobs_dir / ".someone-elses.tmp"
     not_ours.write_text("x")
     r = _pull(cli, mirrors)

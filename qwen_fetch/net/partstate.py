@@ -169,10 +169,12 @@ def state_path(partial: Path) -> Path:
     return Path(str(partial) + STATE_SUFFIX)
 
 
-def state_temporaries(partial: Path) -> list[Path]:
-    """The temporaries :func:`save_state` leaves when killed mid-save (``.<name>.parts.<random>.tmp``)."""
+def blob_temporaries(partial: Path) -> list[Path]:
+    """Temporaries a killed run left for this blob beside its partial: a state save's
+    (``.<blob>.incomplete.parts.<hex>.tmp``) and a small file's write (``.<blob>.<hex>.tmp``)."""
+    blob = partial.name.removesuffix(".incomplete")
     try:
-        return sorted(partial.parent.glob(f".{glob_escape(partial.name)}{STATE_SUFFIX}.*.tmp"))
+        return sorted(partial.parent.glob(f".{glob_escape(blob)}.*.tmp"))
     except OSError:
         return []
 
@@ -180,9 +182,9 @@ def state_temporaries(partial: Path) -> list[Path]:
 def clear_leftovers(partial: Path, *, finished: bool) -> None:
     """Remove what killed runs left for this file (caller holds its lock, so no live writer owns any of it).
 
-    Always the state's temporaries; with ``finished`` (the blob is in place) also the partial and its state.
+    Always the temporaries; with ``finished`` (the blob is in place) also the partial and its state.
     """
-    paths = state_temporaries(partial)
+    paths = blob_temporaries(partial)
     if finished:
         paths += [partial, state_path(partial)]
     for p in paths:
