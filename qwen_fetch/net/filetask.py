@@ -148,6 +148,8 @@ class FileTask:
     source: str = ""
     failed_sources: list[tuple[str, str]] = field(default_factory=list)
     integrity_failure: bool = False  # the last source to fail served the wrong bytes
+    extra_locations: list[FileLocation] = field(default_factory=list)  # from ``job.more``, as they were needed
+    looking_up: bool = False  # a thread is asking ``job.more`` for the next location
     wlock: threading.Lock = field(default_factory=threading.Lock)
     hash_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -157,7 +159,13 @@ class FileTask:
 
     @property
     def location(self) -> FileLocation:
-        return self.job.locations[self.loc_index]
+        known = self.job.locations
+        i = self.loc_index
+        return known[i] if i < len(known) else self.extra_locations[i - len(known)]
+
+    @property
+    def location_count(self) -> int:
+        return len(self.job.locations) + len(self.extra_locations)
 
     def span(self, block: int) -> tuple[int, int]:
         return block_span(block, self.job.size, self.block_size)

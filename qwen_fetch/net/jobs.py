@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from qwen_fetch.net.deadline import DEFAULT_MIN_RATE, DEFAULT_RATE_WINDOW, DEFAULT_TIMEOUT, Deadlines
 from qwen_fetch.paths import SafeRelPath
 from qwen_fetch.sources.base import FileLocation
 
@@ -18,6 +20,10 @@ class FetchJob:
     size and sha256, then atomically renames ``partial`` to ``dest`` while
     holding the file lock ``lock``.  ``locations`` are tried in order: a file
     that fails, stalls or mismatches on one source is fetched from the next.
+    Past the last of them the engine asks ``more`` (when given) for another
+    location, so a further source is contacted only once this file needs it;
+    ``more`` is called outside the scheduler's lock and returns None when no
+    source is left.
     """
 
     path: SafeRelPath
@@ -27,6 +33,7 @@ class FetchJob:
     partial: Path
     lock: Path
     locations: tuple[FileLocation, ...]
+    more: Callable[[], FileLocation | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,14 @@ class EngineOptions:
     max_attempts: int = 8  # per range, per source, before falling back / giving up
     backoff_base: float = 0.5
     backoff_max: float = 20.0
-    stall_timeout: float = 20.0  # no bytes for this long: drop the connection, re-queue the range
-    request_timeout: float = 30.0
+    # No response headers, or no body bytes, for this long: drop the connection, re-queue the range.
+    stall_timeout: float = DEFAULT_TIMEOUT
+    request_timeout: float = DEFAULT_TIMEOUT  # connect (at most 10 s) and API calls
+    # A body slower than this (bytes/s, averaged over ``rate_window`` seconds) is dropped like a stalled one;
+    # a source that drips a byte now and then would otherwise reset the stall timeout forever.
+    min_rate: int = DEFAULT_MIN_RATE
+    rate_window: float = DEFAULT_RATE_WINDOW
+    max_slow: int = 2  # stalled or too-slow responses in a row for one range before the file leaves the source
     block_size: int = 1 << 20  # unit of the resume state's checksums (ranges are cut on blocks)
     # A block still arriving is written and its head journaled every this many bytes, so a killed pull loses
     # at most this much per connection (plus what the kernel held), not the block held in memory (~1 MiB per
@@ -83,3 +96,14 @@ class EngineOptions:
     # per 4 MiB costs one round trip per 0.2 s at 20 MB/s: cheap, and the connections finish together).
     tail_piece: int = 4 << 20
     steal_after: float = 2.0  # ... and only if that range's connection needs longer than this (s) to finish it
+
+    @property
+    def deadlines(self) -> Deadlines:
+        return Deadlines(timeout=self.stall_timeout, min_rate=self.min_rate, window=self.rate_window)
+
+    @classmethod
+    def from_deadlines(cls, d: Deadlines, connections: int | None = None) -> EngineOptions:
+        """Default options with the timeouts and minimum rate of ``d`` (and ``connections`` if given)."""
+        base = cls() if connections is None else cls(connections=connections)
+        return replace(base, stall_timeout=d.timeout, request_timeout=d.timeout, min_rate=d.min_rate,
+                       rate_window=d.window)

@@ -9,6 +9,7 @@ import httpx
 
 from qwen_fetch.config import SourceConfig
 from qwen_fetch.manifest import RepoListing
+from qwen_fetch.net.deadline import Deadlines
 from qwen_fetch.paths import SafeRelPath
 
 
@@ -42,15 +43,17 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def make_source(config: SourceConfig, *, timeout: float = 30.0, connections: int = 32) -> Source:
+def make_source(config: SourceConfig, *, timeout: float = 30.0, connections: int = 32,
+                deadlines: Deadlines | None = None) -> Source:
+    """The source for ``config``; ``deadlines`` (default: the built-in ones) bound its API calls."""
     if config.kind == "hf":
         from qwen_fetch.sources.hf import HFSource
 
-        return HFSource(config, timeout=timeout, connections=connections)
+        return HFSource(config, timeout=timeout, connections=connections, deadlines=deadlines)
     if config.kind == "modelscope":
         from qwen_fetch.sources.modelscope import ModelScopeSource
 
-        return ModelScopeSource(config, timeout=timeout, connections=connections)
+        return ModelScopeSource(config, timeout=timeout, connections=connections, deadlines=deadlines)
     if config.kind in ("dir", "s3"):
         from qwen_fetch.sources.store import StoreSource
 
