@@ -11,11 +11,12 @@ from pathlib import Path
 
 from qwen_fetch.cache import RepoCache
 from qwen_fetch.errors import IntegrityError
-from qwen_fetch.fsutil import atomic_write_bytes
 from qwen_fetch.hasher import hash_files
+from qwen_fetch.hashing import hash_file
 from qwen_fetch.manifest import PinnedFile
 from qwen_fetch.net.partstate import clear_leftovers
 from qwen_fetch.paths import join_safe
+from qwen_fetch.plainfile import PlainSink
 from qwen_fetch.safefs import cache_lock, create_new, is_regular, make_dirs, remove_file
 
 
@@ -62,20 +63,23 @@ class Layout:
         assert self.meta is not None
         return self.meta / "locks" / f"{f.sha256}.lock"
 
-    def write_verified(self, f: PinnedFile, data: bytes) -> None:
-        """Write bytes already checked against the pin (small git files hashed in memory)."""
+    @property
+    def tmp_dir(self) -> Path:
+        """Where partial files and temporaries go: ``blobs/``, or ``.cache/qwen-fetch`` of a --local-dir
+        (never the user's tree); on the file system of the destinations, so a rename promotes."""
+        return self.repo.blobs_dir if self.local_dir is None else self.meta  # type: ignore[return-value]
+
+    def place_plain(self, f: PinnedFile, sink: PlainSink) -> bool:
+        """Give a verified plain file its place (``sink`` holds exactly ``f``'s bytes); False when an intact
+        copy is there already.  Under the blob's lock: no live writer then owns a temporary of this blob, so
+        one a killed pull left (``.<sha256>.<random>.tmp``) is removed."""
         dest = self.ensure_parent(f)
-        # The temporary goes where partials go, never into the user's --local-dir tree.
-        tmp_dir = self.partial(f).parent
-        if self.local_dir is not None:
-            atomic_write_bytes(dest, data, tmp_dir=tmp_dir)
-            return
-        # In the cache, under the blob's lock: a pull killed while writing this blob left its temporary
-        # (``.<sha256>.<random>.tmp``) in blobs/, and with the lock held no live writer owns one.
         with cache_lock(self.lock(f), self.root):
-            for stale in tmp_dir.glob(f".{f.sha256}.*.tmp"):
-                stale.unlink(missing_ok=True)
-            atomic_write_bytes(dest, data, tmp_dir=tmp_dir)
+            clear_leftovers(self.partial(f), finished=False)
+            if is_regular(dest) and dest.stat().st_size == f.size and hash_file(dest).sha256 == f.sha256:
+                return False
+            sink.promote(dest, self.tmp_dir)
+        return True
 
     def finish(self, files: Sequence[PinnedFile], commit: str, revision: str) -> Path:
         """Expose verified content: snapshot links + ref (cache), or copies for repeated content (folder)."""
