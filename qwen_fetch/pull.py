@@ -185,6 +185,8 @@ class Puller:
         """The primary listing (the first source, by priority, that answers), and every listing lazily:
         the primary first, then each further source resolved only when a file needs it."""
         configs = self.candidate_configs()
+        for sc in configs:
+            sc.token()  # a token that cannot be sent is a configuration error (exit 2), before any request
         primary: RepoListing | None = None
         rest: list[SourceConfig] = []
         errors: list[QFError] = []

@@ -61,9 +61,12 @@ def test_token_with_a_newline_never_reaches_a_header(debug: tuple[str, ...], cli
                     env={"QF_PRIVATE_TOKEN": bad}),
                 cli("pull", QWEN3_VL_8B, "--cache-dir", "c", "--no-smoke", *debug,
                     env={"HF_ENDPOINT": hub.url, "HF_TOKEN": bad}),
-                cli("mirrors", "--config", str(cfg), *debug, env={"QF_PRIVATE_TOKEN": bad})]
+                cli("mirrors", "--config", str(cfg), *debug, env={"QF_PRIVATE_TOKEN": bad}),
+                # a bad token on the first source stops the pull; the second source is not tried instead
+                cli("pull", QWEN3_VL_8B, "--config", str(cfg), "--cache-dir", "c", "--no-smoke", *debug,
+                    env={"HF_ENDPOINT": hub.url, "HF_TOKEN": bad})]
         assert not hub.log
-    for r, var in zip(runs, ("QF_PRIVATE_TOKEN", "HF_TOKEN", "QF_PRIVATE_TOKEN")):
+    for r, var in zip(runs, ("QF_PRIVATE_TOKEN", "HF_TOKEN", "QF_PRIVATE_TOKEN", "HF_TOKEN")):
         assert r.exit_code == 2, r.stderr
         assert f"${var} contains a line break" in r.stderr
         assert CANARY not in r.stdout + r.stderr and "Injected" not in r.stdout + r.stderr
