@@ -21,13 +21,21 @@ SIZE = 48 << 20  # below the 64 MiB a plain file may have; 8 of them are 384 MiB
 PEAK_LIMIT = 300 << 20
 
 
+# Runs the command and reports its exit code and peak RSS (kB) from wait4.  The launcher is a fresh, small
+# process on purpose: Linux counts the memory a process had before exec in its ru_maxrss, so the command
+# must not be forked from the test runner itself (hundreds of MB after other tests have run).
+_LAUNCHER = ("import os, subprocess, sys\n"
+             "p = subprocess.Popen(sys.argv[2:], stdout=open(sys.argv[1], 'wb'), stderr=subprocess.STDOUT)\n"
+             "_pid, status, usage = os.wait4(p.pid, 0)\n"
+             "print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)\n")
+
+
 def _peak_rss(argv: list[str], log: Path) -> tuple[int, int]:
-    """Run ``argv``; (exit code, its own peak resident memory in bytes) from wait4, not the children's max."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss * 1024  # kilobytes on Linux
+    """Run ``argv``; (exit code, its own peak resident memory in bytes)."""
+    out = subprocess.run([sys.executable, "-c", _LAUNCHER, str(log), *argv], capture_output=True, text=True,
+                         check=True, timeout=600)
+    code, kb = out.stdout.split()
+    return int(code), int(kb) * 1024  # kilobytes on Linux
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss units differ")
