@@ -99,7 +99,9 @@ class Campaign:
 
     def pull(self, d: Path, cfg: Path, *extra: str, env: dict[str, str] | None = None
              ) -> subprocess.CompletedProcess[str]:
-        return run_qf("pull", QWEN3_VL_8B, "--config", str(cfg), "--cache-dir", str(d / "cache"),
+        # --local-dir and --cache-dir exclude each other
+        where = () if "--local-dir" in extra else ("--cache-dir", str(d / "cache"))
+        return run_qf("pull", QWEN3_VL_8B, "--config", str(cfg), *where,
                       "--lock", str(d / "qwen-fetch.lock"), "--no-smoke", *extra, env=env)
 
     # -- hostile listings and bodies ---------------------------------------------------

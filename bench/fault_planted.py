@@ -174,9 +174,9 @@ def duplicate_content(camp: Any) -> None:
                 if pinned:
                     run_qf("lock", TWINS, "--config", str(cfg), "--lock", str(d / "qwen-fetch.lock"))
                 hub.reset_stats()
-                extra = ["--local-dir", str(d / "local")] if local else []
-                r = run_qf("pull", TWINS, "--config", str(cfg), "--cache-dir", str(d / "cache"), "--lock",
-                           str(d / "qwen-fetch.lock"), "--no-smoke", *extra)
+                where = ["--local-dir", str(d / "local")] if local else ["--cache-dir", str(d / "cache")]
+                r = run_qf("pull", TWINS, "--config", str(cfg), *where, "--lock", str(d / "qwen-fetch.lock"),
+                           "--no-smoke")
                 if r.returncode != 0:
                     t.notes.append(f"exit {r.returncode}: {r.stderr.strip()[-200:]}")
                 root = d / "local" if local else RepoCache(d / "cache", TWINS).snapshots_dir

@@ -24,8 +24,9 @@ def twins(store: RepoStore) -> str:
 
 
 def _pull(cli, mirrors: Path, *extra: str):  # type: ignore[no-untyped-def]
-    return cli("pull", MODEL, "--config", str(mirrors), "--cache-dir", "cache", "--lock", "qwen-fetch.lock",
-               "--no-smoke", "--json", *extra)
+    where = () if "--local-dir" in extra else ("--cache-dir", "cache")  # the two exclude each other
+    return cli("pull", MODEL, "--config", str(mirrors), *where, "--lock", "qwen-fetch.lock", "--no-smoke", "--json",
+               *extra)
 
 
 def _shard_bytes_served(hub) -> int:  # type: ignore[no-untyped-def]
