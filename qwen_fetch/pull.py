@@ -35,10 +35,11 @@ from qwen_fetch.layout import Layout, quarantine, verify_many
 from qwen_fetch.lockfile import read_lock, write_lock
 from qwen_fetch.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
-from qwen_fetch.pins import check_against_pin, content_matches, matches, pick_pin
+from qwen_fetch.pins import check_against_pin, content_matches, known_plain_contents, matches, pick_pin
 from qwen_fetch.progress import NullProgress, ProgressSink
 from qwen_fetch.sourcechain import LazyListings, first_and_more
 from qwen_fetch.sources.base import FileLocation, Source, make_source
+from qwen_fetch.units import format_bytes
 
 MAX_PLAIN_FILE = 64 * 1024 * 1024  # git (non-LFS) files are small; refuse a huge one
 
@@ -301,6 +302,7 @@ class Puller:
             revision = o.revision or self._source_default(src_cfg)
             commit = primary.commit
             chosen = [rf for rf in primary.files if matches(rf.path, o.include, o.exclude)]
+            chosen = known_plain_contents(chosen, lock.pins(o.model_id))  # --update: unchanged files are not re-fetched
             if not chosen:
                 raise UsageError(f"no file of {o.model_id}@{revision} matches --include/--exclude",
                                  hint="check the globs (they match repository paths, e.g. '*.json')")
@@ -534,19 +536,10 @@ def _check_space(layout: Layout, plain_bytes: int, jobs: Sequence[FetchJob]) -> 
     where = layout.local_dir if layout.local_dir is not None else layout.repo.blobs_dir
     free = shutil.disk_usage(where).free
     if need > free:
-        raise DiskFullError(f"not enough disk space: {human_bytes(need)} still needed, {human_bytes(free)} free",
+        raise DiskFullError(f"not enough disk space: {format_bytes(need)} still needed, {format_bytes(free)} free",
                             hint="free some space (qwen-fetch gc) or point the cache elsewhere (HF_HUB_CACHE); "
                                  "partial downloads are kept and resume",
                             context=[f"cache: {where}"])
-
-
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
 
 
 def _looks_like_commit(rev: str) -> bool:

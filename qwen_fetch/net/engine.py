@@ -24,6 +24,7 @@ from qwen_fetch.net.partstate import block_summer
 from qwen_fetch.net.rangeget import Opened, RangeRequest, Retryable, SourceFailed, body_reader, open_range
 from qwen_fetch.net.scheduler import Assignment, Scheduler
 from qwen_fetch.progress import ProgressSink
+from qwen_fetch.units import format_bytes
 
 SAVE_INTERVAL = 1.0  # seconds between resume-state compactions (blocks are journaled as they finish)
 COMPACT_AFTER = 512  # journal lines before the snapshot is rewritten
@@ -124,7 +125,7 @@ def _prepare(sched: Scheduler, t: FileTask, tasks: list[FileTask]) -> None:
     need = sum(x.missing_bytes() for x in tasks if x is t or x.phase is Phase.ACTIVE)
     free = shutil.disk_usage(job.partial.parent).free
     if need > free:
-        raise DiskFullError(f"not enough disk space: {_human(need)} still needed, {_human(free)} free",
+        raise DiskFullError(f"not enough disk space: {format_bytes(need)} still needed, {format_bytes(free)} free",
                             hint="free some space or point the cache elsewhere (HF_HUB_CACHE); "
                                  "partial downloads are kept and resume",
                             context=[f"cache: {job.partial.parent}"])
@@ -280,16 +281,8 @@ def _fatal_error(exc: BaseException, tasks: list[FileTask]) -> BaseException:
     if isinstance(exc, DiskFull):
         need = sum(t.missing_bytes() if t.sums else t.job.size for t in tasks
                    if t.phase in (Phase.ACTIVE, Phase.WAITING))
-        return DiskFullError(f"disk full: {_human(need)} still needed to finish the download",
+        return DiskFullError(f"disk full: {format_bytes(need)} still needed to finish the download",
                              hint="free some space or point the cache elsewhere (HF_HUB_CACHE); "
                                   "partial downloads are kept and resume", context=[str(exc)])
     return exc
 
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
