@@ -58,6 +58,8 @@ def print_report(report: VerifyReport) -> None:
         con.print(f"bad ref     {r.repo} refs/{r.ref} -> {r.commit} ({r.problem})", markup=False)
     for s in report.stray:
         con.print(f"stray       {s.path} ({s.reason}, {format_bytes(s.size)}): `qwen-fetch gc` removes it", markup=False)
+    for path, why in report.skipped:
+        con.print(f"skipped     {path}: {why} (left alone)", markup=False)
     for s in report.partials:
         if not s.stray:
             con.print(f"partial     {s.path} ({format_bytes(s.size)}): the next pull resumes it", markup=False)
