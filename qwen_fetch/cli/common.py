@@ -53,7 +53,9 @@ def fail(err: QFError, *, json_mode: bool) -> None:
     from qwen_fetch.redact import redact
 
     if json_mode:
+        # One JSON document and nothing else: the error's message and hint are in it.
         emit_json({"ok": False, **err.to_dict()})
+        raise typer.Exit(int(err.exit_code))
     con = console(stderr=True)
     con.print(styled("error", "bold red"), f": {redact(err.message)}", sep="")
     for line in err.context:

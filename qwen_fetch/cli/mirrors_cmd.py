@@ -31,7 +31,19 @@ def source_row(sc: SourceConfig) -> dict[str, Any]:
         "endpoint_env": sc.endpoint_env, "token_env": sc.token_env, "token_set": sc.token() is not None,
         "default_revision": sc.revision or ("master" if sc.kind == "modelscope" else "main"),
         "model_map": {m.prefix: m.to for m in sc.model_map}, "optional_files": list(sc.optional_files),
+        "proxy": _route(sc), "ca_bundle": sc.ca_bundle,
     }
+
+
+def _route(sc: SourceConfig) -> str:
+    """Which proxy requests to the endpoint take (credentials redacted)."""
+    from qwen_fetch.proxy import ProxyParseError, ProxyPolicy
+
+    try:
+        policy = sc.proxy or ProxyPolicy.from_env()
+    except ProxyParseError as exc:
+        return f"unusable proxy variable: {exc}"
+    return policy.route(sc.endpoint)
 
 
 def report(cfg: Config, results: list[ProbeResult] | None, ranking: Ranking | None) -> dict[str, Any]:
@@ -52,13 +64,9 @@ def report(cfg: Config, results: list[ProbeResult] | None, ranking: Ranking | No
 
 
 def _speed(bps: float | None) -> str:
-    if bps is None:
-        return "-"
-    for unit in ("B/s", "KB/s", "MB/s", "GB/s"):
-        if bps < 1000 or unit == "GB/s":
-            return f"{bps:.0f} {unit}" if unit == "B/s" else f"{bps:.1f} {unit}"
-        bps /= 1000
-    return "-"
+    from qwen_fetch.units import format_rate
+
+    return "-" if bps is None else format_rate(bps)
 
 
 def print_table(doc: dict[str, Any], probed: bool) -> None:
@@ -87,6 +95,10 @@ def print_table(doc: dict[str, Any], probed: bool) -> None:
         cells: list[str | Text] = [row["name"], row["kind"], row["endpoint"], str(row["priority"]), token]
         if row["endpoint_env"]:
             notes.append(Text(f"{row['name']}: endpoint from ${row['endpoint_env']}"))
+        if row["proxy"] not in ("direct", "-"):
+            notes.append(Text(f"{row['name']}: proxy {row['proxy']}"))
+        if row["ca_bundle"]:
+            notes.append(Text(f"{row['name']}: trusts only the CAs in {row['ca_bundle']}"))
         if probed:
             p = row.get("probe") or {}
             status = styled("ok", "green") if p.get("ok") else styled("down", "red")
