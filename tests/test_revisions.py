@@ -85,8 +85,8 @@ def tiny(store: RepoStore) -> dict[str, str]:
 
 
 def _pull(cli, mirrors: Path, *extra: str):  # type: ignore[no-untyped-def]
-    return cli("pull", MODEL, "--config", str(mirrors), "--cache-dir", "cache", "--lock", "qwen-fetch.lock",
-               "--no-smoke", *extra)
+    where = () if "--local-dir" in extra else ("--cache-dir", "cache")
+    return cli("pull", MODEL, "--config", str(mirrors), *where, "--lock", "qwen-fetch.lock", "--no-smoke", *extra)
 
 
 @pytest.mark.parametrize("revision", ["x/", "a..b", "-x", "a b", "x.lock", ".x", "a:b"])
