@@ -8,14 +8,17 @@ keeps every core busy across snapshots), then each target is diffed by the pure
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from qwen_fetch.cache import INCOMPLETE, RepoCache, repo_id_from_folder
+from qwen_fetch.errors import QFError
 from qwen_fetch.hasher import HashResult, hash_files
-from qwen_fetch.manifest import Pin
+from qwen_fetch.manifest import Pin, PinnedFile
 from qwen_fetch.progress import ProgressSink
+from qwen_fetch.stamps import FileStat, StampStore, file_stat, take
 from qwen_fetch.verify import (
     BadLink,
     BadRef,
@@ -99,6 +102,7 @@ def verify_targets(targets: Sequence[Target], *, workers: int | None = None,
         for p in entries.values():
             if os.path.exists(p):  # follows links; a dangling link has nothing to hash
                 to_hash.append(p)
+    seen = _stats_before_hashing(targets)
     if progress is None:
         hashes = hash_files(to_hash, workers=workers)
     else:
@@ -112,7 +116,61 @@ def verify_targets(targets: Sequence[Target], *, workers: int | None = None,
         observed = _observe(t, entries, hashes)
         reports.append(compare(t.pin.files, observed, model=t.model, commit=t.pin.commit, location=str(t.root),
                                snapshot=t.snapshot))
+        _refresh_stamps(t, observed, seen)
     return tuple(reports)
+
+
+def _stamp_place(t: Target) -> tuple[StampStore, Callable[[PinnedFile], tuple[str, Path]]] | None:
+    """Where ``t``'s stamps live and, per file, (stamp key, the file a stamp describes)."""
+    from qwen_fetch.layout import Layout
+    from qwen_fetch.warm import stamp_key, stamp_store
+
+    try:
+        if t.snapshot:
+            if t.blobs_dir is None:
+                return None
+            layout = Layout(t.blobs_dir.parent.parent, t.model, None)  # <cache>/models--ORG--NAME/blobs
+            if os.path.normpath(layout.repo.blobs_dir) != os.path.normpath(t.blobs_dir):
+                return None
+        elif (t.root / ".cache" / "qwen-fetch").is_dir():
+            layout = Layout(t.root, t.model, t.root)
+        else:
+            return None  # a folder qwen-fetch did not write: nothing of ours goes into it
+    except QFError:  # a model id the cache cannot name: no stamps, the report is unchanged
+        return None
+    return stamp_store(layout), lambda f: (stamp_key(layout, f), layout.dest(f))
+
+
+def _stats_before_hashing(targets: Sequence[Target]) -> dict[Path, tuple[FileStat, int]]:
+    """Each pinned file's stat (and when it was taken) before any byte is read: a stamp describes that."""
+    out: dict[Path, tuple[FileStat, int]] = {}
+    for t in targets:
+        place = _stamp_place(t)
+        if place is None:
+            continue
+        for f in t.pin.files:
+            path = place[1](f)[1]
+            now = time.time_ns()
+            st = file_stat(path)
+            if st is not None:
+                out[path] = (st, now)
+    return out
+
+
+def _refresh_stamps(t: Target, observed: dict[str, Observed], seen: dict[Path, tuple[FileStat, int]]) -> None:
+    """Every file just hashed and found to match its pin gets a fresh verification stamp."""
+    place = _stamp_place(t)
+    if place is None:
+        return
+    store, where = place
+    for f in t.pin.files:
+        o = observed.get(f.path)
+        if o is None or o.sha256 != f.sha256 or o.size != f.size or (t.snapshot and o.blob != f.blob_name):
+            continue
+        key, path = where(f)
+        if path in seen:
+            st, now = seen[path]
+            store.write(key, take(st, f.sha256, now_ns=now))
 
 
 def bytes_to_hash(targets: Sequence[Target]) -> int:

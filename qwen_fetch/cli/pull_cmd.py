@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from qwen_fetch.cli.common import CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command
+from qwen_fetch.cli.common import (CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, OfflineOpt, console, emit_json,
+                                   go_offline, run_command)
 
 RevisionOpt = Annotated[str | None, typer.Option("--revision", "-r", help="Branch, tag or commit (default: the pinned commit, else main).")]
 SourceOpt = Annotated[str | None, typer.Option("--source", help="Source name from mirrors.yaml, or 'auto' (default: by priority, with fallback).")]
@@ -18,6 +19,7 @@ LockFileOpt = Annotated[Path, typer.Option("--lock", help="Lockfile with the pin
 UpdateOpt = Annotated[bool, typer.Option("--update", help="Re-resolve the revision and move the pin (the old one is kept for rollback).")]
 FrozenOpt = Annotated[bool, typer.Option("--frozen", help="CI mode: never add or change a pin; a missing pin is an error.")]
 ConnOpt = Annotated[int | None, typer.Option("--connections", "-c", min=1, max=256, help="Total parallel HTTP connections (default: 24 per CPU core, at most 64).")]
+ReverifyOpt = Annotated[bool, typer.Option("--reverify", help="Re-hash every cached file, even those a verification stamp vouches for.")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, max=256, help="Alias of --connections (as in hf download --max-workers).")]
 
 
@@ -30,14 +32,16 @@ def _engine(connections: int | None, workers: int | None):  # type: ignore[no-un
 
 def _options(model_id: str, revision: str | None, source: str | None, include: list[str] | None,
              exclude: list[str] | None, cache_dir: Path | None, local_dir: Path | None, lock: Path, update: bool,
-             frozen: bool, connections: int | None, workers: int | None, download: bool):  # type: ignore[no-untyped-def]
+             frozen: bool, connections: int | None, workers: int | None, download: bool,
+             reverify: bool = False, offline: bool = False):  # type: ignore[no-untyped-def]
     from qwen_fetch.config import default_cache_dir
     from qwen_fetch.pull import PullOptions
 
     return PullOptions(model_id=model_id, revision=revision, source=source, include=tuple(include or ()),
                        exclude=tuple(exclude or ()), cache_dir=(cache_dir or default_cache_dir()).expanduser(),
                        local_dir=local_dir.expanduser().absolute() if local_dir else None, lock_path=lock,
-                       update=update, frozen=frozen, download=download, engine=_engine(connections, workers))
+                       update=update, frozen=frozen, download=download, reverify=reverify, offline=offline,
+                       engine=_engine(connections, workers))
 
 
 def _human(n: float) -> str:
@@ -64,6 +68,8 @@ def register(app: typer.Typer) -> None:
         frozen: FrozenOpt = False,
         connections: ConnOpt = None,
         workers: WorkersOpt = None,
+        reverify: ReverifyOpt = False,
+        offline: OfflineOpt = False,
         smoke: Annotated[str, typer.Option("--smoke", help="auto: smoke-load when a GPU and the [smoke] extra are present; require: fail (exit 5) without them; off.")] = "auto",
         no_smoke: Annotated[bool, typer.Option("--no-smoke", help="Skip the smoke-load (same as --smoke off).")] = False,
         device: Annotated[str, typer.Option("--device", help="Smoke-load device: auto, cuda, cuda:N, cpu.")] = "auto",
@@ -84,9 +90,10 @@ def register(app: typer.Typer) -> None:
             mode = "off" if no_smoke else smoke
             if mode not in ("auto", "require", "off"):
                 raise UsageError(f"--smoke must be auto, require or off, not {mode!r}", hint="e.g. --smoke require")
+            go_offline(offline)
             cfg = load_config(config)
             opts = _options(model_id, revision, source, include, exclude, cache_dir, local_dir, lock, update,
-                            frozen, connections, workers, download=True)
+                            frozen, connections, workers, download=True, reverify=reverify, offline=offline)
             progress = make_progress(f"pull {model_id}", json_mode=json_out)
             puller = Puller(cfg, opts, progress)
             try:
@@ -105,19 +112,25 @@ def register(app: typer.Typer) -> None:
                 out["notes"] = list(getattr(progress, "notes", []))
                 emit_json(out)
                 return
-            con = console()
+            # The summary goes to stderr; stdout holds only the folder, so `$(qwen-fetch pull ...)` is a path.
+            con = console(stderr=True)
             mb = result.bytes_transferred()
             rate = mb / result.seconds if result.seconds > 0 else 0.0
-            con.print(f"[green]✓[/] {model_id}@{result.revision} ({result.commit[:12]}) from {result.source}: "
-                      f"{len(result.files)} files verified, {out['downloaded_files']} downloaded "
-                      f"({_human(mb)} in {result.seconds:.1f}s, {_human(rate)}/s), {result.cached_files} already cached")
+            if result.used_cache:
+                con.print(f"[green]✓[/] {model_id}@{result.revision} ({result.commit[:12]}) from the cache, no network: "
+                          f"{len(result.files)} files verified ({result.stamp_trusted_files} by stamp, "
+                          f"{result.rehashed_files} re-hashed) in {result.seconds:.1f}s")
+            else:
+                con.print(f"[green]✓[/] {model_id}@{result.revision} ({result.commit[:12]}) from {result.source}: "
+                          f"{len(result.files)} files verified, {out['downloaded_files']} downloaded "
+                          f"({_human(mb)} in {result.seconds:.1f}s, {_human(rate)}/s), {result.cached_files} already cached")
             for line in out["fallbacks"]:  # type: ignore[union-attr]
                 con.print(f"  fallback: {line}")
             for p in result.skipped_extras:
                 con.print(f"  skipped {p}: extra file published only by {result.source} (not pinned)")
-            con.print(f"  {result.target}")
             if result.lock_written:
                 con.print(f"  pinned in {lock}")
+            typer.echo(str(result.target))  # last line on stdout, as `hf download` prints it
 
         run_command(body, json_mode=json_out, debug=debug)
 
@@ -131,6 +144,7 @@ def register(app: typer.Typer) -> None:
         exclude: ExcludeOpt = None,
         lock: LockFileOpt = Path("qwen-fetch.lock"),
         update: UpdateOpt = False,
+        offline: OfflineOpt = False,
         json_out: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -145,6 +159,7 @@ def register(app: typer.Typer) -> None:
             from qwen_fetch.progress import NullProgress
             from qwen_fetch.pull import Puller
 
+            go_offline(offline)
             cfg = load_config(config)
             existing = read_lock(lock).current(model_id)
             do_update = update or (existing is not None and revision is not None

@@ -60,6 +60,9 @@ def ssl_context() -> ssl.SSLContext | bool:
 
 def make_client(*, token: str | None = None, endpoint: str | None = None, timeout: float = 30.0,
                 connections: int = 32) -> httpx.Client:
+    from qwen_fetch.offline import require_network
+
+    require_network(f"a connection to {endpoint or 'a remote host'}")
     auth = HostBearerAuth(token, endpoint) if token and endpoint else None
     verify = ssl_context()
     return httpx.Client(

@@ -399,6 +399,7 @@ class Scheduler:
             os.ftruncate(t.fd, t.job.size)
             os.fsync(t.fd)
             os.replace(t.job.partial, t.job.dest)
+            t.promoted = os.fstat(t.fd)  # the baseline a verification stamp is checked against
             _fsync_dir(t.job.dest.parent)
             t.release_files()
             try:

@@ -43,6 +43,10 @@ class Source(Protocol):
 
 
 def make_source(config: SourceConfig, *, timeout: float = 30.0, connections: int = 32) -> Source:
+    if config.kind != "dir":  # a local folder store is no network
+        from qwen_fetch.offline import require_network
+
+        require_network(f"source {config.name!r}")
     if config.kind == "hf":
         from qwen_fetch.sources.hf import HFSource
 

@@ -143,6 +143,9 @@ class S3Store:
     instance roles); ``endpoint_url`` (or ``AWS_ENDPOINT_URL``) points at a non-AWS server."""
 
     def __init__(self, url: str, endpoint_url: str | None = None, *, part_size: int = S3_PART_SIZE) -> None:
+        from qwen_fetch.offline import require_network
+
+        require_network(f"the S3 store {url}")
         try:
             import boto3
             from botocore.config import Config as BotoConfig
