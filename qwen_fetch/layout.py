@@ -7,8 +7,6 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from filelock import FileLock
-
 from qwen_fetch.cache import RepoCache
 from qwen_fetch.errors import IntegrityError
 from qwen_fetch.fsutil import atomic_write_bytes
@@ -60,6 +58,8 @@ class Layout:
             return
         # In the cache, under the blob's lock: a pull killed while writing this blob left its temporary
         # (``.<sha256>.<random>.tmp``) in blobs/, and with the lock held no live writer owns one.
+        from filelock import FileLock  # imported when needed: a pull answered from the cache may take no lock
+
         self.lock(f).parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.lock(f))):
             for stale in tmp_dir.glob(f".{f.sha256}.*.tmp"):
@@ -68,6 +68,8 @@ class Layout:
 
     def finish(self, files: Sequence[PinnedFile], commit: str, revision: str) -> Path:
         """Expose verified content: snapshot links + ref (cache), or copies for repeated content (folder)."""
+        from filelock import FileLock
+
         if self.local_dir is not None:
             assert self.meta is not None
             # Same content at two paths: the engine fetched it once.

@@ -38,7 +38,7 @@ from qwen_fetch.pins import check_against_pin, content_matches, matches, pick_pi
 from qwen_fetch.progress import NullProgress, ProgressSink
 from qwen_fetch.offline import OfflineError, offline_reason
 from qwen_fetch.sources.base import FileLocation, Source, make_source
-from qwen_fetch.warm import CacheCheck, check_in_place, stamp_promoted
+from qwen_fetch.warm import CacheCheck, already_linked, check_in_place, stamp_promoted
 
 MAX_PLAIN_FILE = 64 * 1024 * 1024  # git (non-LFS) files are small; refuse a huge one
 
@@ -408,7 +408,10 @@ class Puller:
             self._not_cached = gone
             return None
         files = tuple(f for f in wanted if f.path not in skipped)
-        target = layout.finish(files, pin.commit, pin.revision)
+        if already_linked(layout, files, pin.commit, pin.revision):
+            target = o.local_dir or layout.repo.snapshot_dir(pin.commit)
+        else:
+            target = layout.finish(files, pin.commit, pin.revision)
         return PullResult(model_id=o.model_id, revision=pin.revision, commit=pin.commit, source="cache",
                           target=target, files=files, outcomes=(), cached_files=len(files),
                           seconds=time.monotonic() - t0, lock_written=False, source_failures=(),

@@ -107,3 +107,19 @@ def stamp_promoted(layout: Layout, promoted: Sequence[tuple[PinnedFile, os.stat_
         st = file_stat(layout.dest(f))
         if st is not None and st == FileStat.of(baseline) and st.size == f.size:
             store.write(stamp_key(layout, f), take(st, f.sha256, now_ns=seen_ns))
+
+
+def already_linked(layout: Layout, files: Sequence[PinnedFile], commit: str, revision: str) -> bool:
+    """Is the snapshot exposed as :meth:`Layout.finish` would leave it (every link right, the ref naming
+    ``commit``)?  Then a pull served from the cache writes nothing and takes no lock."""
+    if layout.local_dir is not None:
+        return all(os.path.lexists(layout.dest(f)) for f in files)
+    repo = layout.repo
+    for f in files:
+        link = repo.snapshot_file(commit, f.path)
+        try:
+            if os.readlink(link) != os.path.relpath(repo.blob_path(f.blob_name), link.parent):
+                return False
+        except OSError:
+            return False
+    return revision == commit or (".." not in revision and repo.read_ref(revision) == commit)

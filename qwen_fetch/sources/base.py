@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Protocol
 
 from qwen_fetch.config import SourceConfig
 from qwen_fetch.manifest import RepoListing
 from qwen_fetch.paths import SafeRelPath
+
+if TYPE_CHECKING:  # httpx is imported by the sources themselves: a pull served from the cache never needs it
+    import httpx
 
 
 @dataclass(frozen=True)
