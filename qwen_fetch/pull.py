@@ -34,9 +34,9 @@ from qwen_fetch.layout import Layout, quarantine
 from qwen_fetch.lockfile import read_lock, write_lock
 from qwen_fetch.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
+from qwen_fetch.offline import OfflineError, offline_reason
 from qwen_fetch.pins import check_against_pin, content_matches, matches, pick_pin
 from qwen_fetch.progress import NullProgress, ProgressSink
-from qwen_fetch.offline import OfflineError, offline_reason
 from qwen_fetch.sources.base import FileLocation, Source, make_source
 from qwen_fetch.warm import CacheCheck, already_linked, check_in_place, stamp_promoted
 
@@ -124,6 +124,7 @@ class Puller:
         self.sources: dict[str, Source] = {}
         self.failures: list[tuple[str, str]] = []
         self._verified: set[Path] = set()  # destinations this run found (or made) verified
+        self._damaged: set[Path] = set()  # destinations found not to hold their pinned bytes, still in place
         self._trusted = 0
         self._rehashed = 0
         self._not_cached: list[str] = []  # pinned files the cache lacked (named if no source answers)
@@ -388,7 +389,9 @@ class Puller:
         offline = offline_reason(o.offline)
         wanted = [f for f in pin.files if matches(f.path, o.include, o.exclude)]
         layout = Layout(o.cache_dir, o.model_id, o.local_dir)
-        check = self._check_in_place(layout, wanted, quarantine_bad=offline is None)
+        # Nothing in the cache changes here: a damaged file is replaced only once a source's listing
+        # has been checked against the pin (a hand-edited pin must not cost a good blob).
+        check = self._check_in_place(layout, wanted, quarantine_bad=False)
         gone = sorted({f.path for f in check.bad + check.missing})
         skipped: list[str] = []
         if offline is not None:
@@ -433,16 +436,19 @@ class Puller:
     def _check_in_place(self, layout: Layout, files: Sequence[PinnedFile], *, quarantine_bad: bool = True
                         ) -> CacheCheck:
         """Which files are in place and verified; each destination is checked (or hashed) once per run."""
-        todo = [f for f in files if layout.dest(f) not in self._verified]
+        todo = [f for f in files if layout.dest(f) not in self._verified and layout.dest(f) not in self._damaged]
         check = check_in_place(layout, todo, rehash=self.opts.reverify)
         self._trusted += len(check.trusted)
         self._rehashed += len(check.rehashed)
         self._verified.update(layout.dest(f) for f in check.trusted + check.rehashed)
+        self._damaged.update(layout.dest(f) for f in check.bad)
+        bad = tuple(f for f in files if layout.dest(f) in self._damaged)
         if quarantine_bad:
-            for f in check.bad:
+            for f in bad:
                 self.progress.note(f"{f.path}: cached copy does not match its pin; fetching it again")
                 quarantine(layout.dest(f))
-        return check
+            self._damaged.difference_update(layout.dest(f) for f in bad)
+        return replace(check, bad=bad)
 
     # -- laying out files ------------------------------------------------------
     def _locations(self, pf: PinnedFile, listings: Sequence[RepoListing]) -> tuple[FileLocation, ...]:

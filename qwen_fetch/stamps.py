@@ -85,9 +85,13 @@ def take(st: FileStat, sha256: str, *, now_ns: int | None = None) -> Stamp:
     return Stamp(st, sha256, time.time_ns() if now_ns is None else now_ns)
 
 
-def vouches(stamp: Stamp | None, current: FileStat | None, sha256: str) -> bool:
-    """May a file whose ``lstat`` is ``current`` be taken to hold ``sha256`` without hashing it?"""
-    return (stamp is not None and current is not None and stamp.sha256 == sha256
+def vouches(stamp: Stamp | None, current: FileStat | None, sha256: str, size: int) -> bool:
+    """May a file whose ``lstat`` is ``current`` be taken to hold ``size`` bytes with ``sha256``, unread?
+
+    Both come from the pin: a pin whose size was edited must not be honoured by a stamp
+    that only matches its digest.
+    """
+    return (stamp is not None and current is not None and stamp.sha256 == sha256 and current.size == size
             and unchanged(stamp.stat, stamp.taken_ns, current))
 
 
@@ -137,10 +141,6 @@ class StampStore:
         except OSError:
             return None
         return decode(data)
-
-    def trusted(self, key: str, path: Path, sha256: str) -> bool:
-        """Does a stamp vouch that ``path`` holds ``sha256`` right now?"""
-        return vouches(self.read(key), file_stat(path), sha256)
 
     def write(self, key: str, stamp: Stamp) -> None:
         """Record a stamp (best effort: a stamp that cannot be written only costs a re-hash later)."""

@@ -1,8 +1,8 @@
 """The warm path: which pinned files already in place can be used, hashing only what a stamp cannot vouch for.
 
 ``pull`` asks this first, before any source is built: when every pinned file is
-present and verified it needs no network at all.  ``qwen-fetch path`` asks the
-same question without hashing anything.
+present and verified it needs no network at all.  ``qwen-fetch path`` and the
+Python :func:`qwen_fetch.snapshot_path.path` ask the same question.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from qwen_fetch.cache import RepoCache
 from qwen_fetch.layout import Layout
@@ -79,7 +78,7 @@ def check_in_place(layout: Layout, files: Sequence[PinnedFile], *, rehash: bool 
         if st is None:
             # Not a regular file: absent, or a link or device somebody else put there (never followed).
             (bad if os.path.lexists(dest) else missing).append(f)
-        elif not rehash and vouches(store.read(stamp_key(layout, f)), st, f.sha256):
+        elif not rehash and vouches(store.read(stamp_key(layout, f)), st, f.sha256, f.size):
             trusted.append(f)
         else:
             to_hash.append((f, st, seen_ns))

@@ -166,6 +166,19 @@ def test_a_byte_flipped_in_place_with_mtime_put_back_is_fetched_again(cli, store
     assert blob.read_bytes() == want
 
 
+def test_a_stamp_never_honours_a_pin_whose_size_was_edited(cli, store, warm, hub, mirrors) -> None:  # type: ignore[no-untyped-def]
+    """The stamp matches the file and the digest, but the pin now says another size: the pin wins (exit 3)."""
+    lock = Path("qwen-fetch.lock")
+    real = next(f for f in store.files(QWEN3_VL_8B, warm) if f.path == SHARD1)
+    text = lock.read_text()
+    edited = text.replace(f"path: {SHARD1}\n      size: {real.size}\n", f"path: {SHARD1}\n      size: {real.size + 1}\n")
+    assert edited != text
+    lock.write_text(edited)
+    r = _pull(cli, mirrors, "--frozen")
+    assert r.exit_code == 3, r.stdout
+    assert SHARD1 in r.stdout
+
+
 def test_verify_rehashes_regardless_of_stamps_and_refreshes_them(cli, store, warm, hub, mirrors) -> None:  # type: ignore[no-untyped-def]
     blob = _blob(store, warm, SHARD1)
     _flip_byte_keep_mtime(blob)
@@ -252,3 +265,24 @@ def test_path_of_an_unpulled_pin_is_exit_3(cli, sharded_repo, hub, mirrors) -> N
     r = cli("path", QWEN3_VL_8B, "--cache-dir", "cache")
     assert r.exit_code == 3 and "not in the cache" in r.stderr and "qwen-fetch pull" in r.stderr
     assert read_lock(Path("qwen-fetch.lock")).current(QWEN3_VL_8B) is not None
+
+
+def test_offline_guards_sit_where_connections_are_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qwen_fetch.config import SourceConfig
+    from qwen_fetch.net.http import make_client
+    from qwen_fetch.offline import OfflineError
+    from qwen_fetch.sources.base import make_source
+    from qwen_fetch.store.backends import S3Store
+
+    monkeypatch.setenv("QWEN_FETCH_OFFLINE", "1")
+    with pytest.raises(OfflineError):
+        make_client(endpoint="https://huggingface.co")
+    for kind in ("hf", "modelscope", "s3"):
+        with pytest.raises(OfflineError, match="offline \\(QWEN_FETCH_OFFLINE=1\\)"):
+            make_source(SourceConfig(name="x", kind=kind, endpoint="s3://b/p" if kind == "s3" else "https://h"))
+    with pytest.raises(OfflineError):
+        S3Store("s3://bucket/prefix")
+    make_source(SourceConfig(name="nfs", kind="dir", endpoint=str(tmp_path))).close()  # a folder is no network
+    monkeypatch.setenv("QWEN_FETCH_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    make_client(endpoint="https://huggingface.co").close()  # QWEN_FETCH_OFFLINE decides when set

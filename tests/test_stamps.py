@@ -21,18 +21,19 @@ ST = FileStat(dev=2049, ino=1234, size=100, mtime_ns=1_700_000_000_000_000_000, 
 GOOD = Stamp(ST, SHA, ST.ctime_ns + RACY_NS)
 
 
-def test_a_stamp_vouches_only_for_the_same_state_and_digest() -> None:
-    assert vouches(GOOD, ST, SHA)
+def test_a_stamp_vouches_only_for_the_same_state_digest_and_size() -> None:
+    assert vouches(GOOD, ST, SHA, ST.size)
     for field in ("dev", "ino", "size", "mtime_ns", "ctime_ns"):
         other = dataclasses.replace(ST, **{field: getattr(ST, field) + 1})
-        assert not vouches(GOOD, other, SHA), field
-    assert not vouches(GOOD, ST, "b" * 64)
-    assert not vouches(None, ST, SHA) and not vouches(GOOD, None, SHA)
+        assert not vouches(GOOD, other, SHA, ST.size), field
+    assert not vouches(GOOD, ST, "b" * 64, ST.size)
+    assert not vouches(GOOD, ST, SHA, ST.size + 1)  # a pin whose size was edited
+    assert not vouches(None, ST, SHA, ST.size) and not vouches(GOOD, None, SHA, ST.size)
 
 
 def test_a_stamp_taken_in_the_tick_of_the_last_change_is_not_trusted() -> None:
-    assert not vouches(Stamp(ST, SHA, ST.ctime_ns + RACY_NS - 1), ST, SHA)
-    assert not vouches(Stamp(ST, SHA, ST.ctime_ns - 5), ST, SHA)  # a clock behind the file system's
+    assert not vouches(Stamp(ST, SHA, ST.ctime_ns + RACY_NS - 1), ST, SHA, ST.size)
+    assert not vouches(Stamp(ST, SHA, ST.ctime_ns - 5), ST, SHA, ST.size)  # a clock behind the file system's
 
 
 def test_encode_decode_round_trip_and_garbage_is_ignored() -> None:

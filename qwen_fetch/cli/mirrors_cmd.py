@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
-from qwen_fetch.cli.common import ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command
+from qwen_fetch.cli.common import ConfigOpt, DebugOpt, JsonOpt, OfflineOpt, console, emit_json, go_offline, run_command
 from qwen_fetch.errors import EXIT_CODE_HELP, ExitCode
 
 if TYPE_CHECKING:  # keep `qwen-fetch --help` free of httpx
@@ -121,6 +121,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str | None, typer.Option("--model", help="Probe this model id: resolve it on every source "
                                                                    "and read a short range of its largest file.")] = None,
         timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Per-request probe timeout (seconds).")] = 5.0,
+        offline: OfflineOpt = False,
         json_mode: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -132,6 +133,7 @@ def register(app: typer.Typer) -> None:
         def body() -> None:
             from qwen_fetch.config import load_config
 
+            go_offline(offline)
             cfg = load_config(config)
             results: list[ProbeResult] | None = None
             ranking: Ranking | None = None
