@@ -1,6 +1,6 @@
-"""The fault campaign (issue 7): hostile mirrors, hostile config, crashes, disk full, concurrency, tokens, TLS.
+"""The fault campaign: hostile mirrors, hostile config, crashes, disk full, concurrency, tokens, TLS.
 
-    .venv/bin/python bench/fault_campaign.py [--kills 50] [--quick] [--seed N]
+    python bench/fault_campaign.py [--kills 50] [--quick] [--seed N]
 
 Runs each case as many trials against loopback hubs (127.0.0.1 only), counts
 passes, and writes ``bench/results/faults.md``: case, trials, passed, SIGKILLs,
@@ -322,6 +322,48 @@ class Campaign:
             t.notes.append("no partial data kept")
         return err
 
+    # -- dripping sources ----------------------------------------------------------------
+    def dripping(self) -> None:
+        """A first source that drips (API answers at a byte a second, file bodies at a byte every 5 s,
+        response headers that never end) and a healthy second one: the pull must end via the second,
+        equal to a clean pull; a lone dripping source must fail (exit 4) instead of hanging."""
+        from qwen_fetch.testing.drip import DripHeadersServer
+
+        env = {"QWEN_FETCH_TIMEOUT": "10", "QWEN_FETCH_MIN_RATE": "1000", "QWEN_FETCH_RATE_WINDOW": "2"}
+        clean = self.fresh("drip-clean")
+        with HubServer(self.store) as good:
+            self.pull(clean, self.mirrors(clean, good.url))
+            want = cache_digest(clean / "cache")
+            cases: list[tuple[str, Faults | None, bool]] = [
+                ("API answers at 1 byte/s", Faults(drip={"api": 1.0}), True),
+                ("file bodies at 1 byte per 5 s", Faults(drip={"*": 5.0}), True),
+                ("response headers a byte at a time, never ending", None, True),
+                ("file bodies at 1 byte per 5 s, no second source", Faults(drip={"*": 5.0}), False),
+            ]
+            for case, faults, fallback in cases:
+                t = Trial(case)
+                d = self.fresh("drip")
+                with HubServer(self.store, faults) if faults else DripHeadersServer() as bad:
+                    cfg = d / "mirrors.yaml"
+                    cfg.write_text("sources:\n" + f"  - {{name: dripping, kind: hf, endpoint: '{bad.url}', priority: 1}}\n"
+                                   + (f"  - {{name: good, kind: hf, endpoint: '{good.url}', priority: 2}}\n"
+                                      if fallback else ""))
+                    try:
+                        r = self.pull(d, cfg, env=env)
+                    except subprocess.TimeoutExpired:
+                        t.notes.append("the pull was still waiting when the campaign gave up on it")
+                        r = None
+                if r is not None and fallback:
+                    if r.returncode != 0:
+                        t.notes.append(f"exit {r.returncode}: {r.stderr.strip()[-200:]}")
+                    got = cache_digest(d / "cache")
+                    t.lost += sorted(set(want) - set(got))
+                    t.corrupt += [p for p in sorted(set(want) & set(got)) if want[p] != got[p]]
+                elif r is not None and (r.returncode != 4 or "too slow" not in r.stderr):
+                    t.notes.append(f"exit {r.returncode} (want 4, 'too slow'): {r.stderr.strip()[-200:]}")
+                t.passed = not (t.lost or t.corrupt or t.notes)
+                self.record(f"dripping source: {case}", t)
+
     # -- tokens and TLS ------------------------------------------------------------------
     def tokens(self) -> None:
         tok, priv = "hf_CampaignCanary_" + os.urandom(8).hex(), "priv_CampaignCanary_" + os.urandom(8).hex()
@@ -420,6 +462,8 @@ def main() -> int:
         print("TLS and tokens", flush=True)
         camp.tls()
         camp.tokens()
+        print("dripping sources", flush=True)
+        camp.dripping()
         print("disk full", flush=True)
         camp.disk_full(2 if args.quick else 4)
         with HubServer(camp.store, Faults(rate=1_000_000)) as hub:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from qwen_fetch.errors import ConfigError, UsageError
 from qwen_fetch.yamlio import LineMap, line_of, load_yaml
@@ -19,6 +19,7 @@ MODELSCOPE_TOKEN_ENV = "MODELSCOPE_API_TOKEN"
 # The official client: MODELSCOPE_ENDPOINT wins over the older MODELSCOPE_DOMAIN.
 MODELSCOPE_ENDPOINT_ENVS = ("MODELSCOPE_ENDPOINT", "MODELSCOPE_DOMAIN")
 BUILTIN = "<built-in default>"
+ENV_ONLY = "$HF_ENDPOINT (no mirrors.yaml: built-in public hubs not used)"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -45,7 +46,7 @@ class SourceConfig:
     token_env: str | None = None
     model_map: tuple[ModelMap, ...] = ()
     revision: str | None = None  # default branch on this source (modelscope: master)
-    optional_files: tuple[str, ...] = ()  # globs a source may add or change (issue: ModelScope extras)
+    optional_files: tuple[str, ...] = ()  # globs a source may add or change (ModelScope extras)
     endpoint_env: str | None = None  # the environment variable that overrode ``endpoint``, if any
     s3_endpoint_url: str | None = None  # kind: s3 on MinIO/Ceph/OSS (else AWS_ENDPOINT_URL or AWS)
 
@@ -57,10 +58,10 @@ class SourceConfig:
         return model_id
 
     def token(self) -> str | None:
+        """The value of ``token_env`` (surrounding whitespace dropped), checked: see :func:`read_token`."""
         if not self.token_env:
             return None
-        value = os.environ.get(self.token_env, "").strip()
-        return value or None
+        return read_token(self.token_env)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,45 @@ class Config:
 
 _SOURCE_KEYS = {"name", "kind", "endpoint", "priority", "token_env", "model_map", "revision", "optional_files",
                 "s3_endpoint_url"}
+
+
+def read_token(var: str) -> str | None:
+    """A token from the environment, or None when unset or blank.
+
+    A value with a control character (a pasted newline) or any non-ASCII
+    character cannot be sent in a header (the HTTP client encodes header values
+    as ASCII): it is refused here, naming the variable and never showing the
+    value, instead of failing later inside the HTTP client with the header
+    (token included) in the exception.
+    """
+    value = os.environ.get(var, "").strip()
+    if not value:
+        return None
+    for i, ch in enumerate(value):
+        code = ord(ch)
+        if code < 0x20 or 0x7F <= code <= 0x9F:
+            what = "a line break" if ch in "\r\n" else f"a control character (U+{code:04X})"
+        elif code > 0x7F:
+            what = f"a non-ASCII character (U+{code:04X})"
+        else:
+            continue
+        raise ConfigError(f"${var} contains {what} at position {i + 1}; it cannot be sent as a token",
+                          hint=f"set {var} to the token alone, e.g. export {var}=\"$(tr -d '\\r\\n' < token-file)\"",
+                          reference="bad-token")
+    return value
+
+
+def mask_url(url: str) -> str:
+    """A URL for messages and display: any ``user:password@`` replaced by ``***@``."""
+    parts = urlsplit(url)
+    try:
+        has_userinfo = parts.username is not None or parts.password is not None
+    except ValueError:
+        has_userinfo = "@" in parts.netloc
+    if not has_userinfo:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def _err(where: str, lines: LineMap, path: tuple[object, ...], msg: str) -> ConfigError:
@@ -193,8 +233,19 @@ def find_config_file(explicit: Path | None) -> Path | None:
 
 
 def load_config(explicit: Path | None = None) -> Config:
-    """Load sources in the documented lookup order; add ``HF_ENDPOINT`` as ``env``."""
+    """Load sources in the documented lookup order; add ``HF_ENDPOINT`` as ``env``.
+
+    With ``HF_ENDPOINT`` set and no mirrors.yaml of the user's, ``env`` is the
+    only source: the built-in public hubs are not added behind it, so a machine
+    pointed at an internal mirror never contacts the internet.  A ``kind:
+    modelscope`` source is kept when ``MODELSCOPE_ENDPOINT`` / ``MODELSCOPE_DOMAIN``
+    points it somewhere: that too is the user's own choice.
+    """
     path = find_config_file(explicit)
+    if path is None and _env_endpoint():
+        builtin = with_modelscope_endpoint(parse_config(builtin_text(), BUILTIN))
+        kept = tuple(s for s in builtin.sources if s.endpoint_env is not None)
+        return with_env_endpoint(Config(sources=kept, origin=ENV_ONLY))
     if path is None:
         cfg = parse_config(builtin_text(), BUILTIN)
     else:
@@ -206,13 +257,22 @@ def load_config(explicit: Path | None = None) -> Config:
     return with_modelscope_endpoint(with_env_endpoint(cfg))
 
 
+def _env_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+
+
 def with_env_endpoint(cfg: Config) -> Config:
-    endpoint = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+    endpoint = _env_endpoint()
     if not endpoint:
         return cfg
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"HF_ENDPOINT={endpoint!r} is not an http(s) URL", hint="e.g. export HF_ENDPOINT=https://hf-mirror.com")
+    try:
+        parts = urlsplit(endpoint)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # a port that is not a number from 0 to 65535
+        ok = False
+    if not ok:
+        raise ConfigError(f"HF_ENDPOINT={mask_url(endpoint)!r} is not a valid http(s) URL",
+                          hint="e.g. export HF_ENDPOINT=https://hf-mirror.com")
     lowest = min((s.priority for s in cfg.sources), default=0)
     env = SourceConfig(name=ENV_SOURCE, kind="hf", endpoint=endpoint, priority=lowest - 1, token_env="HF_TOKEN")
     rest = tuple(s for s in cfg.sources if s.name != ENV_SOURCE)
@@ -236,7 +296,7 @@ def with_modelscope_endpoint(cfg: Config) -> Config:
     parts = urlsplit(endpoint)
     endpoint = endpoint.rstrip("/")
     if not parts.hostname or parts.path not in ("", "/") or parts.query:
-        raise ConfigError(f"{var}={raw!r} is not a host name or an http(s) URL of a host",
+        raise ConfigError(f"{var}={mask_url(raw)!r} is not a host name or an http(s) URL of a host",
                           hint=f"e.g. export {var}=www.modelscope.cn")
     sources = tuple(replace(s, endpoint=endpoint, endpoint_env=var) if s.kind == "modelscope" else s
                     for s in cfg.sources)

@@ -11,8 +11,8 @@ a free thread always takes the next slice of the file with the most bytes left
 that no other thread holds ("longest remaining first").  That is the optimal
 preemptive schedule for identical workers: the job takes max(largest file,
 total / threads) plus at most one slice, instead of the busiest thread's share
-of whole files (with Qwen3-VL-8B's shards, 56 % of the bytes on one of two
-threads, 11 % of the time wasted).  Files reached through several names (one
+of whole files (with Qwen3-VL-8B's shards, well over half the bytes on one of
+two threads).  Files reached through several names (one
 blob linked from two snapshots) are hashed once.
 """
 
@@ -75,9 +75,9 @@ class _Job:
 
     Two ways to get the bytes to sha256, and which is faster depends on the machine:
     ``readinto`` into a 1 MiB buffer (a copy out of the page cache into L2), or a
-    mapping hashed in place (no copy, but page faults).  Measured with two threads on
-    two cores: on a 2-vCPU VM the copy won by 8-12 % (faults on the mapping are
-    expensive there), on a 16-core host pinned to two cores the mapping won by 12 %.
+    mapping hashed in place (no copy, but page faults).  On a VM where page faults are
+    expensive the copy wins; on other machines the mapping does
+    (``bench/results/design-figures.md``).
     So by default (``use_mmap=None``) a file of ``AUTO_MIN`` bytes or more is hashed
     both ways on its first windows (the sha256 simply continues), and the faster way
     does the rest; smaller files use ``readinto``.  ``True``/``False`` force one way.

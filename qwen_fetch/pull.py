@@ -4,7 +4,8 @@ The flow is the same for both commands; ``lock`` stops after hashing.
 
 1. Resolve the revision on the sources (``--source`` or all, by priority) and
    list files.  The first source that answers is the *primary*; the others
-   only provide fallback locations for the same content.
+   only provide fallback locations for the same content, and are contacted
+   one by one, only when a file needs them (``sourcechain.py``).
 2. With a pin: the pinned commit is used and every file must be in the
    allowlist with a matching size/sha256 (all-or-nothing, exit 3).  Without
    one: plain git files are fetched in memory and hashed (their git blob id is
@@ -21,7 +22,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
 from qwen_fetch.offline import OfflineError, offline_reason
 from qwen_fetch.pins import check_against_pin, content_matches, matches, pick_pin
 from qwen_fetch.progress import NullProgress, ProgressSink
+from qwen_fetch.sourcechain import LazyListings, first_and_more
 from qwen_fetch.sources.base import FileLocation, Source, make_source
 from qwen_fetch.warm import CacheCheck, already_linked, check_in_place, stamp_promoted
 
@@ -122,6 +124,7 @@ class Puller:
         self.opts = opts
         self.progress = progress or NullProgress()
         self.sources: dict[str, Source] = {}
+        self._sources_lock = threading.Lock()  # fallbacks are opened from the engine's and the plain files' threads
         self.failures: list[tuple[str, str]] = []
         self._verified: set[Path] = set()  # destinations this run found (or made) verified
         self._damaged: set[Path] = set()  # destinations found not to hold their pinned bytes, still in place
@@ -140,10 +143,12 @@ class Puller:
         return list(self.config.ordered())
 
     def _source(self, sc: SourceConfig) -> Source:
-        if sc.name not in self.sources:
-            self.sources[sc.name] = make_source(sc, timeout=self.opts.engine.request_timeout,
-                                                connections=self.opts.engine.connections)
-        return self.sources[sc.name]
+        with self._sources_lock:
+            if sc.name not in self.sources:
+                self.sources[sc.name] = make_source(sc, timeout=self.opts.engine.request_timeout,
+                                                    connections=self.opts.engine.connections,
+                                                    deadlines=self.opts.engine.deadlines)
+            return self.sources[sc.name]
 
     def _revision_for(self, sc: SourceConfig, pin: Pin | None, primary: RepoListing | None) -> str:
         """The revision to ask ``sc`` for.  Commits are only meaningful within one hub family, and
@@ -188,32 +193,17 @@ class Puller:
             return sc.kind == "hf"
         return other.kind == sc.kind
 
-    def health_checked(self, configs: list[SourceConfig]) -> list[SourceConfig]:
-        """``--source auto``: short parallel health checks; unhealthy sources are skipped with their reason."""
-        from qwen_fetch.select import PROBE_TIMEOUT, probe_all, rank
-
-        ranking = rank(probe_all(configs, timeout=min(PROBE_TIMEOUT, self.opts.engine.request_timeout)), configs)
-        for sc, reason in ranking.skipped:
-            self.failures.append((sc.name, f"health check: {reason}"))
-            self.progress.note(f"{sc.name}: skipped ({reason})")
-        if not ranking.order:
-            raise SourceError(f"no source could resolve {self.opts.model_id}",
-                              context=[f"{n}: {r}" for n, r in self.failures],
-                              hint="check the network/proxy (HTTPS_PROXY/NO_PROXY) and the endpoints in mirrors.yaml; "
-                                   "`qwen-fetch mirrors --probe` tests each source", reference="all-sources-failed")
-        return list(ranking.order)
-
     def _resolve_one(self, sc: SourceConfig, revision: str) -> RepoListing:
         listing = self._source(sc).resolve(self.opts.model_id, revision)
         return listing
 
-    def resolve_all(self, pin: Pin | None) -> tuple[RepoListing, list[RepoListing]]:
-        """The primary listing (first source by priority that answers) plus the others that answered."""
+    def resolve_all(self, pin: Pin | None) -> tuple[RepoListing, LazyListings]:
+        """The primary listing (the first source, by priority, that answers), and every listing lazily:
+        the primary first, then each further source resolved only when a file needs it."""
         configs = self.candidate_configs()
-        if len(configs) > 1:
-            configs = self.health_checked(configs)
+        for sc in configs:
+            sc.token()  # a token that cannot be sent is a configuration error (exit 2), before any request
         primary: RepoListing | None = None
-        others: list[RepoListing] = []
         rest: list[SourceConfig] = []
         errors: list[QFError] = []
         for i, sc in enumerate(configs):
@@ -244,47 +234,53 @@ class Puller:
             raise SourceError(f"no source could resolve {self.opts.model_id}", context=reasons,
                               hint="check the network/proxy, the model id and --revision; `qwen-fetch mirrors --probe` tests each source",
                               reference="all-sources-failed")
-        if rest:
-            def resolve(sc: SourceConfig) -> RepoListing | None:
-                try:
-                    return self._resolve_one(sc, self._revision_for(sc, pin, primary))
-                except QFError as exc:
-                    self.failures.append((sc.name, exc.message))
-                    return None
-            with ThreadPoolExecutor(max_workers=len(rest)) as ex:
-                others = [lst for lst in ex.map(resolve, rest) if lst is not None]
-        return primary, others
+        first = primary
+
+        def resolve(sc: SourceConfig) -> RepoListing:
+            return self._resolve_one(sc, self._revision_for(sc, pin, first))
+
+        def failed(sc: SourceConfig, exc: QFError) -> None:
+            self.failures.append((sc.name, exc.message))
+            self.progress.note(f"{sc.name}: {exc.message}")
+
+        return primary, LazyListings(primary, rest, resolve, failed)
 
     # -- hashing plain files (no sha256 in the hub metadata) ------------------
-    def fetch_plain(self, listings: Sequence[RepoListing], rf: RemoteFile) -> tuple[str, bytes, str]:
-        """Download a small git file into memory from the first source that serves matching bytes."""
+    def fetch_plain(self, listings: Iterable[RepoListing], rf: RemoteFile) -> tuple[str, bytes, str]:
+        """Download a small git file into memory from the first source that serves matching bytes.
+
+        Each source gets the engine's retry policy; the next source is contacted only
+        when this one failed.  Wrong bytes anywhere make it an integrity error (exit 3);
+        sources that could not serve at all (HTTP errors, timeouts) a source error (exit 4).
+        """
+        from qwen_fetch.net.smallget import SmallGetError, get_small
+
         errors: list[str] = []
+        wrong_bytes = False
         for lst in listings:
             other = lst.by_path().get(rf.path)
             if other is None or other.size != rf.size:
                 continue
             loc = self._source(self.config.get(lst.source)).locate(self.opts.model_id, lst.commit, rf.path)
             try:
-                data = _get_small(loc, rf.size)
-            except QFError as exc:
-                errors.append(f"{lst.source}: {exc.message}")
+                data = get_small(loc, rf.size, self.opts.engine, note=self.progress.note)
+            except SmallGetError as exc:
+                errors.append(f"{lst.source}: {exc.reason}")
+                wrong_bytes = wrong_bytes or exc.integrity
                 continue
-            if len(data) != rf.size:
-                errors.append(f"{lst.source}: got {len(data)} bytes, listed {rf.size}")
-                continue
-            sha = hashlib.sha256(data).hexdigest()
-            if rf.git_oid is not None:
-                oid = hashlib.sha1(git_blob_header(len(data)) + data, usedforsecurity=False).hexdigest()
-                if oid != rf.git_oid:
-                    errors.append(f"{lst.source}: git blob id {oid} != listed {rf.git_oid}")
-                    continue
-            if rf.sha256 is not None and sha != rf.sha256:
-                errors.append(f"{lst.source}: sha256 {sha} != listed {rf.sha256}")
+            problem = _plain_mismatch(rf, data)
+            if problem is not None:
+                errors.append(f"{lst.source}: {problem}")
+                wrong_bytes = True
                 continue
             self.progress.advance(len(data))
-            return sha, data, lst.source
-        raise IntegrityError(f"{rf.path}: no source served bytes matching its listing", context=errors,
-                             hint="the mirror is broken or hostile; try another --source")
+            return hashlib.sha256(data).hexdigest(), data, lst.source
+        if wrong_bytes:
+            raise IntegrityError(f"{rf.path}: no source served bytes matching its listing", context=errors,
+                                 hint="the mirror is broken or hostile; try another --source")
+        raise SourceError(f"{rf.path} could not be fetched from any source", context=errors, reference="fetch-failed",
+                          hint="the sources may be down or overloaded: rerun later, or add another source in "
+                               "mirrors.yaml / pick one with --source")
 
     # -- main -----------------------------------------------------------------
     def run(self) -> PullResult:
@@ -300,12 +296,11 @@ class Puller:
         if offline is not None:
             raise self._offline_error(offline)
         try:
-            primary, others = self.resolve_all(pin)
+            primary, listings = self.resolve_all(pin)
         except SourceError as exc:
             if self._not_cached:  # what made the network necessary
                 exc.context += [f"not in the cache: {p}" for p in self._not_cached[:20]]
             raise
-        listings = [primary] + others
         src_cfg = self.config.get(primary.source)
         skipped: list[str] = []
         plain: PlainFetch | None = None
@@ -363,7 +358,7 @@ class Puller:
         if o.write_lock and (pin is None):
             new_pin = Pin(revision=revision, commit=commit, source=primary.source, files=files,
                           sources=tuple(sorted((lst.source, SourceRevision(lst.revision, lst.commit))
-                                               for lst in others if lst.commit != commit)))
+                                               for lst in listings.contacted() if lst.commit != commit)))
             if o.include or o.exclude:
                 old = lock.current(o.model_id)
                 if old is not None and old.commit == commit:
@@ -451,16 +446,19 @@ class Puller:
         return replace(check, bad=bad)
 
     # -- laying out files ------------------------------------------------------
-    def _locations(self, pf: PinnedFile, listings: Sequence[RepoListing]) -> tuple[FileLocation, ...]:
-        locs: list[FileLocation] = []
-        for lst in listings:
+    def _locations(self, pf: PinnedFile, listings: Iterable[RepoListing]
+                   ) -> tuple[FileLocation | None, Callable[[], FileLocation | None]]:
+        """The first source listing ``pf``'s content, and a callable for the next (contacted only if called)."""
+        def location(lst: RepoListing) -> FileLocation | None:
             rf = lst.by_path().get(pf.path)
-            if rf is not None and content_matches(rf, pf):
-                locs.append(self._source(self.config.get(lst.source)).locate(self.opts.model_id, lst.commit, pf.path))
-        return tuple(locs)
+            if rf is None or not content_matches(rf, pf):
+                return None
+            return self._source(self.config.get(lst.source)).locate(self.opts.model_id, lst.commit, pf.path)
+
+        return first_and_more(iter(listings), location)
 
     def materialise(self, known: Sequence[PinnedFile], commit: str, revision: str,
-                    listings: Sequence[RepoListing], plain: PlainFetch | None
+                    listings: Iterable[RepoListing], plain: PlainFetch | None
                     ) -> tuple[Path, list[FetchOutcome], int, tuple[PinnedFile, ...]]:
         """Get every file into place, verified; expose the snapshot last.
 
@@ -483,12 +481,12 @@ class Puller:
             if f.sha256 in seen and o.local_dir is None:
                 continue
             seen.add(f.sha256)
-            locs = self._locations(f, listings)
-            if not locs:
+            first, more = self._locations(f, listings)
+            if first is None:
                 missing_loc.append(f.path)
                 continue
             jobs.append(FetchJob(path=f.path, size=f.size, sha256=f.sha256, dest=layout.dest(f),
-                                 partial=layout.partial(f), lock=layout.lock(f), locations=locs))
+                                 partial=layout.partial(f), lock=layout.lock(f), locations=(first,), more=more))
         if missing_loc:
             raise IntegrityError(f"no source lists pinned file(s) with matching content: {', '.join(sorted(missing_loc)[:5])}",
                                  context=[f"{n}: {r}" for n, r in self.failures],
@@ -556,7 +554,7 @@ class PlainFetch:
     a 20 MB/s-per-connection CDN — from delaying everything else.
     """
 
-    def __init__(self, puller: Puller, listings: Sequence[RepoListing], chosen: Sequence[RemoteFile],
+    def __init__(self, puller: Puller, listings: Iterable[RepoListing], chosen: Sequence[RemoteFile],
                  need_bytes: Sequence[RemoteFile]) -> None:
         self._chosen = tuple(chosen)
         self._need = {rf.path for rf in need_bytes}
@@ -653,31 +651,17 @@ def _looks_like_commit(rev: str) -> bool:
     return len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)
 
 
-def _get_small(loc: FileLocation, size: int) -> bytes:
-    import httpx
+def _plain_mismatch(rf: RemoteFile, data: bytes) -> str | None:
+    """Why ``data`` cannot be ``rf`` (size, git blob id, listed sha256), or None."""
+    if len(data) != rf.size:
+        return f"got {len(data)} bytes, listed {rf.size}"
+    if rf.git_oid is not None:
+        oid = hashlib.sha1(git_blob_header(len(data)) + data, usedforsecurity=False).hexdigest()
+        if oid != rf.git_oid:
+            return f"git blob id {oid} != listed {rf.git_oid}"
+    if rf.sha256 is not None:
+        sha = hashlib.sha256(data).hexdigest()
+        if sha != rf.sha256:
+            return f"sha256 {sha} != listed {rf.sha256}"
+    return None
 
-    from qwen_fetch.net.http import source_error
-    from qwen_fetch.sources.hf import http_error
-
-    try:
-        with loc.client.stream("GET", loc.url, headers={"Accept-Encoding": "identity"}) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                raise http_error(loc.source, resp, loc.url.rsplit("/", 1)[-1])
-            # Checked before reading: a longer Content-Length would otherwise hold the
-            # connection open until the read timeout, waiting for bytes that never come.
-            declared = resp.headers.get("Content-Length")
-            encoded = resp.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
-            if declared is not None and not encoded and declared.strip() != str(size):
-                raise IntegrityError(f"source {loc.source!r} announced Content-Length {declared.strip()[:20]} "
-                                     f"for a file listed at {size} bytes",
-                                     hint="the mirror is broken or hostile; try another --source")
-            buf = bytearray()
-            for chunk in resp.iter_bytes():
-                buf += chunk
-                if len(buf) > size:
-                    raise IntegrityError(f"source {loc.source!r} sent more bytes than listed ({size})",
-                                         hint="the mirror is broken or hostile; try another --source")
-            return bytes(buf)
-    except httpx.HTTPError as exc:
-        raise source_error(loc.source, exc) from exc

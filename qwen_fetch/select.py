@@ -1,22 +1,25 @@
-"""Which sources ``--source auto`` uses, in which order: a pure ranking plus a thin probe adapter.
+"""``qwen-fetch mirrors --probe``: how healthy and fast each source is, and what ``auto`` would use.
 
-The policy (pure, :func:`rank`):
+``pull`` itself probes nothing: it tries the sources one by one in ``priority``
+order (lower first, file order for ties), contacting the next only when the
+previous one failed (``sourcechain.py``).  :func:`rank` shows that order for
+probed sources (pure):
 
 1. A source whose probe failed is skipped, with its reason kept for the
    "all sources down" error (:func:`all_down_error`).  A source that was not
    probed counts as healthy: probing is an optimisation, not a gate.
-2. Healthy sources are tried in ``priority`` order (lower first).  Priority is
-   the user's intent (a nearby mirror, a paid endpoint last), so latency and
-   throughput only break ties between equal priorities (lower latency, then
-   higher throughput, then file order).
-3. The first healthy source is the primary (it names the commit the lock
-   records); every other healthy source is a per-file fallback.  Pins are
-   content hashes, so any source may serve any file whose sha256 matches.
+2. Healthy sources come in ``priority`` order, ties in file order, as ``pull``
+   tries them.  Priority is the user's intent (a nearby mirror, a paid endpoint
+   last); latency and throughput are shown, not used.
+3. The first healthy source is where a pull starts (it names the commit the
+   lock records); the others are per-file fallbacks.  Pins are content hashes,
+   so any source may serve any file whose sha256 matches.
 
 The probe (:func:`probe`, :func:`probe_all`) is the only I/O here: one cheap
 request to the endpoint for reachability and latency and, with a model id,
 a resolve of that model plus a short ranged read of its largest file for a
-throughput sample.  Short timeouts; sources are probed in parallel.
+throughput sample.  Short timeouts; the sources the user asked to probe are
+probed in parallel.
 """
 
 from __future__ import annotations
@@ -75,19 +78,17 @@ class Ranking:
 def rank(results: Iterable[ProbeResult], configs: Sequence[SourceConfig]) -> Ranking:
     """Order ``configs`` the way ``--source auto`` tries them (see the module docstring).  Pure."""
     by_name = {r.name: r for r in results}
-    healthy: list[tuple[int, float, float, int, SourceConfig]] = []
+    healthy: list[tuple[int, int, SourceConfig]] = []
     skipped: list[tuple[SourceConfig, str]] = []
     for i, sc in enumerate(configs):
         r = by_name.get(sc.name)
         if r is not None and not r.ok:
             skipped.append((sc, r.reason or "unhealthy"))
             continue
-        latency = r.latency_ms if r is not None and r.latency_ms is not None else float("inf")
-        speed = r.throughput_bytes_per_s if r is not None and r.throughput_bytes_per_s is not None else 0.0
-        healthy.append((sc.priority, latency, -speed, i, sc))
-    healthy.sort(key=lambda t: t[:4])
+        healthy.append((sc.priority, i, sc))
+    healthy.sort(key=lambda t: t[:2])
     skipped.sort(key=lambda t: (t[0].priority, configs.index(t[0])))
-    return Ranking(order=tuple(t[4] for t in healthy), skipped=tuple(skipped))
+    return Ranking(order=tuple(t[2] for t in healthy), skipped=tuple(skipped))
 
 
 def all_down_error(ranking: Ranking, what: str = "any source") -> SourceError:

@@ -406,7 +406,7 @@ def test_a_fresh_start_replaces_the_partial_file_instead_of_truncating_it(tmp_pa
     """No resume state: the stale partial is removed and a new file created, never truncated to length 0.
 
     ext4 marks a file truncated to 0 for writeback when it is closed, and a killed pull's files are closed by the
-    kernel while its sockets are still open: it lingered 0.3-0.5 s in throttled writeback, still receiving.
+    kernel while its sockets are still open: it lingered in throttled writeback, still receiving.
     """
     from pathlib import Path
 
@@ -501,8 +501,8 @@ def test_readinto_some_returns_what_arrived_and_keeps_the_connection(tmp_path: o
 
 
 def test_default_connections_follow_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    """48 on the 2-core bench VM (64 oversubscribed it: same speed, 3-6x the bytes a killed pull lost), 64 from
-    3 cores up (on a 16-core host 64 were 15 % faster than 48); a taskset/cpuset counts, not the host's cores."""
+    """48 on 2 cores (64 oversubscribe them: no faster, more bytes lost by a killed pull), 64 from 3 cores up
+    (more cores still gain from 64); a taskset/cpuset counts, not the host's cores."""
     from qwen_fetch.net import jobs
 
     assert [jobs.default_connections(n) for n in (1, 2, 3, 16, 128)] == [24, 48, 64, 64, 64]

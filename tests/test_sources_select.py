@@ -35,8 +35,8 @@ A, B, C, D = sc("a", 10), sc("b", 20), sc("c", 30), sc("d", 20)
 RANK_CASES = [
     ("priority order, not speed", [A, B, C], [ok("a", 900), ok("b", 1), ok("c", 1, 1e9)], ["a", "b", "c"], []),
     ("unhealthy skipped", [A, B, C], [down("a"), ok("b"), ok("c")], ["b", "c"], ["a"]),
-    ("equal priority: lower latency first", [A, B, D], [ok("a"), ok("b", 50), ok("d", 5)], ["a", "d", "b"], []),
-    ("equal priority and latency: faster first", [B, D], [ok("b", 5, 10), ok("d", 5, 20)], ["d", "b"], []),
+    ("equal priority: file order, not latency", [A, B, D], [ok("a"), ok("b", 50), ok("d", 5)], ["a", "b", "d"], []),
+    ("equal priority: file order, not speed", [B, D], [ok("b", 5, 10), ok("d", 5, 20)], ["b", "d"], []),
     ("equal everything: file order", [D, B], [ok("b"), ok("d")], ["d", "b"], []),
     ("not probed counts as healthy", [A, B], [down("b")], ["a"], ["b"]),
     ("config order given unsorted", [C, A, B], [ok("a"), ok("b"), ok("c")], ["a", "b", "c"], []),

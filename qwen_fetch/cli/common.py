@@ -74,6 +74,17 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _debug_exit(exc: BaseException, code: int) -> None:
+    """``--debug``: the traceback, with URL credentials and secret values masked, then the error's exit code."""
+    import traceback
+
+    from qwen_fetch.redact import scrub
+
+    sys.stderr.write(scrub("".join(traceback.format_exception(exc))))
+    sys.stderr.flush()
+    raise typer.Exit(code)
+
+
 def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
     """Run a command body, mapping every failure to a documented exit code."""
     debug = debug or os.environ.get("QWEN_FETCH_DEBUG") == "1"
@@ -84,7 +95,7 @@ def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
         raise
     except QFError as err:
         if debug:
-            raise
+            _debug_exit(err, int(err.exit_code))
         fail(err, json_mode=json_mode)
     except KeyboardInterrupt:
         from qwen_fetch.errors import Interrupted
@@ -93,7 +104,7 @@ def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
              json_mode=json_mode)
     except OSError as exc:
         if debug:
-            raise
+            _debug_exit(exc, 1)
         import errno
 
         from qwen_fetch.errors import DiskFullError, SourceError
@@ -105,7 +116,7 @@ def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
                          hint="check permissions and free space", reference="os-error"), json_mode=json_mode)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
-            raise
+            _debug_exit(exc, 1)
         err = QFError(f"unexpected {type(exc).__name__}: {exc}", hint="rerun with --debug and report the traceback")
         fail(err, json_mode=json_mode)
     raise AssertionError("unreachable")

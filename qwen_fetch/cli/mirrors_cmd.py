@@ -6,7 +6,6 @@ Token values are never printed: only the name of the variable and whether it is 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
@@ -20,12 +19,9 @@ if TYPE_CHECKING:  # keep `qwen-fetch --help` free of httpx
 
 def redact(url: str) -> str:
     """An endpoint for display: user:password in the URL replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    from qwen_fetch.config import mask_url
+
+    return mask_url(url)
 
 
 def source_row(sc: SourceConfig) -> dict[str, Any]:

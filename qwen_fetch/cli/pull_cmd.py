@@ -24,10 +24,11 @@ WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, max=256, hel
 
 
 def _engine(connections: int | None, workers: int | None):  # type: ignore[no-untyped-def]
+    from qwen_fetch.net.deadline import Deadlines
     from qwen_fetch.net.jobs import EngineOptions
 
-    n = connections or workers
-    return EngineOptions(connections=n) if n else EngineOptions()
+    # QWEN_FETCH_TIMEOUT / QWEN_FETCH_MIN_RATE / QWEN_FETCH_RATE_WINDOW: see net/deadline.py
+    return EngineOptions.from_deadlines(Deadlines.from_env(), connections=connections or workers)
 
 
 def _options(model_id: str, revision: str | None, source: str | None, include: list[str] | None,

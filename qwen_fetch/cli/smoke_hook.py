@@ -1,4 +1,4 @@
-"""The smoke-load that ends a pull (issue: smoke-load on the GPU)."""
+"""The smoke-load that ends a pull (on the GPU when there is one)."""
 
 from __future__ import annotations
 

@@ -190,7 +190,8 @@ def _run(sched: Scheduler, a: Assignment) -> None:
                 sched.record_etag(a, op.etag)
             _consume(sched, a, op)
     except Retryable as exc:
-        sched.requeue(a, exc.reason, exc.retry_after, progressed=a.pos + a.part > begin, throttled=exc.throttled)
+        sched.requeue(a, exc.reason, exc.retry_after, progressed=a.pos + a.part > begin, throttled=exc.throttled,
+                      slow=exc.slow)
     except SourceFailed as exc:
         sched.fail_source(a, exc.reason, integrity=False)
     else:
@@ -211,6 +212,7 @@ def _consume(sched: Scheduler, a: Assignment, op: Opened) -> None:
     if keep is None:
         return
     readinto = body_reader(op.response)
+    rate = sched.options.deadlines.guard(time.monotonic())  # a source that drips fails (TooSlow)
     buf = memoryview(bytearray(min(bs, size)))  # one block, reused: no allocation per block
     received = 0
     filled = off - block * bs  # a request resuming mid-block: the block's first bytes are on disk
@@ -229,6 +231,7 @@ def _consume(sched: Scheduler, a: Assignment, op: Opened) -> None:
                                     f"{op.end - op.offset} bytes")
                 filled += n
                 received += n
+                rate.feed(n, time.monotonic())
                 if (keep and filled - a.part >= step and filled < len(view)
                         and not sched.write_step(a, block, view, filled, summer)):
                     return  # the file changed course; another assignment owns it now

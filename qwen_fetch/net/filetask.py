@@ -28,12 +28,10 @@ from qwen_fetch.sources.base import FileLocation
 
 
 # Writes go to the page cache in pieces of one of these sizes, whichever is cheaper here (``PieceChooser``).
-# On the bench VM (`bench/results/write_piece.md`: 2 GiB into a fresh file, CPU s) one run gave 16 KiB 0.51 s,
-# 256 KiB 3.01 s, another 16 KiB 0.59 s, 256 KiB 0.39 s, 1 MiB 3.05 s: which sizes are dear depends on the VM's
-# memory at the time (most likely large folios taken from free memory the VM has reported to its host, whose
-# pages then fault back in on first touch).  Inside pulls 256 KiB was cheaper for the first tens of MiB and
-# ~6x dearer later, and switching to 16 KiB took a (b) pull from 5-6.8 to 4.3 CPU s.  On the lent GPU host
-# (KVM, no such reporting) 256 KiB is always the cheaper (0.53 vs 0.79 s per 2 GiB).
+# On a VM that reports free memory to its host, which sizes are dear depends on the VM's memory at the time
+# (most likely large folios taken from reported memory, whose pages fault back in on first touch): inside a
+# pull 256 KiB can be the cheaper for the first tens of MiB and far dearer later.  Elsewhere 256 KiB is the
+# cheaper throughout.  Figures: `bench/results/design-figures.md` and `bench/results/write_piece.md`.
 WRITE_PIECES = (16 * 1024, 256 * 1024)
 PROBE_BYTES = 16 << 20  # written in each piece size (alternating, write by write) before choosing
 REPROBE_AFTER = 256 << 20  # ... and written with the chosen size before comparing again
@@ -49,9 +47,9 @@ class PieceChooser:
     Shared by all connections of one ``fetch_all``.  Writes alternate sizes until each size has written
     ``PROBE_BYTES``; then the size with the lower CPU time per byte writes the next ``REPROBE_AFTER`` bytes,
     and the comparison starts over.  A pwrite into the page cache is CPU work (the copy, the page
-    allocation), so the writing thread's CPU time is its cost.  The re-check matters: on the bench VM the
-    first tens of MiB land in recently freed (still backed) memory, where 256 KiB pieces are the cheaper,
-    and only later, once the page cache takes memory the VM gave back to its host, do they cost 3-6x more.
+    allocation), so the writing thread's CPU time is its cost.  The re-check matters: on a VM that reports
+    free memory to its host the first tens of MiB land in recently freed (still backed) memory, where 256 KiB
+    pieces are the cheaper, and only later, once the page cache takes memory the VM gave back, do they cost more.
     """
 
     def __init__(self) -> None:
@@ -134,6 +132,8 @@ class FileTask:
     source: str = ""
     failed_sources: list[tuple[str, str]] = field(default_factory=list)
     integrity_failure: bool = False  # the last source to fail served the wrong bytes
+    extra_locations: list[FileLocation] = field(default_factory=list)  # from ``job.more``, as they were needed
+    looking_up: bool = False  # a thread is asking ``job.more`` for the next location
     wlock: threading.Lock = field(default_factory=threading.Lock)
     hash_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -143,7 +143,13 @@ class FileTask:
 
     @property
     def location(self) -> FileLocation:
-        return self.job.locations[self.loc_index]
+        known = self.job.locations
+        i = self.loc_index
+        return known[i] if i < len(known) else self.extra_locations[i - len(known)]
+
+    @property
+    def location_count(self) -> int:
+        return len(self.job.locations) + len(self.extra_locations)
 
     def span(self, block: int) -> tuple[int, int]:
         return block_span(block, self.job.size, self.block_size)
@@ -185,8 +191,8 @@ class FileTask:
         if state is None:
             # Start from a new, empty file: removed and created, not truncated.  ext4 marks a file truncated to
             # length 0 for writeback when it is closed (auto_da_alloc), and a process's files are closed when it
-            # dies: a SIGKILLed pull then spent 0.3-0.5 s in that writeback (throttled by the block layer) with
-            # every socket still open and receiving, ~4 % of the bytes its rerun had to fetch again.
+            # dies: a SIGKILLed pull then lingered in that writeback (throttled by the block layer) with every
+            # socket still open and receiving, bytes its rerun had to fetch again.
             try:
                 os.unlink(job.partial)
             except FileNotFoundError:

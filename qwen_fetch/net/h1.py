@@ -30,6 +30,8 @@ from typing import Any
 
 import httpx
 
+from qwen_fetch.net.deadline import HeadersDeadline
+
 BODY = "qwen_fetch.body"  # response extension: the Body, for readinto_some
 CHUNK = 64 * 1024  # bytes per chunk when httpx iterates a body (API calls, redirects)
 
@@ -130,7 +132,17 @@ class H1Transport(httpx.BaseTransport):
             conn.endheaders(body or None)
         with _mapped(request, httpx.ReadTimeout, httpx.ReadError, stale=True):
             conn.sock.settimeout(timeout.get("read"))  # per recv: this is what detects a stalled body
-            return conn.getresponse()
+            # ... and all the headers within the same time: a server that drips them resets a per-recv timeout
+            with HeadersDeadline(conn.sock, timeout.get("read")) as deadline:
+                try:
+                    resp = conn.getresponse()
+                except Exception as exc:
+                    if deadline.fired:
+                        raise httpx.ReadTimeout("no complete response headers in time", request=request) from exc
+                    raise
+            if deadline.fired:
+                raise httpx.ReadTimeout("no complete response headers in time", request=request)
+            return resp
 
     def _checkout(self, key: _Key, request: httpx.Request, connect_timeout: float | None
                   ) -> tuple[http.client.HTTPConnection, bool]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from qwen_fetch.net.deadline import DEFAULT_MIN_RATE, DEFAULT_RATE_WINDOW, DEFAULT_TIMEOUT, Deadlines
 from qwen_fetch.paths import SafeRelPath
 from qwen_fetch.sources.base import FileLocation
 
@@ -18,6 +20,10 @@ class FetchJob:
     size and sha256, then atomically renames ``partial`` to ``dest`` while
     holding the file lock ``lock``.  ``locations`` are tried in order: a file
     that fails, stalls or mismatches on one source is fetched from the next.
+    Past the last of them the engine asks ``more`` (when given) for another
+    location, so a further source is contacted only once this file needs it;
+    ``more`` is called outside the scheduler's lock and returns None when no
+    source is left.
     """
 
     path: SafeRelPath
@@ -27,6 +33,7 @@ class FetchJob:
     partial: Path
     lock: Path
     locations: tuple[FileLocation, ...]
+    more: Callable[[], FileLocation | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,11 +58,9 @@ def default_connections(cpus: int | None = None) -> int:
 
     Behind a per-connection cap (a CDN's, a mirror's) throughput is connections x cap until the client runs
     out of CPU; past that point more connections only queue bytes in socket buffers, which a killed pull
-    then has to fetch again.  Under nginx's 20 MB/s per connection (``bench/results/download.md``): on the
-    2-core bench VM 40/48/56/64 connections gave 657/692/702/680 MB/s and a pull SIGKILLed halfway and rerun
-    fetched +0.7..1.1 % more with 48, +3.2..6.5 % with 64; on a 16-core host 48 gave 798 MB/s and 64 916,
-    with +0.8..1.0 % and +1.2..1.6 %.  64 x 20 MB/s is 10 Gbit/s; ``--connections`` goes higher for a lower
-    per-connection cap on a faster link.
+    then has to fetch again.  Behind a 20 MB/s per-connection cap, 2 cores saturate before 64 connections
+    while more cores still gain from 64 (``bench/results/design-figures.md``).  64 x 20 MB/s is 10 Gbit/s;
+    ``--connections`` goes higher for a lower per-connection cap on a faster link.
     """
     if cpus is None:
         try:
@@ -73,16 +78,33 @@ class EngineOptions:
     max_attempts: int = 8  # per range, per source, before falling back / giving up
     backoff_base: float = 0.5
     backoff_max: float = 20.0
-    stall_timeout: float = 20.0  # no bytes for this long: drop the connection, re-queue the range
-    request_timeout: float = 30.0
+    # No response headers, or no body bytes, for this long: drop the connection, re-queue the range.
+    stall_timeout: float = DEFAULT_TIMEOUT
+    request_timeout: float = DEFAULT_TIMEOUT  # connect (at most 10 s) and API calls
+    # A body slower than this (bytes/s, averaged over ``rate_window`` seconds) is dropped like a stalled one;
+    # a source that drips a byte now and then would otherwise reset the stall timeout forever.
+    min_rate: int = DEFAULT_MIN_RATE
+    rate_window: float = DEFAULT_RATE_WINDOW
+    max_slow: int = 2  # stalled or too-slow responses in a row for one range before the file leaves the source
     block_size: int = 1 << 20  # unit of the resume state's checksums (ranges are cut on blocks)
     # A block still arriving is written and its head journaled every this many bytes, so a killed pull loses
     # at most this much per connection (plus what the kernel held), not the block held in memory (~1 MiB per
-    # connection with those waiting for the GIL).  64 connections in the (b) bench: rerun +5.0 % median
-    # with whole blocks, +4.65 % with steps; the rest was socket buffers (see ``connections``).
+    # connection with those waiting for the GIL).  The rest of what a killed pull loses is socket buffers
+    # (see ``connections``; figures in ``bench/results/design-figures.md``).
     step_size: int = 256 << 10
     min_split: int = 2 << 20  # an idle connection steals the tail of a range only if both halves are this big
     # Near the end ranges are handed out in shrinking shares of what is left, never below this (a request
     # per 4 MiB costs one round trip per 0.2 s at 20 MB/s: cheap, and the connections finish together).
     tail_piece: int = 4 << 20
     steal_after: float = 2.0  # ... and only if that range's connection needs longer than this (s) to finish it
+
+    @property
+    def deadlines(self) -> Deadlines:
+        return Deadlines(timeout=self.stall_timeout, min_rate=self.min_rate, window=self.rate_window)
+
+    @classmethod
+    def from_deadlines(cls, d: Deadlines, connections: int | None = None) -> EngineOptions:
+        """Default options with the timeouts and minimum rate of ``d`` (and ``connections`` if given)."""
+        base = cls() if connections is None else cls(connections=connections)
+        return replace(base, stall_timeout=d.timeout, request_timeout=d.timeout, min_rate=d.min_rate,
+                       rate_window=d.window)

@@ -15,8 +15,8 @@ promoted.  ``gc`` deletes ``*.incomplete`` and ``*.incomplete.parts`` that no
 lock holds, so the name must stay ``str(partial) + ".parts"``.
 
 Why xxh3 and not crc32: the checksum is computed over every byte a pull
-receives, and on a 2-core machine without SHA-NI zlib.crc32 cost 8-9 % of a
-pull's CPU; xxh3 (SIMD) runs at memory speed.  Version 1 states (zlib.crc32,
+receives, and on a 2-core machine without SHA-NI zlib.crc32 took a noticeable
+share of a pull's CPU; xxh3 (SIMD) runs at memory speed.  Version 1 states (zlib.crc32,
 key ``crc``) from older releases are still read: their blocks are checked with
 crc32 and re-summed with xxh3, so an upgrade mid-download loses nothing.
 """

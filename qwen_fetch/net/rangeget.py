@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from qwen_fetch.net.deadline import TooSlow
 from qwen_fetch.net.h1 import BODY
 from qwen_fetch.net.http import describe_exc
 from qwen_fetch.net.ranges import is_strong_etag, parse_content_range, parse_retry_after
@@ -27,11 +28,13 @@ THROTTLE_STATUSES = frozenset({429, 503})  # what nginx limit_conn/limit_req and
 class Retryable(Exception):
     """Transient: try this range again on the same source after a backoff."""
 
-    def __init__(self, reason: str, retry_after: float | None = None, *, throttled: bool = False) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, *, throttled: bool = False,
+                 slow: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
         self.throttled = throttled  # 429/503: the server wants fewer requests, not this one again later
+        self.slow = slow  # stalled or below the minimum rate: whatever it sent, it is no progress
 
 
 class SourceFailed(Exception):
@@ -151,6 +154,8 @@ def open_range(loc: FileLocation, req: RangeRequest, *, connect_timeout: float,
             yield Opened(response=resp, offset=offset, end=end, etag=etag,
                          ignored_range=resp.status_code == 200 and not req.whole)
     except httpx.ReadTimeout:
-        raise Retryable(f"stalled (no bytes for {stall_timeout:g}s)") from None
+        raise Retryable(f"stalled (no bytes for {stall_timeout:g}s)", slow=True) from None
+    except TooSlow as exc:
+        raise Retryable(exc.reason, slow=True) from None
     except httpx.TransportError as exc:
         raise Retryable(describe_exc(exc)) from None

@@ -60,6 +60,7 @@ class Assignment:
     part: int = 0  # bytes of the block at ``pos`` this connection has written and journaled so far
     started: float = 0.0  # when the body began to arrive (monotonic; 0 = not yet)
     pos0: int = 0  # ``pos`` at that moment
+    slow: int = 0  # stalled or too-slow responses in a row for this range
 
     def eta(self, now: float) -> float:
         """Seconds this connection needs to finish its range at its speed so far."""
@@ -203,7 +204,7 @@ class Scheduler:
             self.cond.notify_all()
 
     def requeue(self, a: Assignment, reason: str, retry_after: float | None, progressed: bool,
-                throttled: bool = False) -> None:
+                throttled: bool = False, slow: bool = False) -> None:
         o = self.options
         t = a.task
         shrunk = 0
@@ -221,15 +222,18 @@ class Scheduler:
                 return
             t.retries += 1
             # Refused while other connections are being served means "too many", not "broken": it does not
-            # count toward giving up on this source (when nothing is being served it does).
-            failures = 1 if progressed else a.failures + (0 if throttled and self.active else 1)
-            if failures >= o.max_attempts:
+            # count toward giving up on this source (when nothing is being served it does).  A stalled or
+            # too-slow response is no progress, whatever it delivered: a source that drips a byte now and
+            # then must run out of tries.
+            failures = 1 if progressed and not slow else a.failures + (0 if throttled and self.active else 1)
+            slow_count = a.slow + 1 if slow else 0
+            if failures >= o.max_attempts or slow_count >= max(1, o.max_slow):
                 self._fail_source(t, reason, integrity=False)
                 return
             delay = retry_delay(failures, retry_after, o.backoff_base, o.backoff_max, _jitter.random())
             if a.pos < a.end:
                 self.pending.append(Assignment(t, t.gen, a.pos, a.end, failures, time.monotonic() + delay, a.pos,
-                                               head=0 if t.stream else a.part))
+                                               head=0 if t.stream else a.part, slow=slow_count))
                 self.pending.sort(key=lambda x: (x.task.index, x.start))
             self.cond.notify_all()
         if shrunk:
@@ -254,7 +258,12 @@ class Scheduler:
         self.pending = [p for p in self.pending if p.task is not t]
         if integrity:
             self.progress.advance(-t.forget())  # which bytes were wrong is unknown: start this file over
-        if t.loc_index + 1 >= len(t.job.locations):
+        if t.loc_index + 1 >= t.location_count and t.job.more is not None:
+            # Ask for another source outside the lock: it may have to be contacted (resolved) first.
+            t.looking_up = True
+            threading.Thread(target=self._look_up, args=(t, t.gen, reason), daemon=True,
+                             name="qwen-fetch-fallback").start()
+        elif t.loc_index + 1 >= t.location_count:
             t.phase = Phase.FAILED
             self.progress.note(f"{t.job.path}: {reason} from {t.location.source}; no source left")
         else:
@@ -263,6 +272,30 @@ class Scheduler:
             self.progress.note(f"{t.job.path}: {reason} from {old}; falling back to {t.location.source}")
             self.plan(t)
         self.cond.notify_all()
+
+    def _look_up(self, t: FileTask, gen: int, reason: str) -> None:
+        """The file's known locations all failed: take the next one from ``job.more``, or fail the file."""
+        assert t.job.more is not None
+        try:
+            loc = t.job.more()
+        except Exception as exc:  # a bug in the provider: report it as this file's failure
+            loc = None
+            reason = f"{reason}; looking for another source: {exc}"
+        with self.cond:
+            t.looking_up = False
+            if gen != t.gen or t.phase is not Phase.ACTIVE:
+                self.cond.notify_all()
+                return
+            old = t.location.source
+            if loc is None or self.stopping or self.cancel.is_set():
+                t.phase = Phase.FAILED
+                self.progress.note(f"{t.job.path}: {reason} from {old}; no source left")
+            else:
+                t.extra_locations.append(loc)
+                t.loc_index += 1
+                self.progress.note(f"{t.job.path}: {reason} from {old}; falling back to {loc.source}")
+                self.plan(t)
+            self.cond.notify_all()
 
     def to_stream(self, a: Assignment, changed: bool, etag: str | None) -> bool:
         """The source answered 200 to a range: this connection reads the whole body; others stop.

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from qwen_fetch.config import SourceConfig
 from qwen_fetch.manifest import RepoListing
+from qwen_fetch.net.deadline import Deadlines
 from qwen_fetch.paths import SafeRelPath
 
 if TYPE_CHECKING:  # httpx is imported by the sources themselves: a pull served from the cache never needs it
@@ -43,7 +44,9 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def make_source(config: SourceConfig, *, timeout: float = 30.0, connections: int = 32) -> Source:
+def make_source(config: SourceConfig, *, timeout: float = 30.0, connections: int = 32,
+                deadlines: Deadlines | None = None) -> Source:
+    """The source for ``config``; ``deadlines`` (default: the built-in ones) bound its API calls."""
     if config.kind != "dir":  # a local folder store is no network
         from qwen_fetch.offline import require_network
 
@@ -51,11 +54,11 @@ def make_source(config: SourceConfig, *, timeout: float = 30.0, connections: int
     if config.kind == "hf":
         from qwen_fetch.sources.hf import HFSource
 
-        return HFSource(config, timeout=timeout, connections=connections)
+        return HFSource(config, timeout=timeout, connections=connections, deadlines=deadlines)
     if config.kind == "modelscope":
         from qwen_fetch.sources.modelscope import ModelScopeSource
 
-        return ModelScopeSource(config, timeout=timeout, connections=connections)
+        return ModelScopeSource(config, timeout=timeout, connections=connections, deadlines=deadlines)
     if config.kind in ("dir", "s3"):
         from qwen_fetch.sources.store import StoreSource
 

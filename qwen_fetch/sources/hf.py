@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -12,6 +13,7 @@ from qwen_fetch.config import SourceConfig
 from qwen_fetch.errors import IntegrityError, NotFoundError, SourceError
 from qwen_fetch.hashing import is_sha1, is_sha256
 from qwen_fetch.manifest import RemoteFile, RepoListing
+from qwen_fetch.net.deadline import MIN_RATE_ENV, Deadlines, TooSlow
 from qwen_fetch.net.http import make_client, source_error
 from qwen_fetch.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
 from qwen_fetch.sources.base import FileLocation
@@ -25,9 +27,10 @@ class ListingError(IntegrityError):
     reference = "bad-listing"
 
 
-def read_json(client: httpx.Client, url: str, source: str, *, params: dict[str, str] | None = None
-              ) -> tuple[Any, httpx.Response]:
-    """GET a JSON document with a size cap; translate transport errors."""
+def read_json(client: httpx.Client, url: str, source: str, *, params: dict[str, str] | None = None,
+              deadlines: Deadlines | None = None) -> tuple[Any, httpx.Response]:
+    """GET a JSON document with a size cap and the minimum rate of ``deadlines``; translate transport errors."""
+    guard = (deadlines or Deadlines()).guard(time.monotonic())
     try:
         with client.stream("GET", url, params=params, headers={"Accept": "application/json"}) as resp:
             if resp.status_code >= 400:
@@ -43,8 +46,13 @@ def read_json(client: httpx.Client, url: str, source: str, *, params: dict[str, 
                 if len(buf) > MAX_JSON_BYTES:
                     raise ListingError(f"source {source!r} sent a listing over {MAX_JSON_BYTES} bytes",
                                        hint="the mirror is broken or hostile; use another --source")
+                guard.feed(len(chunk), time.monotonic())
     except httpx.HTTPError as exc:
         raise source_error(source, exc) from exc
+    except TooSlow as exc:
+        raise SourceError(f"source {source!r} answers {urlsplit(url).path} {exc.reason}",
+                          hint=f"the source is overloaded or throttled; {MIN_RATE_ENV}=0 turns the check off",
+                          reference="source-too-slow") from None
     try:
         return json.loads(bytes(buf)), resp
     except (ValueError, RecursionError):
@@ -68,8 +76,10 @@ def http_error(source: str, resp: httpx.Response, what: str) -> SourceError:
 
 
 class HFSource:
-    def __init__(self, config: SourceConfig, *, timeout: float = 30.0, connections: int = 32) -> None:
+    def __init__(self, config: SourceConfig, *, timeout: float = 30.0, connections: int = 32,
+                 deadlines: Deadlines | None = None) -> None:
         self.config = config
+        self.deadlines = deadlines
         self.client = make_client(token=config.token(), endpoint=config.endpoint, timeout=timeout,
                                   connections=connections)
 
@@ -87,7 +97,8 @@ class HFSource:
         return f"{self.config.endpoint}/api/models/{self.config.map_model(repo_id)}/" + "/".join(tail)
 
     def resolve_commit(self, repo_id: str, revision: str) -> str:
-        data, resp = read_json(self.client, self._api(repo_id, "revision", quote(revision, safe="")), self.name)
+        data, resp = read_json(self.client, self._api(repo_id, "revision", quote(revision, safe="")), self.name,
+                               deadlines=self.deadlines)
         if data is None:
             raise http_error(self.name, resp, f"{repo_id}@{revision}")
         sha = data.get("sha") if isinstance(data, dict) else None
@@ -115,7 +126,7 @@ class HFSource:
             if pages > MAX_PAGES:
                 raise ListingError(f"source {self.name!r}: file listing has over {MAX_PAGES} pages",
                                    hint="the mirror is broken or hostile; use another --source")
-            data, resp = read_json(self.client, url, self.name, params=params)
+            data, resp = read_json(self.client, url, self.name, params=params, deadlines=self.deadlines)
             if data is None:
                 raise http_error(self.name, resp, f"{repo_id}@{commit} file listing")
             if not isinstance(data, list):

@@ -45,6 +45,7 @@ from qwen_fetch.config import SourceConfig
 from qwen_fetch.errors import NotFoundError, SourceError
 from qwen_fetch.hashing import is_sha256
 from qwen_fetch.manifest import RemoteFile, RepoListing
+from qwen_fetch.net.deadline import Deadlines
 from qwen_fetch.net.http import HostBearerAuth, make_client
 from qwen_fetch.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
 from qwen_fetch.sources.base import FileLocation
@@ -236,8 +237,10 @@ def ms_http_error(source: str, resp: httpx.Response, what: str) -> SourceError:
 class ModelScopeSource:
     """The :class:`~qwen_fetch.sources.base.Source` interface over ModelScope's API."""
 
-    def __init__(self, config: SourceConfig, *, timeout: float = 30.0, connections: int = 32) -> None:
+    def __init__(self, config: SourceConfig, *, timeout: float = 30.0, connections: int = 32,
+                 deadlines: Deadlines | None = None) -> None:
         self.config = config
+        self.deadlines = deadlines
         self.client = make_client(endpoint=config.endpoint, timeout=timeout, connections=connections)
         token = config.token()
         if token:
@@ -260,7 +263,8 @@ class ModelScopeSource:
         return f"{self.config.endpoint}{API_PREFIX}/{org_name}/{tail}".rstrip("/")
 
     def _get(self, url: str, what: str, params: Mapping[str, str] | None = None) -> Any:
-        body, resp = read_json(self.client, url, self.name, params=dict(params) if params else None)
+        body, resp = read_json(self.client, url, self.name, params=dict(params) if params else None,
+                               deadlines=self.deadlines)
         if body is None:
             raise ms_http_error(self.name, resp, what)
         return unwrap(body, self.name, what)

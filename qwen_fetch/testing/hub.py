@@ -43,6 +43,8 @@ class Faults:
     content_length: dict[str, int] = field(default_factory=dict)  # advertise this length
     extra_body: dict[str, bytes] = field(default_factory=dict)  # send more than advertised
     rate: int | None = None  # bytes/s per connection
+    # Send bodies one byte at a time, this many seconds apart ("api": JSON answers; a path or "*": files).
+    drip: dict[str, float] = field(default_factory=dict)
     max_concurrent: int | None = None  # answer 503 to file GETs beyond this many at once (nginx limit_conn)
     gates: dict[str, threading.Event] = field(default_factory=dict)  # hold a file's GETs until the event is set ...
     gate_timeout: float = 20.0  # ... or this many seconds have passed (then ``gate_timeouts`` counts it)
@@ -163,7 +165,18 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(k, v)
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(body)
+                drip = hub.faults.drip.get("api") if urlsplit(self.path).path.startswith("/api/") else None
+                if drip is not None:
+                    self._drip(body, drip)
+                else:
+                    self.wfile.write(body)
+
+        def _drip(self, data: bytes, seconds: float) -> None:
+            """Send ``data`` a byte at a time, ``seconds`` apart (a source that drips)."""
+            for i in range(len(data)):
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+                time.sleep(seconds)
 
         def _error(self, status: int, code: str, msg: str = "") -> None:
             self._send_json({"error": msg or code}, status, {"X-Error-Code": code})
@@ -360,6 +373,11 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             if self.command == "HEAD":
                 return None
             sent = 0
+            drip = f.drip.get(p, f.drip.get("*"))
+            if drip is not None:
+                with open(sf.disk, "rb") as fh:
+                    fh.seek(start)
+                    return self._drip(fh.read(length), drip)
             plain = reset is None and stall is None and corrupt is None and not f.rate and not extra
             with open(sf.disk, "rb") as fh:
                 if plain:
