@@ -11,14 +11,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from qwen_fetch.errors import ConfigError
 from qwen_fetch.fsutil import atomic_write_text
 from qwen_fetch.hashing import is_sha1, is_sha256
 from qwen_fetch.manifest import Pin, PinnedFile, SourceRevision
 from qwen_fetch.paths import UnsafePathError, check_collisions, safe_relpath
-from qwen_fetch.yamlio import LineMap, line_of, load_yaml
+from qwen_fetch.yamlio import LineMap, dump_yaml, line_of, load_yaml
 
 LOCK_VERSION = 1
 DEFAULT_LOCK_NAME = "qwen-fetch.lock"
@@ -178,7 +177,7 @@ def _pin_dict(p: Pin) -> dict[str, Any]:
 
 def dump_lock(lock: Lock) -> str:
     data = {"version": LOCK_VERSION, "models": {mid: [_pin_dict(p) for p in pins] for mid, pins in sorted(lock.models)}}
-    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
+    body = dump_yaml(data)
     return HEADER + body
 
 

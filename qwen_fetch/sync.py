@@ -32,6 +32,10 @@ from qwen_fetch.store.backends import ObjectInfo, ObjectStore
 from qwen_fetch.store.layout import Manifest, blob_key, manifest_key, ref_key
 
 
+# Above this many blobs, sync lists the store's blobs/ instead of sending one HEAD per blob.
+LIST_ABOVE = 256
+
+
 @dataclass(frozen=True)
 class BlobStep:
     sha256: str
@@ -150,12 +154,20 @@ def verified_blobs(cache_dir: Path, model: str, pin: Pin, workers: int | None = 
 
 
 def survey(store: ObjectStore, model: str, pin: Pin, *, recheck: bool, local: Mapping[str, Path],
-           workers: int) -> tuple[dict[str, ObjectInfo | None], bytes | None, str | None, dict[str, str | None] | None]:
-    """What the store holds for this pin (one HEAD per blob, in parallel)."""
+           workers: int, list_above: int = LIST_ABOVE
+           ) -> tuple[dict[str, ObjectInfo | None], bytes | None, str | None, dict[str, str | None] | None]:
+    """What the store holds for this pin: one HEAD per blob in parallel, or, for a pin of more than
+    ``list_above`` blobs, one paged listing of ``blobs/`` (a page names up to 1,000 objects)."""
     shas = sorted({f.sha256 for f in pin.files})
     sizes = {f.sha256: f.size for f in pin.files}
     with ThreadPoolExecutor(max_workers=workers) as ex:
-        existing = dict(zip(shas, ex.map(lambda s: store.head(blob_key(s)), shas)))
+        if len(shas) > list_above:
+            # A listing gives sizes but not the sha256 metadata a HEAD returns; a blob's name is its
+            # sha256 and each upload was checked, and --recheck still re-reads every present blob.
+            listed = store.list_prefix(blob_key(shas[0]).rsplit("/", 1)[0] + "/")
+            existing: dict[str, ObjectInfo | None] = {s: listed.get(s) for s in shas}
+        else:
+            existing = dict(zip(shas, ex.map(lambda s: store.head(blob_key(s)), shas)))
         rechecked = None
         if recheck:
             have = [s for s in shas if existing[s] is not None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ _ALLOWED_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool
 
 
 MAX_DEPTH = 32  # our files nest 6 levels deep; a deeper document is hostile or broken
+
+_CLoader = getattr(yaml, "CSafeLoader", None)  # libyaml's parser, where PyYAML was built with it
 
 
 def _construct(node: yaml.Node, path: tuple[object, ...], lines: LineMap, where: str,
@@ -54,17 +57,72 @@ def _scalar(node: yaml.Node, where: str) -> Any:
     if not isinstance(node, yaml.ScalarNode) or node.tag not in _ALLOWED_TAGS:
         raise ConfigError(f"{where}:{node.start_mark.line + 1}: a key must be a plain value",
                           hint="check the indentation")
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+    # A bare constructor: a whole SafeLoader (reader, scanner, parser) per scalar cost more than the parse.
+    return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The document's node tree.  With libyaml, its C parser makes the events and this loop builds the
+    nodes (no recursion, so no depth can crash it; the pure-Python scanner costs ~10x more per entry,
+    which a lockfile of 100,000 files feels); without libyaml, PyYAML's own composer."""
+    if _CLoader is None:
+        return yaml.compose(text, Loader=yaml.SafeLoader)  # type: ignore[no-any-return]
+    resolver = yaml.resolver.Resolver()
+    stack: list[tuple[yaml.Node, list[Any]]] = []
+    root: yaml.Node | None = None
+    anchors: dict[str, yaml.Node] = {}
+
+    def attach(node: yaml.Node) -> None:
+        nonlocal root
+        if stack:
+            stack[-1][1].append(node)
+        else:
+            root = node
+
+    for ev in yaml.parse(text, Loader=_CLoader):
+        if isinstance(ev, yaml.ScalarEvent):
+            tag = ev.tag
+            if tag is None or tag == "!":
+                tag = resolver.resolve(yaml.ScalarNode, ev.value, ev.implicit)
+            node: yaml.Node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, style=ev.style)
+            attach(node)
+        elif isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            seq = isinstance(ev, yaml.SequenceStartEvent)
+            tag = ev.tag
+            if tag is None or tag == "!":
+                tag = resolver.resolve(yaml.SequenceNode if seq else yaml.MappingNode, None, ev.implicit)
+            items: list[Any] = []
+            node = (yaml.SequenceNode if seq else yaml.MappingNode)(tag, items, ev.start_mark, None,
+                                                                      flow_style=ev.flow_style)
+            attach(node)
+            stack.append((node, items))
+            if len(stack) > 4 * MAX_DEPTH:  # _construct reports the line of anything past MAX_DEPTH
+                raise RecursionError
+        elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            node, items = stack.pop()
+            node.end_mark = ev.end_mark
+            if isinstance(node, yaml.MappingNode):
+                node.value = list(zip(items[0::2], items[1::2]))
+        elif isinstance(ev, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, f"found an alias *{ev.anchor}", ev.start_mark) \
+                if ev.anchor not in anchors else _AliasFound(ev.start_mark)
+        if isinstance(ev, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)) and ev.anchor:
+            anchors[ev.anchor] = node
+    return root
+
+
+class _AliasFound(Exception):
+    def __init__(self, mark: yaml.Mark) -> None:
+        self.mark = mark
 
 
 def load_yaml(text: str, where: str) -> tuple[Any, LineMap]:
     """Parse YAML with the safe loader; return the data and a path→line map."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
+    except _AliasFound as exc:
+        raise ConfigError(f"{where}:{exc.mark.line + 1}: YAML anchors and aliases (&name, *name) are not supported",
+                          hint="write the value out in full") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -99,3 +157,66 @@ def line_of(lines: LineMap, path: tuple[object, ...]) -> int | None:
             return lines[path]
         path = path[:-1]
     return lines.get(())
+
+
+# ---------------------------------------------------------------------------
+# writing
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./+@=-]*\Z")
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def _plain(s: str) -> bool:
+    """``s`` is written unquoted by PyYAML: conservative characters and no other type's look (1, true, ~)."""
+    return bool(_PLAIN.match(s)) and _RESOLVER.resolve(yaml.ScalarNode, s, (True, False)) == "tag:yaml.org,2002:str"
+
+
+class _Unusual(Exception):
+    """A value the fast writer does not handle: the whole document goes through PyYAML instead."""
+
+
+def _emit(value: Any, indent: str, out: list[str]) -> None:
+    """Block-style YAML of a mapping, the way ``yaml.safe_dump(default_flow_style=False)`` writes it."""
+    if not isinstance(value, dict) or not value:
+        raise _Unusual
+    for k, v in value.items():
+        if not isinstance(k, str) or not _plain(k):
+            raise _Unusual
+        if isinstance(v, dict):
+            out.append(f"{indent}{k}:\n")
+            _emit(v, indent + "  ", out)
+        elif isinstance(v, list):
+            if not v:
+                raise _Unusual
+            out.append(f"{indent}{k}:\n")
+            for item in v:  # PyYAML writes a mapping's sequences unindented
+                inner: list[str] = []
+                _emit(item, indent + "  ", inner)
+                out.append(f"{indent}- " + inner[0][len(indent) + 2:])
+                out.extend(inner[1:])
+        else:
+            out.append(f"{indent}{k}: {_scalar_text(v)}\n")
+
+
+def _scalar_text(v: Any) -> str:
+    if v is True or v is False:
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str) and _plain(v):
+        return v
+    raise _Unusual
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """``yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)``,
+    written directly when every key and value is a plain scalar, mapping or list of mappings (PyYAML's
+    representer and emitter cost ~1 ms per lockfile entry); anything else goes through PyYAML."""
+    out: list[str] = []
+    try:
+        _emit(data, "", out)
+    except _Unusual:
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
+    return "".join(out)

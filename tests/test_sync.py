@@ -1,11 +1,8 @@
-"""`qwen-fetch sync` into a directory and into an S3-compatible server (moto, loopback), then
-`qwen-fetch pull` back from each as a `kind: dir` / `kind: s3` source and `qwen-fetch verify`."""
+"""`qwen-fetch sync` into a directory, then `qwen-fetch pull` back from it as a `kind: dir` source and
+`qwen-fetch verify` (the S3 side runs against SeaweedFS in test_s3_seaweed.py)."""
 
 from __future__ import annotations
 
-import os
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,44 +15,11 @@ from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore
 from tests.serve_helpers import pull_into
 
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-          "AWS_EC2_METADATA_DISABLED": "true"}
-
 
 @pytest.fixture
 def pulled(tmp_path: Path, store: RepoStore, sharded_repo: str, hub: HubServer) -> tuple[Path, Path, Lock]:
     cache, lock = tmp_path / "cache", tmp_path / "q.lock"
     return cache, lock, pull_into(cache, lock, QWEN3_VL_8B, hub.url)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    pytest.importorskip("boto3")
-    moto_server = pytest.importorskip("moto.server")
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def bucket(s3_server: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
-    import boto3
-
-    for k, v in S3_ENV.items():
-        monkeypatch.setenv(k, v)
-    name = "models-" + request.node.name.lower().replace("_", "-")[:40]
-    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
-    return name
 
 
 def _unique_blobs(lock: Lock) -> int:
@@ -136,55 +100,6 @@ def test_dry_run_changes_nothing(tmp_path: Path, cli, pulled) -> None:
     assert not dest.exists()
 
 
-def test_sync_to_s3_then_pull_back_and_verify(tmp_path: Path, cli, pulled, s3_server: str, bucket: str) -> None:
-    cache, lock_path, lock = pulled
-    env = dict(S3_ENV)
-    args = ("sync", QWEN3_VL_8B, "--to", f"s3://{bucket}/mirror", "--s3-endpoint-url", s3_server,
-            "--cache-dir", str(cache), "--lock", str(lock_path), "--json")
-    r = cli(*args, env=env)
-    assert r.exit_code == 0, r.stderr
-    assert r.json()["uploaded_blobs"] == _unique_blobs(lock)
-    again = cli(*args, env=env)
-    assert again.exit_code == 0, again.stderr
-    assert (again.json()["uploaded_blobs"], again.json()["uploaded_bytes"]) == (0, 0)
-
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=s3_server)
-    pin = lock.pins(QWEN3_VL_8B)[0]
-    head = s3.head_object(Bucket=bucket, Key=f"mirror/blobs/{pin.files[0].sha256}")
-    assert head["Metadata"]["sha256"] == pin.files[0].sha256
-    ref = s3.get_object(Bucket=bucket, Key=f"mirror/models/{QWEN3_VL_8B}/refs/main")["Body"].read()
-    assert ref.decode().strip() == pin.commit
-
-    mirrors = _store_mirrors(tmp_path / "s3.yaml", "s3", f"s3://{bucket}/mirror", f"    s3_endpoint_url: {s3_server}\n")
-    p = cli("pull", QWEN3_VL_8B, "--config", str(mirrors), "--cache-dir", "node", "--lock", str(lock_path),
-            "--frozen", "--no-smoke", "--json", env=env)
-    assert p.exit_code == 0, p.stderr
-    assert p.json()["source"] == "private"
-    v = cli("verify", QWEN3_VL_8B, "--cache-dir", "node", "--lock", str(lock_path))
-    assert v.exit_code == 0, v.stdout + v.stderr
-
-
-def test_s3_multipart_etag_matches_the_server(tmp_path: Path, s3_server: str, bucket: str) -> None:
-    """The ETag we compute locally is what an S3 server reports for a multipart upload (5 MiB parts)."""
-    from qwen_fetch.hashing import hash_file
-    from qwen_fetch.store.backends import S3Store
-
-    f = tmp_path / "big"
-    f.write_bytes(os.urandom((5 << 20) + 12345))
-    sha = hash_file(f).sha256
-    st = S3Store(f"s3://{bucket}/p", s3_server, part_size=5 << 20)
-    st.put_file(f"blobs/{sha}", f, sha256=sha)
-    info = st.head(f"blobs/{sha}")
-    assert info is not None and info.etag is not None and info.etag.strip('"').endswith("-2")
-    assert st.check_blob(f"blobs/{sha}", f, sha256=sha, size=f.stat().st_size) is None
-    g = tmp_path / "other"
-    g.write_bytes(f.read_bytes()[:-1] + b"x")  # same size, other bytes: caught by the ETag
-    assert "ETag" in (st.check_blob(f"blobs/{sha}", g, sha256=sha, size=g.stat().st_size) or "")
-    st.close()
-
-
 def test_a_blob_that_does_not_verify_after_upload_stops_before_the_manifest(tmp_path: Path, pulled) -> None:
     """The store acknowledges an upload but holds other bytes (a flaky NFS server, a broken gateway)."""
     from qwen_fetch.store.layout import manifest_key, ref_key
@@ -213,26 +128,13 @@ def test_a_blob_that_does_not_verify_after_upload_stops_before_the_manifest(tmp_
     assert isinstance(fixed, SyncResult) and [b.sha256 for b in fixed.plan.upload] == [victim]
 
 
-def test_s3_store_reads_back_when_the_etag_is_not_an_md5(tmp_path: Path, s3_server: str, bucket: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """SSE-KMS and some gateways return opaque ETags: the check falls back to reading the object back."""
-    from qwen_fetch.hashing import hash_file
-    from qwen_fetch.store.backends import ObjectInfo, S3Store
-
-    f = tmp_path / "blob"
-    f.write_bytes(os.urandom(300_000))
-    sha = hash_file(f).sha256
-    st = S3Store(f"s3://{bucket}", s3_server)
-    st.put_file(f"blobs/{sha}", f, sha256=sha)
-    real_head = st.head
-
-    def opaque(key: str) -> ObjectInfo | None:
-        info = real_head(key)
-        return None if info is None else ObjectInfo(info.size, info.sha256, '"opaque-kms-etag"')
-
-    monkeypatch.setattr(st, "head", opaque)
-    assert st.check_blob(f"blobs/{sha}", f, sha256=sha, size=300_000) is None
-    st.put_bytes(f"blobs/{sha}", b"x" * 300_000)  # same size, other bytes, metadata gone
-    monkeypatch.setattr(st, "head", lambda key: ObjectInfo(300_000, sha, '"opaque-kms-etag"'))
-    assert "read back sha256" in (st.check_blob(f"blobs/{sha}", f, sha256=sha, size=300_000) or "")
-    st.close()
+def test_dir_store_lists_blobs_but_not_temporaries_or_links(tmp_path: Path) -> None:
+    """What a large pin's survey sees in a directory store: finished blobs only."""
+    store = DirStore(tmp_path / "s")
+    store.put_bytes("blobs/" + "a" * 64, b"abc")
+    store.put_bytes("blobs/" + "b" * 64, b"")
+    (tmp_path / "s" / "blobs" / f".{'c' * 64}.1234.tmp").write_bytes(b"half")  # an upload in flight
+    (tmp_path / "s" / "blobs" / ("d" * 64)).symlink_to(tmp_path / "s" / "blobs" / ("a" * 64))
+    listed = store.list_prefix("blobs/")
+    assert {k: v.size for k, v in listed.items()} == {"a" * 64: 3, "b" * 64: 0}
+    assert DirStore(tmp_path / "empty").list_prefix("blobs/") == {}

@@ -20,6 +20,7 @@ import httpx
 
 from qwen_fetch.errors import SourceError, UsageError
 from qwen_fetch.hashing import hash_file, iter_file
+from qwen_fetch.proxy import ProxyPolicy
 from qwen_fetch.store.layout import S3_PART_SIZE, is_md5_etag, s3_etag
 
 PRESIGN_SECONDS = 12 * 3600  # long enough for a 17.5 GB pull on a slow link
@@ -39,6 +40,9 @@ class ObjectStore(Protocol):
     def put_file(self, key: str, local: Path, *, sha256: str) -> None: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def get_bytes(self, key: str) -> bytes | None: ...
+    def list_prefix(self, prefix: str) -> dict[str, ObjectInfo]:
+        """Every object under ``prefix`` (a folder, ending in ``/``): name below it -> size (and ETag)."""
+        ...
     def check_blob(self, key: str, local: Path, *, sha256: str, size: int) -> str | None:
         """After an upload: ``None`` if the store holds exactly these bytes, else what is wrong."""
         ...
@@ -109,6 +113,18 @@ class DirStore:
         except FileNotFoundError:
             return None
 
+    def list_prefix(self, prefix: str) -> dict[str, ObjectInfo]:
+        out: dict[str, ObjectInfo] = {}
+        try:
+            entries = os.scandir(self.path(prefix.rstrip("/")))
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        with entries:
+            for e in entries:
+                if not e.name.startswith(".") and e.is_file(follow_symlinks=False):  # skip our .tmp files
+                    out[e.name] = ObjectInfo(e.stat(follow_symlinks=False).st_size, None, None)
+        return out
+
     def check_blob(self, key: str, local: Path, *, sha256: str, size: int) -> str | None:
         h = hash_file(self.path(key))  # read back: on NFS this is what the server stored
         if h.size != size or h.sha256 != sha256:
@@ -142,7 +158,9 @@ class S3Store:
     """Credentials and region come from boto3's usual chain (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``,
     instance roles); ``endpoint_url`` (or ``AWS_ENDPOINT_URL``) points at a non-AWS server."""
 
-    def __init__(self, url: str, endpoint_url: str | None = None, *, part_size: int = S3_PART_SIZE) -> None:
+    def __init__(self, url: str, endpoint_url: str | None = None, *, part_size: int = S3_PART_SIZE,
+                 list_page_size: int = 1000, proxy: ProxyPolicy | None = None,
+                 ca_bundle: str | None = None) -> None:
         from qwen_fetch.offline import require_network
 
         require_network(f"the S3 store {url}")
@@ -154,11 +172,15 @@ class S3Store:
         self.url = url.rstrip("/")
         self.bucket, self.prefix = parse_s3_url(url)
         self.part_size = part_size
+        self.list_page_size = list_page_size  # S3's maximum; smaller only to exercise paging
         endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         cfg = BotoConfig(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"},
                          s3={"addressing_style": "path" if endpoint_url else "auto"},
-                         max_pool_connections=32)
-        self.s3 = boto3.client("s3", endpoint_url=endpoint_url, config=cfg)
+                         max_pool_connections=32, proxies=_boto_proxies(proxy))
+        # boto3 reads HTTPS_PROXY/NO_PROXY and AWS_CA_BUNDLE itself; a source's own settings are passed on.
+        self.s3 = boto3.client("s3", endpoint_url=endpoint_url, config=cfg,
+                               **({"verify": ca_bundle} if ca_bundle else {}))
+        self._proxy, self._ca_bundle = proxy, ca_bundle
         self._http: httpx.Client | None = None
 
     def _key(self, key: str) -> str:
@@ -182,6 +204,7 @@ class S3Store:
         return ObjectInfo(int(r["ContentLength"]), (r.get("Metadata") or {}).get("sha256"), r.get("ETag"))
 
     def put_file(self, key: str, local: Path, *, sha256: str) -> None:
+        from boto3.exceptions import Boto3Error
         from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -189,7 +212,7 @@ class S3Store:
         try:
             self.s3.upload_file(str(local), self.bucket, self._key(key), Config=tc,
                                 ExtraArgs={"Metadata": {"sha256": sha256}, "ContentType": "application/octet-stream"})
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, Boto3Error) as exc:  # upload_file wraps refusals in S3UploadFailedError
             raise self._fail(f"upload of {key}", exc) from exc
 
     def put_bytes(self, key: str, data: bytes) -> None:
@@ -212,6 +235,23 @@ class S3Store:
             raise self._fail(f"GET {key}", exc) from exc
         except BotoCoreError as exc:
             raise self._fail(f"GET {key}", exc) from exc
+
+    def list_prefix(self, prefix: str) -> dict[str, ObjectInfo]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = self._key(prefix)
+        out: dict[str, ObjectInfo] = {}
+        try:
+            pages = self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full, PaginationConfig={"PageSize": self.list_page_size})
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    name = obj["Key"][len(full):]
+                    if name and "/" not in name:
+                        out[name] = ObjectInfo(int(obj["Size"]), None, obj.get("ETag"))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(f"listing {prefix}", exc) from exc
+        return out
 
     def check_blob(self, key: str, local: Path, *, sha256: str, size: int) -> str | None:
         info = self.head(key)
@@ -238,7 +278,7 @@ class S3Store:
         from qwen_fetch.net.http import make_client
 
         if self._http is None:
-            self._http = make_client()
+            self._http = make_client(proxy=self._proxy, ca_bundle=self._ca_bundle)
         url = self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
                                              ExpiresIn=PRESIGN_SECONDS)
         return url, self._http
@@ -248,9 +288,27 @@ class S3Store:
             self._http.close()
 
 
-def open_store(endpoint: str, *, kind: str | None = None, s3_endpoint_url: str | None = None) -> ObjectStore:
-    """A store from ``--to`` / a source's endpoint: ``s3://...`` is S3, anything else a directory."""
+def _boto_proxies(policy: ProxyPolicy | None) -> dict[str, str] | None:
+    """botocore's ``proxies`` for a source's ``proxy:`` (None: botocore reads the environment)."""
+    if policy is None:
+        return None
+    proxy = policy.https
+    if proxy is None:
+        return {}  # proxy: none
+    cred = ""
+    if proxy.has_credentials:
+        cred = quote(proxy.username or "", safe="") + ":" + quote(proxy.password or "", safe="") + "@"
+    url = f"http://{cred}{proxy.host}:{proxy.port}"
+    return {"http": url, "https": url}
+
+
+def open_store(endpoint: str, *, kind: str | None = None, s3_endpoint_url: str | None = None,
+               proxy: ProxyPolicy | None = None, ca_bundle: str | None = None) -> ObjectStore:
+    """A store from ``--to`` / a source's endpoint: ``s3://...`` is S3, anything else a directory.
+
+    ``proxy`` / ``ca_bundle``: the source's ``proxy:`` and ``ca_bundle:`` (S3 only).
+    """
     kind = kind or ("s3" if endpoint.startswith("s3://") else "dir")
     if kind == "s3":
-        return S3Store(endpoint, s3_endpoint_url)
+        return S3Store(endpoint, s3_endpoint_url, proxy=proxy, ca_bundle=ca_bundle)
     return DirStore(dir_root(endpoint))
