@@ -216,14 +216,20 @@ def test_corrupt_stamps_are_ignored(cli, warm, hub, mirrors) -> None:  # type: i
 
 def test_local_dir_gets_stamps_too(cli, sharded_repo, hub, mirrors, tmp_path) -> None:  # type: ignore[no-untyped-def]
     d = tmp_path / "model"
+
+    def pull(*extra: str):  # type: ignore[no-untyped-def]
+        return cli("pull", QWEN3_VL_8B, "--config", str(mirrors), "--local-dir", str(d), "--no-smoke", "--json",
+                   *extra)
+
     for _ in range(2):
-        assert _pull(cli, mirrors, "--local-dir", str(d)).exit_code == 0
+        assert pull().exit_code == 0
     hub.reset_stats()
-    r = _pull(cli, mirrors, "--local-dir", str(d), "--frozen")
+    r = pull("--frozen")
     assert r.exit_code == 0, r.stderr
     assert r.json()["stamp_trusted_files"] == NFILES and hub.log == []
+    assert r.json()["target"] == str(d)
     _flip_byte_keep_mtime(d / SHARD1)
-    r = _pull(cli, mirrors, "--local-dir", str(d), "--frozen")
+    r = pull("--frozen")
     assert r.exit_code == 0 and _file_gets(hub) == {SHARD1}
 
 
