@@ -25,6 +25,7 @@ that cannot be read or parsed is ignored.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -165,3 +166,18 @@ class StampStore:
             os.unlink(self._path(key))
         except OSError:
             pass
+
+
+def repo_stamps(repo_dir: Path) -> StampStore:
+    """The stamps of a cache repo's blobs (keys: blob names): ``models--ORG--NAME/.qwen-fetch/stamps/``."""
+    return StampStore(repo_dir / ".qwen-fetch" / "stamps")
+
+
+def folder_stamps(meta_dir: Path) -> StampStore:
+    """The stamps of a ``--local-dir`` folder's files, kept in its ``.cache/qwen-fetch/``."""
+    return StampStore(meta_dir / "stamps")
+
+
+def path_key(path: str) -> str:
+    """A folder file's stamp key: a digest of its relative path (one stamp per path)."""
+    return "path-" + hashlib.sha256(path.encode()).hexdigest()

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qwen_fetch.cache import INCOMPLETE, RepoCache, repo_id_from_folder
-from qwen_fetch.errors import QFError
 from qwen_fetch.hasher import HashResult, hash_files
 from qwen_fetch.manifest import Pin, PinnedFile
+from qwen_fetch.paths import join_safe
 from qwen_fetch.progress import ProgressSink
 from qwen_fetch.safefs import is_regular
-from qwen_fetch.stamps import FileStat, StampStore, file_stat, take
+from qwen_fetch.stamps import FileStat, StampStore, file_stat, folder_stamps, path_key, repo_stamps, take
 from qwen_fetch.verify import (
     BLOB_NOT_A_FILE,
     BadLink,
@@ -130,23 +130,17 @@ def verify_targets(targets: Sequence[Target], *, workers: int | None = None,
 
 def _stamp_place(t: Target) -> tuple[StampStore, Callable[[PinnedFile], tuple[str, Path]]] | None:
     """Where ``t``'s stamps live and, per file, (stamp key, the file a stamp describes)."""
-    from qwen_fetch.layout import Layout
-    from qwen_fetch.warm import stamp_key, stamp_store
-
-    try:
-        if t.snapshot:
-            if t.blobs_dir is None:
-                return None
-            layout = Layout(t.blobs_dir.parent.parent, t.model, None)  # <cache>/models--ORG--NAME/blobs
-            if os.path.normpath(layout.repo.blobs_dir) != os.path.normpath(t.blobs_dir):
-                return None
-        elif (t.root / ".cache" / "qwen-fetch").is_dir():
-            layout = Layout(t.root, t.model, t.root)
-        else:
-            return None  # a folder qwen-fetch did not write: nothing of ours goes into it
-    except QFError:  # a model id the cache cannot name: no stamps, the report is unchanged
-        return None
-    return stamp_store(layout), lambda f: (stamp_key(layout, f), layout.dest(f))
+    # The same places and keys as qwen_fetch.warm uses for a pull (without importing the pull's modules).
+    if t.snapshot:
+        if t.blobs_dir is None:
+            return None
+        blobs = t.blobs_dir
+        return repo_stamps(blobs.parent), lambda f: (f.blob_name, blobs / f.blob_name)
+    meta = t.root / ".cache" / "qwen-fetch"
+    if not meta.is_dir():
+        return None  # a folder qwen-fetch did not write: nothing of ours goes into it
+    root = t.root
+    return folder_stamps(meta), lambda f: (path_key(f.path), join_safe(root, f.path))
 
 
 def _stats_before_hashing(targets: Sequence[Target]) -> dict[Path, tuple[FileStat, int]]:

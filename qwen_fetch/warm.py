@@ -7,36 +7,25 @@ Python :func:`qwen_fetch.snapshot_path.path` ask the same question.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qwen_fetch.cache import RepoCache
 from qwen_fetch.layout import Layout
 from qwen_fetch.manifest import PinnedFile
-from qwen_fetch.stamps import FileStat, StampStore, file_stat, take, vouches
-
-STAMPS_DIR = "stamps"
-
+from qwen_fetch.stamps import FileStat, StampStore, file_stat, folder_stamps, path_key, repo_stamps, take, vouches
 
 def stamp_store(layout: Layout) -> StampStore:
     """Where the stamps of this layout's files live (see :class:`qwen_fetch.stamps.StampStore`)."""
     if layout.meta is not None:
-        return StampStore(layout.meta / STAMPS_DIR)
-    return repo_stamp_store(layout.repo)
-
-
-def repo_stamp_store(repo: RepoCache) -> StampStore:
-    return StampStore(repo.repo_dir / ".qwen-fetch" / STAMPS_DIR)
+        return folder_stamps(layout.meta)
+    return repo_stamps(layout.repo.repo_dir)
 
 
 def stamp_key(layout: Layout, f: PinnedFile) -> str:
     """The blob name in the cache; in a folder, a digest of the path (one file per path)."""
-    if layout.local_dir is None:
-        return f.blob_name
-    return "path-" + hashlib.sha256(f.path.encode()).hexdigest()
+    return f.blob_name if layout.local_dir is None else path_key(f.path)
 
 
 @dataclass(frozen=True)
