@@ -111,11 +111,15 @@ def build_repo(work: Path, total_bytes: int) -> Served:
 # -- nginx -------------------------------------------------------------------------
 
 class Nginx:
-    def __init__(self, work: Path, served: Served) -> None:
+    """Scenarios (a) and (b); with ``tls`` (certificate and key files) also "b-tls": (b) over https."""
+
+    def __init__(self, work: Path, served: Served, tls: tuple[Path, Path] | None = None) -> None:
         self.dir = work / "nginx"
         shutil.rmtree(self.dir, ignore_errors=True)
         (self.dir / "tmp").mkdir(parents=True)
         self.ports = {"a": _free_port(), "b": _free_port()}
+        if tls:
+            self.ports["b-tls"] = _free_port()
         self.logs = {k: self.dir / f"{k}.log" for k in self.ports}
         locs = ["location /api/ { default_type application/json; }"]
         for rev in ("main", served.commit):
@@ -128,8 +132,11 @@ class Nginx:
         (self.dir / "locations.conf").write_text("\n".join(locs) + "\n")
         servers = []
         for k, port in self.ports.items():
-            limit = f"limit_rate {RATE};" if k == "b" else ""
-            servers.append(f"server {{ listen 127.0.0.1:{port}; root {served.www}; access_log {self.logs[k]} bench;"
+            limit = f"limit_rate {RATE};" if k.startswith("b") else ""
+            listen = f"listen 127.0.0.1:{port};"
+            if k == "b-tls" and tls:
+                listen = f"listen 127.0.0.1:{port} ssl; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};"
+            servers.append(f"server {{ {listen} root {served.www}; access_log {self.logs[k]} bench;"
                            f" {limit} include {self.dir}/locations.conf; }}")
         d = self.dir
         conf = f"""
@@ -150,10 +157,12 @@ http {{
         user = "user root;\n" if os.geteuid() == 0 else ""
         (d / "nginx.conf").write_text(user + conf)
         self.proc = subprocess.Popen(["nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-g", "daemon off;"])
-        _wait_port(self.ports["a"])
-        _wait_port(self.ports["b"])
+        for port in self.ports.values():
+            _wait_port(port)
 
     def url(self, scenario: str) -> str:
+        if scenario == "b-tls":  # the certificate names localhost
+            return f"https://localhost:{self.ports[scenario]}"
         return f"http://127.0.0.1:{self.ports[scenario]}"
 
     def log_offset(self, scenario: str) -> int:

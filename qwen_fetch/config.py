@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from qwen_fetch.errors import ConfigError, UsageError
+from qwen_fetch.proxy import ProxyParseError, ProxyPolicy, parse_proxy
 from qwen_fetch.yamlio import LineMap, line_of, load_yaml
 
 KINDS = ("hf", "modelscope", "dir", "s3")
@@ -49,6 +50,8 @@ class SourceConfig:
     optional_files: tuple[str, ...] = ()  # globs a source may add or change (ModelScope extras)
     endpoint_env: str | None = None  # the environment variable that overrode ``endpoint``, if any
     s3_endpoint_url: str | None = None  # kind: s3 on MinIO/Ceph/OSS (else AWS_ENDPOINT_URL or AWS)
+    proxy: ProxyPolicy | None = None  # `proxy:` (a URL, or none = direct); None: the environment decides
+    ca_bundle: str | None = None  # `ca_bundle:`: an absolute path to a PEM file or a certificate directory
 
     def map_model(self, model_id: str) -> str:
         for m in self.model_map:
@@ -83,7 +86,7 @@ class Config:
 
 
 _SOURCE_KEYS = {"name", "kind", "endpoint", "priority", "token_env", "model_map", "revision", "optional_files",
-                "s3_endpoint_url"}
+                "s3_endpoint_url", "proxy", "ca_bundle"}
 
 
 def read_token(var: str) -> str | None:
@@ -179,6 +182,8 @@ def _parse_source(obj: Any, i: int, where: str, lines: LineMap) -> SourceConfig:
     opt = obj.get("optional_files") or []
     if not isinstance(opt, list) or not all(isinstance(g, str) and g for g in opt):
         raise _err(where, lines, path + ("optional_files",), "optional_files must be a list of globs")
+    proxy = _parse_proxy_key(obj.get("proxy"), name, kind, where, lines, path + ("proxy",))
+    ca_bundle = _parse_ca_bundle(obj.get("ca_bundle"), where, lines, path + ("ca_bundle",))
     if kind == "modelscope":
         revision = revision or "master"
         if "optional_files" not in obj:
@@ -189,7 +194,41 @@ def _parse_source(obj: Any, i: int, where: str, lines: LineMap) -> SourceConfig:
         name=name, kind=kind, endpoint=endpoint, priority=priority, token_env=token_env,
         model_map=tuple(ModelMap(k, v) for k, v in sorted(mm_raw.items(), key=lambda kv: -len(kv[0]))),
         revision=revision, optional_files=tuple(opt), s3_endpoint_url=s3_url.rstrip("/") if s3_url else None,
+        proxy=proxy, ca_bundle=ca_bundle,
     )
+
+
+def _parse_proxy_key(value: Any, name: str, kind: str, where: str, lines: LineMap,
+                     path: tuple[object, ...]) -> ProxyPolicy | None:
+    """``proxy: none`` -> direct; ``proxy: URL`` -> that proxy for every request of the source."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _err(where, lines, path, "proxy must be a proxy URL (http://, socks5://, socks5h://) or none")
+    if value.strip().lower() == "none":
+        return ProxyPolicy.direct(origin=f"proxy: none of source {name!r}")
+    try:
+        url = parse_proxy(value, origin=f"proxy: of source {name!r}")
+    except ProxyParseError as exc:  # its message never repeats the value: it may hold a password
+        raise _err(where, lines, path, f"unusable proxy: {exc}") from None
+    if kind == "s3" and url.scheme != "http":
+        raise _err(where, lines, path, "kind: s3 talks to the bucket through boto3, which supports only "
+                                       "http:// proxies")
+    return ProxyPolicy.fixed(url)
+
+
+def _parse_ca_bundle(value: Any, where: str, lines: LineMap, path: tuple[object, ...]) -> str | None:
+    """An existing PEM file or certificate directory; relative paths are relative to the config file."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _err(where, lines, path, "ca_bundle must be the path of a PEM file of CA certificates")
+    p = Path(value.strip()).expanduser()
+    if not p.is_absolute() and where != BUILTIN:
+        p = Path(where).resolve().parent / p
+    if not p.exists():
+        raise _err(where, lines, path, f"ca_bundle {str(p)!r} does not exist")
+    return str(p)
 
 
 def parse_config(text: str, where: str) -> Config:

@@ -23,7 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may touch the user's cache, config or a real hub."""
     for var in ("HF_ENDPOINT", "HF_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "QWEN_FETCH_CONFIG",
-                "MODELSCOPE_DOMAIN", "MODELSCOPE_ENDPOINT", "MODELSCOPE_API_TOKEN", "SSL_CERT_FILE", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+                "MODELSCOPE_DOMAIN", "MODELSCOPE_ENDPOINT", "MODELSCOPE_API_TOKEN", "SSL_CERT_FILE", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy",
+                "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "ALL_PROXY", "all_proxy", "no_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

@@ -31,7 +31,19 @@ def source_row(sc: SourceConfig) -> dict[str, Any]:
         "endpoint_env": sc.endpoint_env, "token_env": sc.token_env, "token_set": sc.token() is not None,
         "default_revision": sc.revision or ("master" if sc.kind == "modelscope" else "main"),
         "model_map": {m.prefix: m.to for m in sc.model_map}, "optional_files": list(sc.optional_files),
+        "proxy": _route(sc), "ca_bundle": sc.ca_bundle,
     }
+
+
+def _route(sc: SourceConfig) -> str:
+    """Which proxy requests to the endpoint take (credentials redacted)."""
+    from qwen_fetch.proxy import ProxyParseError, ProxyPolicy
+
+    try:
+        policy = sc.proxy or ProxyPolicy.from_env()
+    except ProxyParseError as exc:
+        return f"unusable proxy variable: {exc}"
+    return policy.route(sc.endpoint)
 
 
 def report(cfg: Config, results: list[ProbeResult] | None, ranking: Ranking | None) -> dict[str, Any]:
@@ -88,6 +100,10 @@ def print_table(doc: dict[str, Any], probed: bool) -> None:
                  escape(token)]
         if row["endpoint_env"]:
             notes.append(f"{escape(row['name'])}: endpoint from ${escape(row['endpoint_env'])}")
+        if row["proxy"] not in ("direct", "-"):
+            notes.append(f"{escape(row['name'])}: proxy {escape(row['proxy'])}")
+        if row["ca_bundle"]:
+            notes.append(f"{escape(row['name'])}: trusts only the CAs in {escape(row['ca_bundle'])}")
         if probed:
             p = row.get("probe") or {}
             status = "[green]ok[/]" if p.get("ok") else "[red]down[/]"

@@ -9,8 +9,10 @@ engine takes whatever the socket holds, up to the rest of its 1 MiB block, with 
 
 httpx still does everything above the wire — redirects, auth
 (:class:`~qwen_fetch.net.http.HostBearerAuth`), headers, content decoding,
-timeouts — and proxied URLs keep going through httpx's own proxy transports
-(``trust_env`` mounts take precedence over this default transport).
+timeouts.  Proxies are chosen here, per request, by a
+:class:`~qwen_fetch.proxy.ProxyPolicy` (httpx itself ignores proxy variables
+once it is given a transport); a tunnel through a proxy (:mod:`qwen_fetch.net.tunnel`)
+is a plain socket once open, so proxied bodies take the same fast path.
 
 The fast path is ``response.extensions[BODY]`` (a :class:`Body` with
 ``readinto_some``); a response from any other transport lacks it and the caller
@@ -31,11 +33,14 @@ from typing import Any
 import httpx
 
 from qwen_fetch.net.deadline import HeadersDeadline
+from qwen_fetch.proxy import ProxyPolicy, ProxyURL
+from qwen_fetch.net.tunnel import TunnelError, connection, forward
 
 BODY = "qwen_fetch.body"  # response extension: the Body, for readinto_some
+PROXY = "qwen_fetch.proxy"  # request extension: the ProxyURL a request went through (for error hints)
 CHUNK = 64 * 1024  # bytes per chunk when httpx iterates a body (API calls, redirects)
 
-_Key = tuple[str, str, int]
+_Key = tuple[str, str, int, ProxyURL | None]
 
 
 class Body(httpx.SyncByteStream):
@@ -84,11 +89,15 @@ class Body(httpx.SyncByteStream):
 
 
 class H1Transport(httpx.BaseTransport):
-    """Keep-alive HTTP/1.1 connections per (scheme, host, port), at most ``max_idle`` idle in all."""
+    """Keep-alive HTTP/1.1 connections per (scheme, host, port, proxy), at most ``max_idle`` idle in all.
 
-    def __init__(self, context: ssl.SSLContext, max_idle: int) -> None:
+    ``proxy`` picks the proxy for each request (None: always direct).
+    """
+
+    def __init__(self, context: ssl.SSLContext, max_idle: int, proxy: ProxyPolicy | None = None) -> None:
         self._ssl = context
         self._max_idle = max_idle
+        self._proxy = proxy or ProxyPolicy.direct()
         self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
@@ -96,14 +105,26 @@ class H1Transport(httpx.BaseTransport):
         url = request.url
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}", request=request)
-        key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        port = url.port or (443 if url.scheme == "https" else 80)
+        proxy = self._proxy.select(url.scheme, url.host, port)
+        key = (url.scheme, url.host, port, proxy)
         timeout = request.extensions.get("timeout", {})
         body = request.read() if request.method not in ("GET", "HEAD") else None
         target = url.raw_path.decode("ascii")
+        extra: list[tuple[str, str]] = []
+        # Set or cleared on every request: httpx hands a redirect the same extensions dict.
+        request.extensions.pop(PROXY, None)
+        if proxy is not None:
+            request.extensions[PROXY] = proxy
+            if forward(proxy, url.scheme):  # absolute form, the proxy's credentials on each request
+                target = str(url.copy_with(fragment=None))
+                auth = proxy.basic_auth()
+                if auth:  # never into request.headers: httpx would copy it into a redirect elsewhere
+                    extra.append(("Proxy-Authorization", auth))
         for attempt in (0, 1):
             conn, reused = self._checkout(key, request, timeout.get("connect"))
             try:
-                resp = self._exchange(conn, request, target, body, timeout)
+                resp = self._exchange(conn, request, target, body, timeout, extra)
             except _StaleConnection as exc:
                 conn.close()
                 if reused and attempt == 0:
@@ -113,6 +134,11 @@ class H1Transport(httpx.BaseTransport):
             except BaseException:
                 conn.close()
                 raise
+            if resp.status == 407 and forward(proxy, url.scheme):
+                conn.close()
+                raise httpx.ProxyError(f"proxy {proxy} " + ("rejected the credentials (HTTP 407)"
+                                       if proxy and proxy.has_credentials else "requires credentials (HTTP 407)"),
+                                       request=request)
             headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.msg.items()]
             stream = Body(self, key, conn, resp, request)
             return httpx.Response(resp.status, headers=headers, stream=stream,
@@ -122,13 +148,15 @@ class H1Transport(httpx.BaseTransport):
 
     @staticmethod
     def _exchange(conn: http.client.HTTPConnection, request: httpx.Request, target: str, body: bytes | None,
-                  timeout: dict[str, float | None]) -> http.client.HTTPResponse:
+                  timeout: dict[str, float | None], extra: list[tuple[str, str]]) -> http.client.HTTPResponse:
         assert conn.sock is not None
         with _mapped(request, httpx.WriteTimeout, httpx.WriteError, stale=True):
             conn.sock.settimeout(timeout.get("write"))
             conn.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
             for name, value in request.headers.raw:
                 conn.putheader(name, value)
+            for xname, xvalue in extra:
+                conn.putheader(xname, xvalue)
             conn.endheaders(body or None)
         with _mapped(request, httpx.ReadTimeout, httpx.ReadError, stale=True):
             conn.sock.settimeout(timeout.get("read"))  # per recv: this is what detects a stalled body
@@ -153,12 +181,8 @@ class H1Transport(httpx.BaseTransport):
                 if _reusable(idle):
                     return idle, True
                 idle.close()
-        scheme, host, port = key
-        conn: http.client.HTTPConnection
-        if scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=self._ssl)
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+        scheme, host, port, proxy = key
+        conn = connection(scheme, host, port, proxy, self._ssl, connect_timeout)
         with _mapped(request, httpx.ConnectTimeout, httpx.ConnectError):
             conn.connect()
         return conn, False
@@ -201,6 +225,8 @@ def _mapped(request: httpx.Request, on_timeout: type[httpx.TransportError], on_e
     """Translate socket/TLS/http.client errors into httpx's exceptions, once, at this boundary."""
     try:
         yield
+    except TunnelError as exc:  # its message names the proxy, credentials redacted
+        raise httpx.ProxyError(str(exc), request=request) from None
     except TimeoutError as exc:  # socket.timeout
         raise on_timeout(str(exc) or "timed out", request=request) from exc
     except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:

@@ -81,7 +81,7 @@ class HFSource:
         self.config = config
         self.deadlines = deadlines
         self.client = make_client(token=config.token(), endpoint=config.endpoint, timeout=timeout,
-                                  connections=connections)
+                                  connections=connections, proxy=config.proxy, ca_bundle=config.ca_bundle)
 
     @property
     def name(self) -> str:

@@ -241,7 +241,8 @@ class ModelScopeSource:
                  deadlines: Deadlines | None = None) -> None:
         self.config = config
         self.deadlines = deadlines
-        self.client = make_client(endpoint=config.endpoint, timeout=timeout, connections=connections)
+        self.client = make_client(endpoint=config.endpoint, timeout=timeout, connections=connections,
+                                  proxy=config.proxy, ca_bundle=config.ca_bundle)
         token = config.token()
         if token:
             self.client.auth = ModelScopeAuth(token, config.endpoint)

@@ -23,7 +23,8 @@ from qwen_fetch.store.layout import Manifest, StoreError, blob_key, manifest_key
 class StoreSource:
     def __init__(self, config: SourceConfig, store: ObjectStore | None = None) -> None:
         self.config = config
-        self.store = store or open_store(config.endpoint, kind=config.kind, s3_endpoint_url=config.s3_endpoint_url)
+        self.store = store or open_store(config.endpoint, kind=config.kind, s3_endpoint_url=config.s3_endpoint_url,
+                                         proxy=config.proxy, ca_bundle=config.ca_bundle)
         self._manifests: dict[tuple[str, str], Manifest] = {}
         self._lock = threading.Lock()
 

@@ -20,6 +20,7 @@ import httpx
 
 from qwen_fetch.errors import SourceError, UsageError
 from qwen_fetch.hashing import hash_file, iter_file
+from qwen_fetch.proxy import ProxyPolicy
 from qwen_fetch.store.layout import S3_PART_SIZE, is_md5_etag, s3_etag
 
 PRESIGN_SECONDS = 12 * 3600  # long enough for a 17.5 GB pull on a slow link
@@ -158,7 +159,8 @@ class S3Store:
     instance roles); ``endpoint_url`` (or ``AWS_ENDPOINT_URL``) points at a non-AWS server."""
 
     def __init__(self, url: str, endpoint_url: str | None = None, *, part_size: int = S3_PART_SIZE,
-                 list_page_size: int = 1000) -> None:
+                 list_page_size: int = 1000, proxy: ProxyPolicy | None = None,
+                 ca_bundle: str | None = None) -> None:
         try:
             import boto3
             from botocore.config import Config as BotoConfig
@@ -171,8 +173,11 @@ class S3Store:
         endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         cfg = BotoConfig(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"},
                          s3={"addressing_style": "path" if endpoint_url else "auto"},
-                         max_pool_connections=32)
-        self.s3 = boto3.client("s3", endpoint_url=endpoint_url, config=cfg)
+                         max_pool_connections=32, proxies=_boto_proxies(proxy))
+        # boto3 reads HTTPS_PROXY/NO_PROXY and AWS_CA_BUNDLE itself; a source's own settings are passed on.
+        self.s3 = boto3.client("s3", endpoint_url=endpoint_url, config=cfg,
+                               **({"verify": ca_bundle} if ca_bundle else {}))
+        self._proxy, self._ca_bundle = proxy, ca_bundle
         self._http: httpx.Client | None = None
 
     def _key(self, key: str) -> str:
@@ -270,7 +275,7 @@ class S3Store:
         from qwen_fetch.net.http import make_client
 
         if self._http is None:
-            self._http = make_client()
+            self._http = make_client(proxy=self._proxy, ca_bundle=self._ca_bundle)
         url = self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
                                              ExpiresIn=PRESIGN_SECONDS)
         return url, self._http
@@ -280,9 +285,27 @@ class S3Store:
             self._http.close()
 
 
-def open_store(endpoint: str, *, kind: str | None = None, s3_endpoint_url: str | None = None) -> ObjectStore:
-    """A store from ``--to`` / a source's endpoint: ``s3://...`` is S3, anything else a directory."""
+def _boto_proxies(policy: ProxyPolicy | None) -> dict[str, str] | None:
+    """botocore's ``proxies`` for a source's ``proxy:`` (None: botocore reads the environment)."""
+    if policy is None:
+        return None
+    proxy = policy.https
+    if proxy is None:
+        return {}  # proxy: none
+    cred = ""
+    if proxy.has_credentials:
+        cred = quote(proxy.username or "", safe="") + ":" + quote(proxy.password or "", safe="") + "@"
+    url = f"http://{cred}{proxy.host}:{proxy.port}"
+    return {"http": url, "https": url}
+
+
+def open_store(endpoint: str, *, kind: str | None = None, s3_endpoint_url: str | None = None,
+               proxy: ProxyPolicy | None = None, ca_bundle: str | None = None) -> ObjectStore:
+    """A store from ``--to`` / a source's endpoint: ``s3://...`` is S3, anything else a directory.
+
+    ``proxy`` / ``ca_bundle``: the source's ``proxy:`` and ``ca_bundle:`` (S3 only).
+    """
     kind = kind or ("s3" if endpoint.startswith("s3://") else "dir")
     if kind == "s3":
-        return S3Store(endpoint, s3_endpoint_url)
+        return S3Store(endpoint, s3_endpoint_url, proxy=proxy, ca_bundle=ca_bundle)
     return DirStore(dir_root(endpoint))
