@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.fault_planted import duplicate_content, planted_leftovers, planted_links
 from qwen_fetch.testing.faultkit import (
     HOSTILE_LISTINGS,
     HOSTILE_LOCKS,
@@ -98,7 +99,9 @@ class Campaign:
 
     def pull(self, d: Path, cfg: Path, *extra: str, env: dict[str, str] | None = None
              ) -> subprocess.CompletedProcess[str]:
-        return run_qf("pull", QWEN3_VL_8B, "--config", str(cfg), "--cache-dir", str(d / "cache"),
+        # --local-dir and --cache-dir exclude each other
+        where = () if "--local-dir" in extra else ("--cache-dir", str(d / "cache"))
+        return run_qf("pull", QWEN3_VL_8B, "--config", str(cfg), *where,
                       "--lock", str(d / "qwen-fetch.lock"), "--no-smoke", *extra, env=env)
 
     # -- hostile listings and bodies ---------------------------------------------------
@@ -464,6 +467,10 @@ def main() -> int:
         camp.tokens()
         print("dripping sources", flush=True)
         camp.dripping()
+        print("planted links, leftovers, duplicate content", flush=True)
+        planted_links(camp)
+        planted_leftovers(camp)
+        duplicate_content(camp)
         print("disk full", flush=True)
         camp.disk_full(2 if args.quick else 4)
         with HubServer(camp.store, Faults(rate=1_000_000)) as hub:

@@ -20,15 +20,24 @@ from pathlib import Path
 from qwen_fetch.errors import UsageError
 from qwen_fetch.fsutil import atomic_write_text
 from qwen_fetch.paths import SafeRelPath, join_safe
+from qwen_fetch.safefs import is_regular, make_dirs
 
-_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+# huggingface_hub's rules (``validate_repo_id``): [namespace/]name, each 1-96 of [A-Za-z0-9_.-], starting and
+# ending with a letter, digit or "_", no "--" or "..", not ending in ".git".  "--" matters most: the cache
+# folder is ``models--`` + the id with "/" as "--", so an id holding "--" could not be read back from it.
+_NAME = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+_REPO_ID_RE = re.compile(rf"^(?:{_NAME}/)?{_NAME}$")
 _REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,200}$")
 INCOMPLETE = ".incomplete"
 
 
 def check_repo_id(repo_id: str) -> str:
-    if not _REPO_ID_RE.match(repo_id) or ".." in repo_id or repo_id.endswith(".git"):
-        raise UsageError(f"invalid model id {repo_id!r}", hint="use ORG/NAME, e.g. Qwen/Qwen3-VL-8B-Instruct")
+    """``repo_id`` if it is a model id the cache can hold and map back to itself; else a usage error."""
+    if (not isinstance(repo_id, str) or not _REPO_ID_RE.fullmatch(repo_id) or "--" in repo_id or ".." in repo_id
+            or repo_id.endswith(".git")):
+        raise UsageError(f"invalid model id {repo_id!r}",
+                         hint="use ORG/NAME: letters, digits, '-', '_' and '.', no '--' or '..', "
+                              "e.g. Qwen/Qwen3-VL-8B-Instruct")
     return repo_id
 
 
@@ -37,9 +46,15 @@ def repo_folder_name(repo_id: str) -> str:
 
 
 def repo_id_from_folder(name: str) -> str | None:
+    """The model id a ``models--...`` folder holds, or None when the name maps to no valid id."""
     if not name.startswith("models--"):
         return None
-    return "/".join(name[len("models--"):].split("--"))
+    rid = "/".join(name[len("models--"):].split("--"))
+    try:
+        check_repo_id(rid)
+    except UsageError:
+        return None
+    return rid
 
 
 def atomic_symlink(target: str, link: Path, tmp_dir: Path | None = None) -> None:
@@ -95,20 +110,20 @@ class RepoCache:
 
     def ensure_dirs(self) -> None:
         for d in (self.blobs_dir, self.snapshots_dir, self.refs_dir, self.locks_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.cache_dir, d)
 
     def link_snapshot(self, commit: str, path: SafeRelPath, blob_name: str) -> Path:
         """Point ``snapshots/<commit>/<path>`` at ``blobs/<blob_name>`` (relative link)."""
         snap = self.snapshot_dir(commit)
-        snap.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.cache_dir, snap)  # a planted symlinked snapshots/<commit> would take our links elsewhere
         link = join_safe(snap, path)
-        link.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.cache_dir, link.parent)
         rel = os.path.relpath(self.blob_path(blob_name), link.parent)
         if link.is_symlink() and os.readlink(link) == rel:
             return link
         # The temporary link lives in .locks/, never in the snapshot: a SIGKILL between the two
         # steps must not leave an extra file in a snapshot (verify and scan_cache_dir would see it).
-        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.cache_dir, self.locks_dir)
         atomic_symlink(rel, link, tmp_dir=self.locks_dir)
         return link
 
@@ -116,10 +131,10 @@ class RepoCache:
         if revision == commit or not _REF_RE.match(revision) or ".." in revision:
             return
         ref = self.refs_dir / revision
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        if ref.is_file() and ref.read_text(encoding="utf-8").strip() == commit:
+        make_dirs(self.cache_dir, ref.parent)
+        if is_regular(ref) and ref.read_text(encoding="utf-8").strip() == commit:
             return
-        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.cache_dir, self.locks_dir)
         atomic_write_text(ref, commit, tmp_dir=self.locks_dir)
 
     def read_ref(self, revision: str) -> str | None:

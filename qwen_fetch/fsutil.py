@@ -6,6 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
+from qwen_fetch.safefs import create_new
+
 
 def atomic_write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
     """Write ``data`` to ``path`` atomically.
@@ -16,7 +18,7 @@ def atomic_write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None) -> 
     """
     tmp = (tmp_dir or path.parent) / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(create_new(tmp), "wb") as f:  # never through a link planted at that name
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

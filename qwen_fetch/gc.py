@@ -16,7 +16,9 @@ Rules, per model repo:
   older than ``incomplete_older_than``, since a running pull writes a blob before
   it links it;
 * a partial download (``.incomplete`` and its ``.parts``) is deleted once it is
-  older than ``incomplete_older_than`` and no running pull holds its lock.
+  older than ``incomplete_older_than`` and no running pull holds its lock;
+  at any age when its blob is complete, and so is a temporary a killed pull left
+  in ``blobs/`` (``.<blob>....tmp``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ class PartialState:
     size: int
     mtime: float
     locked: bool  # a running pull holds the blob's lock
+    # "partial" (resumable until it is old), "leftover" (its blob is complete: a run killed after promotion)
+    # or "temporary" (a killed run's ``.<blob>....tmp``): the last two are collected at any age.
+    kind: str = "partial"
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,10 @@ def _plan_revisions(repo: RepoState, policy: GcPolicy) -> tuple[list[RevisionSta
     return kept_revs, kept, actions
 
 
+_LEFTOVER_WHY = {"leftover": "left over: its blob is complete, no running pull holds it",
+                 "temporary": "temporary file of a killed pull, no running pull holds it"}
+
+
 def _plan_repo(repo: RepoState, policy: GcPolicy) -> tuple[list[Action], list[Kept]]:
     kept_revs, kept, actions = _plan_revisions(repo, policy)
     deleted = {a.path for a in actions}
@@ -217,6 +226,8 @@ def _plan_repo(repo: RepoState, policy: GcPolicy) -> tuple[list[Action], list[Ke
         age = policy.now - part.mtime
         if part.locked:
             kept.append(Kept(PARTIAL, repo.repo_id, part.name, "a running pull holds it"))
+        elif part.kind in _LEFTOVER_WHY:
+            actions.append(Action(PARTIAL, repo.repo_id, part.path, _LEFTOVER_WHY[part.kind], part.size, part.blob))
         elif age < policy.incomplete_older_than:
             kept.append(Kept(PARTIAL, repo.repo_id, part.name,
                              f"newer than {human_duration(policy.incomplete_older_than)} (--incomplete-older-than)"))

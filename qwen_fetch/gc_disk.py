@@ -20,6 +20,7 @@ Execution order keeps the cache consistent if interrupted at any point:
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qwen_fetch.cache import INCOMPLETE, RepoCache
+from qwen_fetch.cache import INCOMPLETE, RepoCache, repo_id_from_folder
 from qwen_fetch.gc import (
     BLOB,
     PARTIAL,
@@ -41,6 +42,7 @@ from qwen_fetch.gc import (
     RepoState,
     RevisionState,
 )
+from qwen_fetch.safefs import cache_lock, make_dirs
 from qwen_fetch.verify_disk import list_entries, lock_held, partial_blob
 
 TRASH_DIR = ".gc-trash"
@@ -57,18 +59,36 @@ def _blob_states(repo: RepoCache) -> tuple[tuple[BlobState, ...], tuple[PartialS
     partials: list[PartialState] = []
     if not repo.blobs_dir.is_dir():
         return (), ()
-    for name in sorted(os.listdir(repo.blobs_dir)):
+    names = sorted(os.listdir(repo.blobs_dir))
+    complete = {n for n in names if not n.startswith(".") and INCOMPLETE not in n}
+    for name in names:
         p = repo.blobs_dir / name
         try:
             st = p.lstat()
         except OSError:
             continue
-        if INCOMPLETE in name:
+        temp = temporary_blob(name)
+        if temp is not None:
+            partials.append(PartialState(name, temp, p, st.st_size, st.st_mtime, lock_held(repo.lock_path(temp)),
+                                         kind="temporary"))
+        elif INCOMPLETE in name and not name.startswith("."):
             blob = partial_blob(name)
-            partials.append(PartialState(name, blob, p, st.st_size, st.st_mtime, lock_held(repo.lock_path(blob))))
+            partials.append(PartialState(name, blob, p, st.st_size, st.st_mtime, lock_held(repo.lock_path(blob)),
+                                         kind="leftover" if blob in complete else "partial"))
         elif not name.startswith("."):
             blobs.append(BlobState(name, p, st.st_size, st.st_mtime))
     return tuple(blobs), tuple(partials)
+
+
+# What a killed pull leaves: a state save's ``.<blob>.incomplete.parts.<hex>.tmp``, a small file's
+# ``.<blob>.<hex>.tmp``.  Blob names are sha256s (git sha1s in caches huggingface_hub wrote).
+_TEMPORARY_RE = re.compile(r"^\.([0-9a-f]{64}|[0-9a-f]{40})(?:\.incomplete\.parts)?\.[0-9a-f]{8}\.tmp$")
+
+
+def temporary_blob(name: str) -> str | None:
+    """The blob whose temporary ``name`` is, or None when it is no temporary of ours."""
+    m = _TEMPORARY_RE.match(name)
+    return m.group(1) if m else None
 
 
 def scan_state(cache_dir: Path) -> CacheState:
@@ -80,24 +100,36 @@ def scan_state(cache_dir: Path) -> CacheState:
     info = scan_cache_dir(cache_dir)
     root = Path(info.cache_dir or cache_dir.resolve())
     repos = []
+    odd: list[str] = []
     for r in sorted(info.repos, key=lambda r: r.repo_id):
         if r.repo_type != "model":
             continue
-        repo = RepoCache(root, r.repo_id)
-        blobs_dir = Path(os.path.abspath(repo.blobs_dir))
-        revisions = []
-        for rev in r.revisions:
-            linked = frozenset(f.blob_path.name for f in rev.files if f.blob_path.parent == blobs_dir)
-            own = sum(f.size_on_disk for f in rev.files if f.blob_path == f.file_path)
-            revisions.append(RevisionState(rev.commit_hash, Path(rev.snapshot_path), tuple(sorted(rev.refs)),
-                                           linked, own, rev.last_modified))
-        blobs, partials = _blob_states(repo)
-        trash_dir = repo.repo_dir / TRASH_DIR
-        trash = tuple((p, _tree_bytes(p)) for p in sorted(trash_dir.iterdir())) if trash_dir.is_dir() else ()
-        repos.append(RepoState(r.repo_id, repo.repo_dir, tuple(sorted(revisions, key=lambda v: v.commit)),
-                               blobs, partials, trash, frozenset(_links_under(trash_dir))))
-    skipped = tuple(sorted(str(w) for w in info.warnings))
+        if repo_id_from_folder(Path(r.repo_path).name) is None:
+            odd.append(f"{r.repo_path}: its name maps to no valid model id")  # reported, never deleted
+            continue
+        try:
+            repos.append(_repo_state(root, r))
+        except OSError as exc:  # one unreadable folder must not stop gc for the rest of the cache
+            odd.append(f"{r.repo_path}: unreadable ({exc.strerror or exc.__class__.__name__})")
+    skipped = tuple(sorted([str(w) for w in info.warnings] + odd))
     return CacheState(cache_dir=root, repos=tuple(repos), skipped=skipped)
+
+
+def _repo_state(root: Path, r: Any) -> RepoState:
+    """One model repo of ``scan_cache_dir``'s answer, with what it does not report (blobs, partials, trash)."""
+    repo = RepoCache(root, r.repo_id)
+    blobs_dir = Path(os.path.abspath(repo.blobs_dir))
+    revisions = []
+    for rev in r.revisions:
+        linked = frozenset(f.blob_path.name for f in rev.files if f.blob_path.parent == blobs_dir)
+        own = sum(f.size_on_disk for f in rev.files if f.blob_path == f.file_path)
+        revisions.append(RevisionState(rev.commit_hash, Path(rev.snapshot_path), tuple(sorted(rev.refs)),
+                                       linked, own, rev.last_modified))
+    blobs, partials = _blob_states(repo)
+    trash_dir = repo.repo_dir / TRASH_DIR
+    trash = tuple((p, _tree_bytes(p)) for p in sorted(trash_dir.iterdir())) if trash_dir.is_dir() else ()
+    return RepoState(r.repo_id, repo.repo_dir, tuple(sorted(revisions, key=lambda v: v.commit)),
+                     blobs, partials, trash, frozenset(_links_under(trash_dir)))
 
 
 @dataclass(frozen=True)
@@ -128,10 +160,9 @@ def _linked_now(repo_dir: Path) -> set[str]:
 
 def _try_lock(path: Path) -> Any:
     """The per-blob lock, taken without waiting; ``None`` when a pull holds it."""
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path))
+    lock = cache_lock(path)
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -173,7 +204,7 @@ def execute(plan: GcPlan, *, on_done: Callable[[Action], None] | None = None) ->
                     skipped.append((a, "a ref names it now"))
                     continue
                 dest = repo.repo_dir / TRASH_DIR / f"{a.path.name}.{secrets.token_hex(4)}"
-                dest.parent.mkdir(exist_ok=True)
+                make_dirs(repo.repo_dir, dest.parent)
                 os.replace(a.path, dest)  # atomic: the snapshot vanishes whole
             finally:
                 snap_lock.release()

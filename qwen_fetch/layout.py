@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from filelock import FileLock
-
 from qwen_fetch.cache import RepoCache
 from qwen_fetch.errors import IntegrityError
-from qwen_fetch.fsutil import atomic_write_bytes
 from qwen_fetch.hasher import hash_files
+from qwen_fetch.hashing import hash_file
 from qwen_fetch.manifest import PinnedFile
+from qwen_fetch.net.partstate import clear_leftovers
 from qwen_fetch.paths import join_safe
+from qwen_fetch.plainfile import PlainSink
+from qwen_fetch.safefs import cache_lock, create_new, is_regular, make_dirs, remove_file
 
 
 class Layout:
@@ -25,12 +28,23 @@ class Layout:
         self.local_dir = local_dir
         self.meta = local_dir / ".cache" / "qwen-fetch" if local_dir is not None else None
 
+    @property
+    def root(self) -> Path:
+        """The folder below which every directory must be real (see :mod:`qwen_fetch.safefs`)."""
+        return self.local_dir if self.local_dir is not None else self.repo.cache_dir
+
     def ensure(self) -> None:
         if self.local_dir is None:
             self.repo.ensure_dirs()
         else:
             assert self.meta is not None
-            (self.meta / "locks").mkdir(parents=True, exist_ok=True)
+            make_dirs(self.local_dir, self.meta / "locks")
+
+    def ensure_parent(self, f: PinnedFile) -> Path:
+        """Create ``f``'s destination folder (real directories only); returns the destination."""
+        dest = self.dest(f)
+        make_dirs(self.root, dest.parent)
+        return dest
 
     def dest(self, f: PinnedFile) -> Path:
         if self.local_dir is None:
@@ -49,52 +63,54 @@ class Layout:
         assert self.meta is not None
         return self.meta / "locks" / f"{f.sha256}.lock"
 
-    def write_verified(self, f: PinnedFile, data: bytes) -> None:
-        """Write bytes already checked against the pin (small git files hashed in memory)."""
-        dest = self.dest(f)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        # The temporary goes where partials go, never into the user's --local-dir tree.
-        tmp_dir = self.partial(f).parent
-        if self.local_dir is not None:
-            atomic_write_bytes(dest, data, tmp_dir=tmp_dir)
-            return
-        # In the cache, under the blob's lock: a pull killed while writing this blob left its temporary
-        # (``.<sha256>.<random>.tmp``) in blobs/, and with the lock held no live writer owns one.
-        self.lock(f).parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.lock(f))):
-            for stale in tmp_dir.glob(f".{f.sha256}.*.tmp"):
-                stale.unlink(missing_ok=True)
-            atomic_write_bytes(dest, data, tmp_dir=tmp_dir)
+    @property
+    def tmp_dir(self) -> Path:
+        """Where partial files and temporaries go: ``blobs/``, or ``.cache/qwen-fetch`` of a --local-dir
+        (never the user's tree); on the file system of the destinations, so a rename promotes."""
+        return self.repo.blobs_dir if self.local_dir is None else self.meta  # type: ignore[return-value]
+
+    def place_plain(self, f: PinnedFile, sink: PlainSink) -> bool:
+        """Give a verified plain file its place (``sink`` holds exactly ``f``'s bytes); False when an intact
+        copy is there already.  Under the blob's lock: no live writer then owns a temporary of this blob, so
+        one a killed pull left (``.<sha256>.<random>.tmp``) is removed."""
+        dest = self.ensure_parent(f)
+        with cache_lock(self.lock(f), self.root):
+            clear_leftovers(self.partial(f), finished=False)
+            if is_regular(dest) and dest.stat().st_size == f.size and hash_file(dest).sha256 == f.sha256:
+                return False
+            sink.promote(dest, self.tmp_dir)
+        return True
 
     def finish(self, files: Sequence[PinnedFile], commit: str, revision: str) -> Path:
         """Expose verified content: snapshot links + ref (cache), or copies for repeated content (folder)."""
         if self.local_dir is not None:
             assert self.meta is not None
-            # Same content at two paths: the engine fetched it once.
+            # Same content at two paths: it was fetched (and verified) once, into one of them.
             by_sha: dict[str, Path] = {}
             for f in files:
                 d = self.dest(f)
-                if d.exists():
+                if is_regular(d):
                     by_sha.setdefault(f.sha256, d)
             for f in files:
                 d = self.dest(f)
-                if not d.exists():
-                    d.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = self.meta / f"{f.sha256}.copy"
-                    shutil.copyfile(by_sha[f.sha256], tmp)
-                    os.replace(tmp, d)
+                if not is_regular(d):
+                    self.ensure_parent(f)
+                    copy_into(by_sha[f.sha256], d, tmp_dir=self.meta)
+            for sha in sorted(by_sha):
+                with cache_lock(self.meta / "locks" / f"{sha}.lock", self.root):
+                    clear_leftovers(self.meta / f"{sha}.incomplete", finished=True)
             return self.local_dir
         # The whole snapshot is linked, then its ref written, under the snapshot lock: `gc` never moves
         # a snapshot whose lock is held, and re-reads the refs under it, so a half-made revision is
         # never taken for an abandoned one.  The ref comes last: a reader (or a crash) never sees a
         # ref naming an incomplete snapshot.
-        self.repo.locks_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.repo.snapshot_lock_path(commit))):
+        with cache_lock(self.repo.snapshot_lock_path(commit), self.root):
             for f in files:
                 # Link under the blob's lock: `gc` deletes a blob only while holding that lock and
                 # after re-reading the links, so this snapshot can never be left dangling.
-                with FileLock(str(self.lock(f))):
-                    if not self.repo.blob_path(f.sha256).is_file():
+                with cache_lock(self.lock(f), self.root):
+                    clear_leftovers(self.partial(f), finished=True)  # what a run killed after promotion left
+                    if not is_regular(self.repo.blob_path(f.sha256)):
                         raise IntegrityError(f"{f.path}: its verified blob disappeared before it was linked",
                                              hint="a concurrent `qwen-fetch gc` or a manual deletion removed it; "
                                                   "rerun the pull", reference="blob-vanished")
@@ -117,16 +133,31 @@ def verify_many(pairs: Sequence[tuple[Path, PinnedFile]]) -> list[bool]:
     sized: list[Path] = []
     for path, f in pairs:
         try:
-            if path.stat().st_size == f.size:
-                sized.append(path)
+            st = path.lstat()  # a link is never taken for the file: its target may change under us
         except OSError:
-            pass
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size == f.size:
+            sized.append(path)
     hashes = hash_files(sized)
     out = []
     for path, f in pairs:
         r = hashes.get(path)
         out.append(r is not None and r.error is None and r.size == f.size and r.sha256 == f.sha256)
     return out
+
+
+def copy_into(src: Path, dest: Path, *, tmp_dir: Path) -> None:
+    """Copy the verified file ``src`` to ``dest`` atomically (a temporary in ``tmp_dir``, fsync, rename)."""
+    tmp = tmp_dir / f".{dest.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(src, "rb") as fi, os.fdopen(create_new(tmp), "wb") as fo:
+            shutil.copyfileobj(fi, fo, 1 << 20)
+            fo.flush()
+            os.fsync(fo.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        remove_file(tmp)
+        raise
 
 
 def quarantine(path: Path) -> None:

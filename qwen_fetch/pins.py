@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from qwen_fetch.errors import IntegrityError, UsageError
 from qwen_fetch.lockfile import Lock
@@ -77,3 +78,21 @@ def content_matches(rf: RemoteFile, pf: PinnedFile) -> bool:
     if rf.git_oid is not None and pf.git_oid is not None:
         return rf.git_oid == pf.git_oid
     return True
+
+
+def known_plain_contents(files: Sequence[RemoteFile], pins: Iterable[Pin]) -> list[RemoteFile]:
+    """Fill in the sha256 of plain git files whose content an earlier pin already hashed.
+
+    A hub lists no sha256 for plain (non-LFS) files, only their git blob id, so a fresh
+    resolve downloads every one to hash it.  A blob id names the content (the pin was
+    written after checking both ids against the bytes), so a file listed with the same
+    blob id and size as a pinned one has that pin's sha256: ``pull --update`` then fetches
+    only the files that changed.  The bytes are still verified against that sha256
+    wherever they come from (the cache, or the hub when the blob is gone).
+    """
+    known = {(f.git_oid, f.size): f.sha256 for pin in pins for f in pin.files if f.git_oid and not f.lfs}
+    out = []
+    for rf in files:
+        sha = known.get((rf.git_oid, rf.size)) if rf.sha256 is None and not rf.lfs and rf.git_oid else None
+        out.append(replace(rf, sha256=sha) if sha else rf)
+    return out

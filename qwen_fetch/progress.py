@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class ProgressSink(Protocol):
@@ -41,20 +41,34 @@ class NullProgress:
 
 
 class RichProgress:
-    """One bar for the whole pull: bytes, speed, ETA and files done."""
+    """One bar for the whole command: bytes, speed, ETA and (for pulls) files done.
 
-    def __init__(self, description: str) -> None:
+    Laid out for an 80-column terminal: the description is cut with an ellipsis, the bar
+    takes what the columns leave, and no column wraps.  Sizes go through
+    :mod:`qwen_fetch.units` like every other size qwen-fetch prints.  Nothing is drawn
+    for work that is already done (no bytes and no files to go).
+    """
+
+    def __init__(self, description: str, *, count_files: bool = True, console: Any = None) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.table import Column
 
-        self.console = Console(stderr=True)
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn(), TextColumn("{task.fields[files]}"), console=self.console, transient=False,
-        )
+        from qwen_fetch.progress_columns import BytesColumn, RateColumn
+
+        self.console = console or Console(stderr=True)
+        columns: list[Any] = [
+            TextColumn("[bold]{task.description}", markup=True,
+                       table_column=Column(no_wrap=True, overflow="ellipsis", max_width=24)),
+            BarColumn(bar_width=None),
+            BytesColumn(), RateColumn(), TimeRemainingColumn(compact=True),
+        ]
+        if count_files:
+            columns.append(TextColumn("{task.fields[files]}", table_column=Column(no_wrap=True)))
+        self._progress = Progress(*columns, console=self.console, transient=False, expand=True)
         self._desc = description
-        self._task: int | None = None
+        self._count_files = count_files
+        self._task: Any = None
         self._files_total = 0
         self._files_done = 0
         self._lock = threading.Lock()
@@ -62,9 +76,14 @@ class RichProgress:
         self._pending = 0
 
     def begin(self, total_bytes: int, total_files: int) -> None:
+        if total_bytes <= 0 and total_files <= 0:
+            return  # nothing to do: no bar that reads 0/0 bytes
         self._files_total = total_files
         self._progress.start()
-        self._task = self._progress.add_task(self._desc, total=total_bytes, files=f"0/{total_files} files")
+        # Without a per-file count (verify hashes files in slices across threads) the total goes up front.
+        desc = self._desc if self._count_files else f"{self._desc} {total_files} files"
+        self._task = self._progress.add_task(escape(desc), total=total_bytes,
+                                             files=f"0/{total_files} files")
 
     def advance(self, nbytes: int) -> None:
         with self._lock:
@@ -85,17 +104,24 @@ class RichProgress:
             self._progress.update(self._task, files=f"{done}/{self._files_total} files")
 
     def note(self, message: str) -> None:
-        self._progress.console.print(f"[yellow]{message}")
+        self._progress.console.print(f"[yellow]{escape(message)}")
 
     def end(self) -> None:
         if self._task is not None:
             with self._lock:
                 n, self._pending = self._pending, 0
             self._progress.advance(self._task, n)
-        self._progress.stop()
+            self._progress.stop()
 
 
-def make_progress(description: str, *, json_mode: bool, quiet: bool = False) -> ProgressSink:
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def make_progress(description: str, *, json_mode: bool, quiet: bool = False, count_files: bool = True
+                  ) -> ProgressSink:
     if json_mode or quiet or not sys.stderr.isatty():
         return NullProgress()
-    return RichProgress(description)
+    return RichProgress(description, count_files=count_files)

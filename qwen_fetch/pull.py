@@ -18,7 +18,6 @@ The flow is the same for both commands; ``lock`` stops after hashing.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import threading
 import time
@@ -30,15 +29,16 @@ from pathlib import Path
 from qwen_fetch.cache import RepoCache, check_repo_id
 from qwen_fetch.config import Config, SourceConfig
 from qwen_fetch.errors import IntegrityError, QFError, SourceError, UsageError
-from qwen_fetch.hashing import git_blob_header
 from qwen_fetch.layout import Layout, quarantine, verify_many
 from qwen_fetch.lockfile import read_lock, write_lock
 from qwen_fetch.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
-from qwen_fetch.pins import check_against_pin, content_matches, matches, pick_pin
+from qwen_fetch.plainfile import FetchedPlain, PlainSink
+from qwen_fetch.pins import check_against_pin, content_matches, known_plain_contents, matches, pick_pin
 from qwen_fetch.progress import NullProgress, ProgressSink
 from qwen_fetch.sourcechain import LazyListings, first_and_more
 from qwen_fetch.sources.base import FileLocation, Source, make_source
+from qwen_fetch.units import format_bytes
 
 MAX_PLAIN_FILE = 64 * 1024 * 1024  # git (non-LFS) files are small; refuse a huge one
 
@@ -231,8 +231,10 @@ class Puller:
         return primary, LazyListings(primary, rest, resolve, failed)
 
     # -- hashing plain files (no sha256 in the hub metadata) ------------------
-    def fetch_plain(self, listings: Iterable[RepoListing], rf: RemoteFile) -> tuple[str, bytes, str]:
-        """Download a small git file into memory from the first source that serves matching bytes.
+    def fetch_plain(self, listings: Iterable[RepoListing], rf: RemoteFile, folder: Path | None
+                    ) -> tuple[PlainSink, str]:
+        """Download a small git file from the first source that serves matching bytes: an open sink (an
+        unnamed file in ``folder``, hashed on the way, that the caller closes) and the source's name.
 
         Each source gets the engine's retry policy; the next source is contacted only
         when this one failed.  Wrong bytes anywhere make it an integrity error (exit 3);
@@ -242,24 +244,30 @@ class Puller:
 
         errors: list[str] = []
         wrong_bytes = False
-        for lst in listings:
-            other = lst.by_path().get(rf.path)
-            if other is None or other.size != rf.size:
-                continue
-            loc = self._source(self.config.get(lst.source)).locate(self.opts.model_id, lst.commit, rf.path)
-            try:
-                data = get_small(loc, rf.size, self.opts.engine, note=self.progress.note)
-            except SmallGetError as exc:
-                errors.append(f"{lst.source}: {exc.reason}")
-                wrong_bytes = wrong_bytes or exc.integrity
-                continue
-            problem = _plain_mismatch(rf, data)
-            if problem is not None:
-                errors.append(f"{lst.source}: {problem}")
-                wrong_bytes = True
-                continue
-            self.progress.advance(len(data))
-            return hashlib.sha256(data).hexdigest(), data, lst.source
+        sink = PlainSink(folder, rf.size)
+        try:
+            for lst in listings:
+                other = lst.by_path().get(rf.path)
+                if other is None or other.size != rf.size:
+                    continue
+                loc = self._source(self.config.get(lst.source)).locate(self.opts.model_id, lst.commit, rf.path)
+                try:
+                    get_small(loc, rf.size, self.opts.engine, sink, note=self.progress.note)
+                except SmallGetError as exc:
+                    errors.append(f"{lst.source}: {exc.reason}")
+                    wrong_bytes = wrong_bytes or exc.integrity
+                    continue
+                problem = _plain_mismatch(rf, sink)
+                if problem is not None:
+                    errors.append(f"{lst.source}: {problem}")
+                    wrong_bytes = True
+                    continue
+                self.progress.advance(sink.written)
+                return sink, lst.source
+        except BaseException:
+            sink.close()
+            raise
+        sink.close()
         if wrong_bytes:
             raise IntegrityError(f"{rf.path}: no source served bytes matching its listing", context=errors,
                                  hint="the mirror is broken or hostile; try another --source")
@@ -301,6 +309,7 @@ class Puller:
             revision = o.revision or self._source_default(src_cfg)
             commit = primary.commit
             chosen = [rf for rf in primary.files if matches(rf.path, o.include, o.exclude)]
+            chosen = known_plain_contents(chosen, lock.pins(o.model_id))  # --update: unchanged files are not re-fetched
             if not chosen:
                 raise UsageError(f"no file of {o.model_id}@{revision} matches --include/--exclude",
                                  hint="check the globs (they match repository paths, e.g. '*.json')")
@@ -310,7 +319,8 @@ class Puller:
                 raise IntegrityError(f"{too_big[0]}: a {MAX_PLAIN_FILE >> 20} MiB+ file without a sha256 in the hub metadata",
                                      hint="the mirror is broken or hostile; try another --source")
             # Started now, finished while the engine fetches the LFS files (see PlainFetch).
-            plain = PlainFetch(self, listings, chosen, need_bytes)
+            plain = PlainFetch(self, listings, chosen, need_bytes,
+                               Layout(o.cache_dir, o.model_id, o.local_dir) if o.download else None)
             files = plain.known
 
         outcomes: list[FetchOutcome] = []
@@ -374,14 +384,17 @@ class Puller:
         layout = Layout(o.cache_dir, o.model_id, o.local_dir)
         layout.ensure()
         good = self._reuse_verified(layout, known)
-        todo = [f for f in known if not (f.sha256 in good and (o.local_dir is None or layout.dest(f).exists()))]
+        # Content already in place at one path is copied to the others by ``layout.finish``; content at
+        # two paths is fetched once (two jobs would share one partial file).
+        todo = [f for f in known if f.sha256 not in good]
         jobs: list[FetchJob] = []
         seen: set[str] = set()
         missing_loc: list[str] = []
         for f in todo:
-            if f.sha256 in seen and o.local_dir is None:
+            if f.sha256 in seen:
                 continue
             seen.add(f.sha256)
+            layout.ensure_parent(f)
             first, more = self._locations(f, listings)
             if first is None:
                 missing_loc.append(f.path)
@@ -419,7 +432,7 @@ class Puller:
 
     def _reuse_verified(self, layout: Layout, files: Sequence[PinnedFile]) -> set[str]:
         """sha256s of the files already in place and intact (re-hashed: never trust bytes we did not verify)."""
-        present = [f for f in files if layout.dest(f).exists()]
+        present = [f for f in files if os.path.lexists(layout.dest(f))]  # a planted link is quarantined too
         ok = verify_many([(layout.dest(f), f) for f in present])
         for f, v in zip(present, ok):
             if not v:
@@ -428,36 +441,33 @@ class Puller:
         return {f.sha256 for f, v in zip(present, ok) if v}
 
     def _write_plain(self, layout: Layout, plain: PlainFetch) -> tuple[list[FetchOutcome], int]:
-        """Write the plain files fetched in memory (already verified); returns outcomes and how many were cached."""
-        o = self.opts
+        """Outcomes of the plain files (each put in place, verified, as its fetch ended) and how many were
+        cached already."""
         mine = plain.fetched_files()
-        good = self._reuse_verified(layout, mine)
         written: list[FetchOutcome] = []
-        planned: set[str] = set()
         for f in mine:
-            if f.sha256 in good and (o.local_dir is None or layout.dest(f).exists()):
-                pass
-            elif o.local_dir is not None or f.sha256 not in planned:
-                planned.add(f.sha256)
-                data, served_by = plain.data[f.sha256]
-                layout.write_verified(f, data)
-                written.append(FetchOutcome(path=f.path, sha256=f.sha256, source=served_by,
-                                            bytes_transferred=len(data), resumed_bytes=0, retries=0, reused=False))
+            got = plain.results[f.path]
+            if got.written:
+                written.append(FetchOutcome(path=f.path, sha256=f.sha256, source=got.source,
+                                            bytes_transferred=f.size, resumed_bytes=0, retries=0, reused=False))
             self.progress.file_done(str(f.path), "")
         return written, len(mine) - len(written)  # the rest was cached already (or shares a written blob)
 
 
 class PlainFetch:
-    """The small git files of a fresh pull, fetched into memory in the background.
+    """The small git files of a fresh pull, fetched in the background.
 
     The hub lists no sha256 for them, so their bytes are needed before they can
     be pinned; fetching them while the engine already moves the LFS shards (whose
     sha256 is listed) keeps a slow first request — a 7 MB tokenizer.json behind
-    a 20 MB/s-per-connection CDN — from delaying everything else.
+    a 20 MB/s-per-connection CDN — from delaying everything else.  Each streams to
+    disk (:mod:`qwen_fetch.plainfile`) and, once its bytes match the listing, is
+    put in place under its blob's lock (``layout``; ``None`` for ``lock``, which
+    only hashes), so memory never holds a whole file.
     """
 
     def __init__(self, puller: Puller, listings: Iterable[RepoListing], chosen: Sequence[RemoteFile],
-                 need_bytes: Sequence[RemoteFile]) -> None:
+                 need_bytes: Sequence[RemoteFile], layout: Layout | None) -> None:
         self._chosen = tuple(chosen)
         self._need = {rf.path for rf in need_bytes}
         self.bytes = sum(rf.size for rf in need_bytes)
@@ -466,17 +476,32 @@ class PlainFetch:
                                               git_oid=rf.git_oid)
                                    for rf in chosen if rf.path not in self._need and rf.sha256 is not None),
                                   key=lambda f: f.path))
-        self.data: dict[str, tuple[bytes, str]] = {}
+        self.results: dict[str, FetchedPlain] = {}
         self._files: tuple[PinnedFile, ...] | None = None
+        self._puller, self._listings, self._layout = puller, listings, layout
+        if layout is not None:
+            layout.ensure()  # the sinks live in the folder their blobs go to
         self._ex = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qwen-fetch-plain")
-        self._futures = {rf.path: self._ex.submit(puller.fetch_plain, listings, rf) for rf in need_bytes}
+        self._futures = {rf.path: self._ex.submit(self._fetch, rf) for rf in need_bytes}
         self._failed = threading.Event()
         self._callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         for fut in self._futures.values():
             fut.add_done_callback(self._done)
 
-    def _done(self, fut: Future[tuple[str, bytes, str]]) -> None:
+    def _fetch(self, rf: RemoteFile) -> FetchedPlain:
+        """Fetch and verify one file; put it in place at once (no open file waits for the end of the pull)."""
+        folder = self._layout.tmp_dir if self._layout is not None else None
+        sink, source = self._puller.fetch_plain(self._listings, rf, folder)
+        try:
+            oid = rf.git_oid or (None if rf.lfs else sink.git_oid)
+            pf = PinnedFile(path=rf.path, size=rf.size, sha256=sink.sha256, lfs=rf.lfs, git_oid=oid)
+            written = self._layout.place_plain(pf, sink) if self._layout is not None else False
+            return FetchedPlain(pf, source, written)
+        finally:
+            sink.close()
+
+    def _done(self, fut: Future[FetchedPlain]) -> None:
         if not fut.cancelled() and fut.exception() is not None:
             with self._lock:
                 self._failed.set()
@@ -503,11 +528,9 @@ class PlainFetch:
         for rf in self._chosen:
             if rf.path not in self._need:
                 continue
-            sha, data, served_by = self._futures[rf.path].result()
-            self.data[sha] = (data, served_by)
-            oid = rf.git_oid or (None if rf.lfs else
-                                 hashlib.sha1(git_blob_header(len(data)) + data, usedforsecurity=False).hexdigest())
-            pinned.append(PinnedFile(path=rf.path, size=rf.size, sha256=sha, lfs=rf.lfs, git_oid=oid))
+            got = self._futures[rf.path].result()
+            self.results[rf.path] = got
+            pinned.append(got.pinned)
         self._files = tuple(sorted(pinned, key=lambda f: f.path))
         return self._files
 
@@ -534,36 +557,23 @@ def _check_space(layout: Layout, plain_bytes: int, jobs: Sequence[FetchJob]) -> 
     where = layout.local_dir if layout.local_dir is not None else layout.repo.blobs_dir
     free = shutil.disk_usage(where).free
     if need > free:
-        raise DiskFullError(f"not enough disk space: {human_bytes(need)} still needed, {human_bytes(free)} free",
+        raise DiskFullError(f"not enough disk space: {format_bytes(need)} still needed, {format_bytes(free)} free",
                             hint="free some space (qwen-fetch gc) or point the cache elsewhere (HF_HUB_CACHE); "
                                  "partial downloads are kept and resume",
                             context=[f"cache: {where}"])
-
-
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
 
 
 def _looks_like_commit(rev: str) -> bool:
     return len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)
 
 
-def _plain_mismatch(rf: RemoteFile, data: bytes) -> str | None:
-    """Why ``data`` cannot be ``rf`` (size, git blob id, listed sha256), or None."""
-    if len(data) != rf.size:
-        return f"got {len(data)} bytes, listed {rf.size}"
-    if rf.git_oid is not None:
-        oid = hashlib.sha1(git_blob_header(len(data)) + data, usedforsecurity=False).hexdigest()
-        if oid != rf.git_oid:
-            return f"git blob id {oid} != listed {rf.git_oid}"
-    if rf.sha256 is not None:
-        sha = hashlib.sha256(data).hexdigest()
-        if sha != rf.sha256:
-            return f"sha256 {sha} != listed {rf.sha256}"
+def _plain_mismatch(rf: RemoteFile, got: PlainSink) -> str | None:
+    """Why the bytes in ``got`` cannot be ``rf`` (size, git blob id, listed sha256), or None."""
+    if got.written != rf.size:
+        return f"got {got.written} bytes, listed {rf.size}"
+    if rf.git_oid is not None and got.git_oid != rf.git_oid:
+        return f"git blob id {got.git_oid} != listed {rf.git_oid}"
+    if rf.sha256 is not None and got.sha256 != rf.sha256:
+        return f"sha256 {got.sha256} != listed {rf.sha256}"
     return None
 

@@ -152,15 +152,21 @@ def choose_auto_class(config: dict[str, Any]) -> AutoClass:
 _CUDA_RE = re.compile(r"^cuda(:\d+)?$")
 
 
+def check_device(requested: str) -> str:
+    """The ``--device`` value, normalised; an unknown one is a usage error (checked before any download)."""
+    req = requested.strip().lower()
+    if req not in ("auto", "cpu") and not _CUDA_RE.match(req):
+        raise UsageError(f"unknown --device {requested!r}", hint="use auto, cpu, cuda or cuda:N")
+    return req
+
+
 def resolve_device(requested: str, *, cuda_count: int) -> str:
     """``auto`` -> ``cuda:0`` when a GPU is visible, else ``cpu``; ``cuda`` -> ``cuda:0``."""
-    req = requested.strip().lower()
+    req = check_device(requested)
     if req == "auto":
         return "cuda:0" if cuda_count > 0 else "cpu"
     if req == "cpu":
         return "cpu"
-    if not _CUDA_RE.match(req):
-        raise UsageError(f"unknown --device {requested!r}", hint="use auto, cpu, cuda or cuda:N")
     index = int(req.split(":")[1]) if ":" in req else 0
     if cuda_count == 0:
         raise SmokeError(f"--device {requested} but no CUDA GPU is visible",

@@ -21,6 +21,7 @@ DANGLING = "dangling"  # the link's target does not exist
 WRONG_BLOB = "wrong-blob"  # it points at another blob than blobs/<expected sha256>
 OUTSIDE_BLOBS = "outside-blobs"  # it points somewhere other than this repo's blobs/
 NOT_A_LINK = "not-a-link"  # a regular file (or directory) where a link belongs
+BLOB_NOT_A_FILE = "blob-not-a-file"  # blobs/<name> is a symlink or a special file, not the bytes themselves
 
 # Reasons a partial download is stray (``blobs/<sha256>.incomplete[.parts]``).
 BLOB_COMPLETE = "blob-complete"  # the finished blob is already there: leftover
@@ -154,6 +155,8 @@ class VerifyReport:
     bad_links: tuple[BadLink, ...] = ()  # --all: links of unpinned snapshots (path includes repo/commit)
     bad_refs: tuple[BadRef, ...] = ()
     partials: tuple[Partial, ...] = ()
+    # --all: folders of the cache that could not be read as a model repo, (path, why); reported, left alone
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def stray(self) -> tuple[Partial, ...]:
@@ -184,6 +187,7 @@ class VerifyReport:
             "bad_refs": [r.to_dict() for r in self.bad_refs],
             "stray": [p.to_dict() for p in self.stray],
             "partials": [p.to_dict() for p in self.partials if not p.stray],
+            "skipped": [{"path": p, "reason": why} for p, why in self.skipped],
         }
 
 

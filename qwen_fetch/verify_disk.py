@@ -16,7 +16,9 @@ from qwen_fetch.cache import INCOMPLETE, RepoCache, repo_id_from_folder
 from qwen_fetch.hasher import HashResult, hash_files
 from qwen_fetch.manifest import Pin
 from qwen_fetch.progress import ProgressSink
+from qwen_fetch.safefs import is_regular
 from qwen_fetch.verify import (
+    BLOB_NOT_A_FILE,
     BadLink,
     BadRef,
     Observed,
@@ -70,6 +72,12 @@ def _link_info(entry: Path, blobs_dir: Path) -> tuple[str, str | None, bool]:
     raw = os.readlink(entry)
     target = os.path.normpath(os.path.join(os.path.dirname(entry), raw))
     blob = os.path.basename(target) if os.path.dirname(target) == os.path.normpath(blobs_dir) else None
+    # The text may name blobs/<sha256> and still lead elsewhere: through a symlinked snapshot dir, a
+    # symlinked blobs/, or a blob that is itself a link.  What a loader reads is where it really ends.
+    real_blobs = os.path.join(os.path.realpath(os.path.dirname(os.path.normpath(blobs_dir))), "blobs")
+    if blob is not None and os.path.realpath(entry) != os.path.join(real_blobs, blob):
+        if os.path.exists(target) or os.path.islink(target):
+            blob = None
     return raw, blob, os.path.exists(target)
 
 
@@ -132,16 +140,34 @@ def bytes_to_hash(targets: Sequence[Target]) -> int:
 # --all: the cache's structure
 
 
-def cache_repos(cache_dir: Path) -> list[RepoCache]:
-    """Model repos in the cache (the shared ``blobs/`` store and ``.locks`` are not repos)."""
+def cache_repos(cache_dir: Path, skipped: list[tuple[str, str]] | None = None) -> list[RepoCache]:
+    """Model repos in the cache (the shared ``blobs/`` store and ``.locks`` are not repos).
+
+    A ``models--`` entry that names no valid model id (``models--a--b--c``, ``models--x y``) or is no
+    real directory is not a repo we can read: it goes to ``skipped`` (path, why) and the scan goes on.
+    """
     if not cache_dir.is_dir():
         return []
     out = []
-    for p in sorted(cache_dir.iterdir()):
-        if p.is_dir() and p.name.startswith("models--"):
-            rid = repo_id_from_folder(p.name)
-            if rid:
-                out.append(RepoCache(cache_dir, rid))
+    try:
+        entries = sorted(cache_dir.iterdir())
+    except OSError as exc:
+        if skipped is not None:
+            skipped.append((str(cache_dir), f"unreadable ({exc.strerror or exc.__class__.__name__})"))
+        return []
+    for p in entries:
+        if not p.name.startswith("models--"):
+            continue
+        rid = repo_id_from_folder(p.name)
+        if rid is None:
+            why = "its name maps to no valid model id"
+        elif p.is_symlink() or not p.is_dir():
+            why = "not a directory" if not p.is_symlink() else "a symlink, not a directory"
+        else:
+            out.append(RepoCache(cache_dir, rid))
+            continue
+        if skipped is not None:
+            skipped.append((str(p), why))
     return out
 
 
@@ -163,7 +189,7 @@ def read_refs(repo: RepoCache) -> dict[str, str | None]:
 
 def lock_held(lock_path: Path) -> bool:
     """Is a running pull holding this blob's lock?  (Never creates a lock file.)"""
-    if not lock_path.exists():
+    if not is_regular(lock_path):  # absent, or a planted link: never opened (older filelocks truncate it)
         return False
     from filelock import FileLock, Timeout
 
@@ -203,8 +229,24 @@ def scan_partials(repo: RepoCache, pinned_blobs: frozenset[str]) -> tuple[Partia
     return tuple(out)
 
 
+def odd_blobs(repo: RepoCache) -> list[BadLink]:
+    """Entries of ``blobs/`` that are not regular files: a blob must hold its bytes, not lead elsewhere."""
+    out = []
+    try:
+        names = sorted(os.listdir(repo.blobs_dir))
+    except OSError:
+        return out
+    for name in names:
+        p = repo.blobs_dir / name
+        if name.startswith(".") or INCOMPLETE in name or is_regular(p):
+            continue
+        actual = os.readlink(p) if p.is_symlink() else None
+        out.append(BadLink(f"{repo.repo_id}: blobs/{name}", BLOB_NOT_A_FILE, name, actual))
+    return out
+
+
 def structure_checks(cache_dir: Path, pinned: dict[str, frozenset[str]],
-                     checked_snapshots: set[tuple[str, str]]) -> tuple[tuple[BadLink, ...], tuple[BadRef, ...],
+                     checked_snapshots: set[tuple[str, str]], skipped: list[tuple[str, str]]) -> tuple[tuple[BadLink, ...], tuple[BadRef, ...],
                                                                          tuple[Partial, ...]]:
     """Links of the snapshots no target covers, refs, and partial downloads, for every model repo.
 
@@ -214,23 +256,33 @@ def structure_checks(cache_dir: Path, pinned: dict[str, frozenset[str]],
     links: list[BadLink] = []
     refs: list[BadRef] = []
     partials: list[Partial] = []
-    for repo in cache_repos(cache_dir):
-        commits = repo.snapshot_commits()
-        refs.extend(check_refs(repo.repo_id, read_refs(repo), commits))
-        for commit in commits:
-            if (repo.repo_id, commit) in checked_snapshots:
-                continue
-            for rel, p in list_entries(repo.snapshot_dir(commit)).items():
-                shown = f"{repo.repo_id}@{commit}:{rel}"
-                if p.is_symlink():
-                    raw, blob, exists = _link_info(p, repo.blobs_dir)
-                    bad = check_link(None, Observed(shown, 0 if exists else None, None, True, raw, blob))
-                else:
-                    bad = check_link(None, Observed(shown, None, None, False))
-                if bad is not None:
-                    links.append(bad)
-        partials.extend(scan_partials(repo, pinned.get(repo.repo_id, frozenset())))
-    return tuple(sorted(links, key=lambda b: b.path)), tuple(refs), tuple(sorted(partials, key=lambda p: p.path))
+    for repo in cache_repos(cache_dir, skipped):
+        try:
+            _check_repo(repo, pinned, checked_snapshots, links, refs, partials)
+        except OSError as exc:  # one unreadable folder must not hide the rest of the cache
+            skipped.append((str(repo.repo_dir), f"unreadable ({exc.strerror or exc.__class__.__name__})"))
+    return (tuple(sorted(links, key=lambda b: b.path)), tuple(refs), tuple(sorted(partials, key=lambda p: p.path)))
+
+
+def _check_repo(repo: RepoCache, pinned: dict[str, frozenset[str]], checked_snapshots: set[tuple[str, str]],
+                links: list[BadLink], refs: list[BadRef], partials: list[Partial]) -> None:
+    """One repo's refs, the links of its snapshots no target covers, odd blobs and partial files."""
+    commits = repo.snapshot_commits()
+    refs.extend(check_refs(repo.repo_id, read_refs(repo), commits))
+    for commit in commits:
+        if (repo.repo_id, commit) in checked_snapshots:
+            continue
+        for rel, p in list_entries(repo.snapshot_dir(commit)).items():
+            shown = f"{repo.repo_id}@{commit}:{rel}"
+            if p.is_symlink():
+                raw, blob, exists = _link_info(p, repo.blobs_dir)
+                bad = check_link(None, Observed(shown, 0 if exists else None, None, True, raw, blob))
+            else:
+                bad = check_link(None, Observed(shown, None, None, False))
+            if bad is not None:
+                links.append(bad)
+    links.extend(odd_blobs(repo))
+    partials.extend(scan_partials(repo, pinned.get(repo.repo_id, frozenset())))
 
 
 def verify_all(cache_dir: Path, models: Sequence[tuple[str, Pin]], *, workers: int | None = None,
@@ -241,9 +293,11 @@ def verify_all(cache_dir: Path, models: Sequence[tuple[str, Pin]], *, workers: i
     pinned: dict[str, set[str]] = {}
     for mid, pin in models:
         pinned.setdefault(mid, set()).update(f.blob_name for f in pin.files)
+    skipped: list[tuple[str, str]] = []
     links, refs, partials = structure_checks(cache_dir, {k: frozenset(v) for k, v in pinned.items()},
-                                             {(t.model, t.pin.commit) for t in targets})
-    return VerifyReport(targets=reports, bad_links=links, bad_refs=refs, partials=partials)
+                                             {(t.model, t.pin.commit) for t in targets}, skipped)
+    return VerifyReport(targets=reports, bad_links=links, bad_refs=refs, partials=partials,
+                        skipped=tuple(sorted(skipped)))
 
 
 def snapshot_targets(cache_dir: Path, models: Sequence[tuple[str, Pin]]) -> list[Target]:

@@ -125,7 +125,7 @@ def test_pull_stopped_by_sigterm_or_ctrl_c_exits_130_and_keeps_its_state(lab: Cr
     assert proc.returncode == 130, err
     doc = json.loads(out)
     assert doc["ok"] is False and doc["error"] == "interrupted" and doc["exit_code"] == 130
-    assert "Traceback" not in err and "interrupted" in err
+    assert err == ""  # --json: the JSON document says it all
     partials = list((d / "cache").glob("models--*/blobs/*.incomplete"))
     assert partials and all(state_path(p).exists() for p in partials)  # state saved beside each partial
     assert not list((d / "cache").glob("models--*/snapshots/*/*.safetensors"))  # nothing half-done exposed

@@ -8,6 +8,7 @@ a snapshot, and a rerun with space must end equal to a clean pull.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore
 from tests.conftest import write_mirrors
 
-NEEDED = re.compile(r"\d+(\.\d+)? [KMG]?B still needed")
+NEEDED = re.compile(r"\d+(\.\d+)? [kMGT]?B still needed")
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_cache_too_small_names_the_space_then_resumes(cli, store: RepoStore, tmp
         mirrors = write_mirrors(tmp_path / "mirrors.yaml", ("local", hub.url))
         r = _pull(cli, mirrors, mnt / "cache")
         assert r.exit_code == 4, r.stderr
-        assert r.json()["error"] == "disk-full" and NEEDED.search(r.stderr), r.stderr
+        assert r.json()["error"] == "disk-full" and NEEDED.search(r.json()["message"]), r.stdout
         _assert_nothing_wrong(mnt / "cache", commit)
         if not resize_small_fs(mnt, 64):
             pytest.skip(f"cannot grow the {how} in place")
@@ -118,12 +119,12 @@ def test_disk_fills_up_mid_download_then_resumes(cli, store: RepoStore, tmp_path
                         f.write(b"\0" * 65536)
                 except OSError:
                     pass
-            _out, err = proc.communicate(timeout=120)
+            out, err = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
-        assert proc.returncode == 4, err
-        assert NEEDED.search(err), err  # see test_state_file_enospc_does_not_hide_the_disk_full_error
+        assert proc.returncode == 4, out + err
+        assert NEEDED.search(json.loads(out)["message"]), out  # see test_state_file_enospc_does_not_hide_the_disk_full_error
         partials = [p for p in cache.glob("models--*/blobs/*.incomplete") if p.stat().st_size > 0]
         assert partials, "partial data is kept for the resume"
         _assert_nothing_wrong(cache, commit)
@@ -151,8 +152,8 @@ def test_no_room_even_for_the_small_files(cli, store: RepoStore, tmp_path: Path,
     with HubServer(store) as hub:
         mirrors = write_mirrors(tmp_path / "mirrors.yaml", ("local", hub.url))
         r = _pull(cli, mirrors, mnt / "cache")
-        assert r.exit_code == 4, r.stderr
-        assert NEEDED.search(r.stderr), r.stderr
+        assert r.exit_code == 4, r.stdout
+        assert NEEDED.search(r.json()["message"]), r.stdout
         _assert_nothing_wrong(mnt / "cache", commit)
         (mnt / "filler").unlink()
         r = _pull(cli, mirrors, mnt / "cache")

@@ -22,7 +22,8 @@ ESCAPE_ABS = Path("/tmp/qwen-fetch-escape.txt")
 
 
 def _pull_inproc(mirrors: Path, *extra: str) -> tuple[int, str]:
-    res = CliRunner().invoke(app, ["pull", QWEN3_VL_8B, "--config", str(mirrors), "--cache-dir", "cache",
+    where = [] if "--local-dir" in extra else ["--cache-dir", "cache"]  # the two exclude each other
+    res = CliRunner().invoke(app, ["pull", QWEN3_VL_8B, "--config", str(mirrors), *where,
                                    "--lock", "qwen-fetch.lock", "--no-smoke", *extra])
     return res.exit_code, res.output
 

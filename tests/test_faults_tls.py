@@ -40,9 +40,10 @@ def test_self_signed_mirror_is_refused_by_default(cli, tls_hub, sharded_repo, tm
     assert hub.url.startswith("https://")
     cfg = write_mirrors(tmp_path / "mirrors.yaml", ("tls", hub.url))
     r = _pull(cli, cfg)
-    assert r.exit_code == 4, r.stderr
-    assert "certificate" in r.stderr and "SSL_CERT_FILE" in r.stderr, r.stderr
-    assert "Traceback" not in r.stderr
+    assert r.exit_code == 4, r.stdout
+    doc = r.json()  # --json: the error is the one JSON document, stderr stays empty
+    assert "certificate" in doc["message"] and "SSL_CERT_FILE" in doc["hint"], doc
+    assert r.stderr == ""
     assert r.json()["error"] == "source-unreachable"
     assert not RepoCache(Path("cache"), QWEN3_VL_8B).snapshot_dir(sharded_repo).exists()
     assert not Path("qwen-fetch.lock").exists()
@@ -68,4 +69,4 @@ def test_wrong_ca_is_still_refused(cli, tls_hub, tmp_path: Path) -> None:  # typ
     trustme.CA().cert_pem.write_to_path(str(other))
     cfg = write_mirrors(tmp_path / "mirrors.yaml", ("tls", hub.url))
     r = _pull(cli, cfg, env={"SSL_CERT_FILE": str(other)})
-    assert r.exit_code == 4 and "certificate" in r.stderr
+    assert r.exit_code == 4 and "certificate" in r.json()["message"]

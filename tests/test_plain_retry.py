@@ -16,6 +16,7 @@ from qwen_fetch.config import load_config
 from qwen_fetch.errors import ExitCode, SourceError
 from qwen_fetch.net.jobs import EngineOptions
 from qwen_fetch.net.smallget import SmallGetError, get_small
+from qwen_fetch.plainfile import PlainSink
 from qwen_fetch.pull import Puller, PullOptions
 from qwen_fetch.sources.base import make_source
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
@@ -91,13 +92,15 @@ def test_retry_after_is_honoured(store, sharded_repo, hub: HubServer, mirrors: P
     src = make_source(load_config(mirrors).get("local"))
     size = next(f.size for f in store.files(QWEN3_VL_8B, sharded_repo) if f.path == "config.json")
     slept: list[float] = []
+    sink = PlainSink(None, size)
     try:
-        data = get_small(src.locate(QWEN3_VL_8B, sharded_repo, "config.json"), size,  # type: ignore[arg-type]
-                         EngineOptions(connections=4, backoff_base=0.01, backoff_max=20.0), sleep=slept.append,
-                         jitter=lambda: 0.0)
+        get_small(src.locate(QWEN3_VL_8B, sharded_repo, "config.json"), size,  # type: ignore[arg-type]
+                  EngineOptions(connections=4, backoff_base=0.01, backoff_max=20.0), sink, sleep=slept.append,
+                  jitter=lambda: 0.0)
     finally:
         src.close()
-    assert len(data) == size
+    assert sink.written == size and sink.read() == next(f.disk.read_bytes() for f in store.files(QWEN3_VL_8B, sharded_repo) if f.path == "config.json")
+    sink.close()
     assert slept == [3.0, 0.01]  # the server's wait, then the backoff's second step (0.02 s, halved at no jitter)
 
 
@@ -107,7 +110,7 @@ def test_not_found_fails_the_source_at_once(store, sharded_repo, hub: HubServer,
     try:
         with pytest.raises(SmallGetError) as ei:
             get_small(src.locate(QWEN3_VL_8B, sharded_repo, "config.json"), 10, QUICK,  # type: ignore[arg-type]
-                      sleep=lambda s: None)
+                      PlainSink(None, 10), sleep=lambda s: None)
     finally:
         src.close()
     assert "404" in ei.value.reason and not ei.value.integrity

@@ -165,7 +165,7 @@ def test_revision_change_needs_update_and_keeps_previous_pin(cli, store, sharded
     assert _pull(cli, mirrors).exit_code == 0
     new = add_sharded_repo(store, QWEN3_VL_8B, shard_total=4 << 20, seed=7, revision="v2")
     r = _pull(cli, mirrors, "--revision", "v2")
-    assert r.exit_code == 3 and "--update" in r.stderr
+    assert r.exit_code == 3 and "--update" in r.json()["hint"]
     r = _pull(cli, mirrors, "--revision", "v2", "--update")
     assert r.exit_code == 0, r.stderr
     pins = read_lock(Path("qwen-fetch.lock")).pins(QWEN3_VL_8B)
@@ -177,7 +177,8 @@ def test_revision_change_needs_update_and_keeps_previous_pin(cli, store, sharded
 
 
 def test_include_exclude_and_local_dir(cli, store, sharded_repo, hub, mirrors, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    r = _pull(cli, mirrors, "--include", "*.json", "--exclude", "video_*", "--local-dir", "plain")
+    r = cli("pull", QWEN3_VL_8B, "--config", str(mirrors), "--lock", "qwen-fetch.lock", "--no-smoke", "--json",
+            "--include", "*.json", "--exclude", "video_*", "--local-dir", "plain")
     assert r.exit_code == 0, r.stderr
     got = sorted(p.relative_to("plain").as_posix() for p in Path("plain").rglob("*")
                  if p.is_file() and ".cache" not in p.parts)

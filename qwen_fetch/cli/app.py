@@ -7,14 +7,16 @@ from __future__ import annotations
 import typer
 
 from qwen_fetch import __version__
+from qwen_fetch.cli.helpfmt import QFGroup, use_for_every_command
 from qwen_fetch.errors import EXIT_CODE_HELP
 
 app = typer.Typer(
     name="qwen-fetch",
     help="Fast, resumable, pinned and verified model downloads (Hugging Face, hf-mirror, ModelScope, "
          "private mirrors), laid out in the Hugging Face cache.\n\n" + EXIT_CODE_HELP,
+    cls=QFGroup,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -38,10 +40,13 @@ def _register() -> None:
 
     for mod in (pull_cmd, lock_cmd, verify_cmd, gc_cmd, mirrors_cmd, smoke_cmd, serve_cmd, sync_cmd, demo_cmd):
         mod.register(app)
+    use_for_every_command(app)
 
 
 _register()
 
 
 def main() -> None:
-    app()
+    # One name however it is started (`python -m qwen_fetch` too): usage lines and the
+    # completion variable (_QWEN_FETCH_COMPLETE) derive from it.
+    app(prog_name="qwen-fetch")

@@ -36,7 +36,9 @@ def console(stderr: bool = False) -> Any:
 def fail(err: QFError, *, json_mode: bool) -> None:
     """Print a user-facing error as one line plus a hint, then exit with its code."""
     if json_mode:
+        # One JSON document and nothing else: the error's message and hint are in it.
         emit_json({"ok": False, **err.to_dict()})
+        raise typer.Exit(int(err.exit_code))
     con = console(stderr=True)
     con.print(f"[bold red]error[/]: {err.message}", markup=True, highlight=False)
     for line in err.context:

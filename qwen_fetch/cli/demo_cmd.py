@@ -29,15 +29,37 @@ def bundled_model_dir() -> Path:
     return Path(str(resources.files("qwen_fetch").joinpath("demo/tiny-qwen3-vl")))
 
 
+def smoke_extra_installed() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("transformers") is not None and find_spec("torch") is not None
+
+
+def closing_lines(root: Path, *, kept: bool) -> list[str]:
+    """What the demo left behind: copy-paste commands for a kept folder, or how to keep it."""
+    if not kept:
+        return [f"Its work folder {root} (cache, lockfile, mirrors.yaml) has been removed.",
+                "To keep it and get commands that use it: qwen-fetch demo --workdir ./qwen-fetch-demo"]
+    cache, lock = shlex.quote(str(root / "cache")), shlex.quote(str(root / "qwen-fetch.lock"))
+    load = f'from huggingface_hub import snapshot_download; print(snapshot_download("{DEMO_MODEL}"))'
+    return [f"The model is in {root / 'cache'} (Hugging Face cache layout), pinned in {root / 'qwen-fetch.lock'}.",
+            "Read it offline as any Hugging Face tool does (prints the snapshot folder):",
+            f"  HF_HUB_CACHE={cache} HF_HUB_OFFLINE=1 python -c {shlex.quote(load)}",
+            "Check it against the lockfile again:",
+            f"  qwen-fetch verify {DEMO_MODEL} --cache-dir {cache} --lock {lock}"]
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
-        workdir: Annotated[Path | None, typer.Option("--workdir", help="Where to put the cache and lockfile (default: a temp dir).")] = None,
-        keep: Annotated[bool, typer.Option("--keep", help="Keep the work dir afterwards.")] = False,
+        workdir: Annotated[Path | None, typer.Option("--workdir", help="Put the cache, lockfile and mirrors.yaml here and keep them (default: a temporary folder, removed at the end).")] = None,
+        keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary folder afterwards.")] = False,
         debug: DebugOpt = False,
     ) -> None:
         """Pull, pin and verify a bundled tiny Qwen3-VL from a built-in loopback mirror (no internet)."""
         def body() -> None:
+            from rich.markup import escape
+
             from qwen_fetch.errors import QFError
             from qwen_fetch.testing.hub import HubServer
             from qwen_fetch.testing.repo import RepoStore
@@ -68,7 +90,9 @@ def register(app: typer.Typer) -> None:
                 ]
                 con.print(f"[bold]qwen-fetch demo[/]: loopback mirror {hub.url} serving {DEMO_MODEL} "
                           f"({len(files)} files, {sum(p.stat().st_size for p in files.values())} bytes)")
-                env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", HF_HUB_OFFLINE="0")
+                env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", HF_HUB_OFFLINE="0",
+                           # transformers' own progress bar and advisories would interleave with the steps.
+                           HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error")
                 for title, args in steps:
                     con.print(f"\n[bold cyan]== {title}[/]\n$ qwen-fetch {shlex.join(args)}")
                     hub.reset_stats()
@@ -76,16 +100,19 @@ def register(app: typer.Typer) -> None:
                     if proc.returncode != 0:
                         failed = proc.returncode
                         break
+                    if title.startswith("pull:") and smoke_extra_installed():
+                        con.print("(the bundled model has random weights: a smoke-load proves that it loads and "
+                                  "generates, and its output is noise by design)")
                     if title.startswith("pull again"):
                         con.print(f"(file bytes the mirror served for this step: {hub.total_bytes()})")
+            kept = keep or workdir is not None
             if failed == 0:
-                con.print(f"\n[bold cyan]== the lockfile ({lock})[/]")
+                con.print(f"\n[bold cyan]== the lockfile ({escape(str(lock))})[/]")
                 con.print("\n".join(lock.read_text().splitlines()[:14]) + "\n...", markup=False)
-                con.print(f"\n[green]demo passed[/]: the model is in {cache} (HF cache layout); "
-                          f"load it offline with HF_HUB_CACHE={cache} HF_HUB_OFFLINE=1")
-            if keep or workdir:
-                con.print(f"work dir kept: {root}")
-            else:
+                con.print("\n[green]demo passed[/]")
+                for line in closing_lines(root.absolute(), kept=kept):
+                    con.print(line, markup=False)
+            if not kept:
                 tmp.cleanup()
             if failed:
                 raise typer.Exit(failed)

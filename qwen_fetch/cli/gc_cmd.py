@@ -21,15 +21,7 @@ from qwen_fetch.cli.common import (
 from qwen_fetch.errors import EXIT_CODE_HELP, UsageError
 from qwen_fetch.gc import GcPlan, GcPolicy, parse_duration
 from qwen_fetch.lockfile import DEFAULT_LOCK_NAME
-
-
-def _size(n: int) -> str:
-    x = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if x < 1024:
-            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
-        x /= 1024
-    return f"{x:.1f} TiB"
+from qwen_fetch.units import format_bytes
 
 
 def build_policy(lock: list[Path] | None, no_lock: bool, keep_last: int, older_than: str | None,
@@ -63,8 +55,9 @@ def make_plan(cache_dir: Path | None, policy: GcPolicy) -> GcPlan:
     from qwen_fetch.config import default_cache_dir
     from qwen_fetch.gc import plan_gc
     from qwen_fetch.gc_disk import scan_state
+    from qwen_fetch.verify_select import existing_cache
 
-    cache = Path(os.path.abspath(cache_dir or default_cache_dir()))
+    cache = existing_cache(Path(os.path.abspath(cache_dir or default_cache_dir())), explicit=cache_dir is not None)
     return plan_gc(scan_state(cache), policy)
 
 
@@ -82,9 +75,9 @@ def print_plan(plan: GcPlan, *, verbose_kept: bool = True) -> None:
             shown = a.path.relative_to(plan.cache_dir).as_posix()
         except ValueError:
             shown = str(a.path)
-        con.print(f"  delete  {a.kind:<8} {shown} ({_size(a.bytes)}): {a.why}", markup=False)
+        con.print(f"  delete  {a.kind:<8} {shown} ({format_bytes(a.bytes)}): {a.why}", markup=False)
     if plan.actions:
-        con.print(f"[bold]{len(plan.actions)} deletion(s), {_size(plan.bytes)} to free[/]")
+        con.print(f"[bold]{len(plan.actions)} deletion(s), {format_bytes(plan.bytes)} to free[/]")
     else:
         con.print("nothing to collect")
 
@@ -105,7 +98,7 @@ def do_gc(cache_dir: Path | None, lock: list[Path] | None, no_lock: bool, keep_l
         if not sys.stdin.isatty() or json_mode:
             raise UsageError("refusing to delete without confirmation (not a terminal)",
                              hint="review the plan with --dry-run, then rerun with --yes")
-        if not typer.confirm(f"Delete {len(plan.actions)} item(s), freeing {_size(plan.bytes)}?", default=False):
+        if not typer.confirm(f"Delete {len(plan.actions)} item(s), freeing {format_bytes(plan.bytes)}?", default=False):
             console().print("nothing deleted")
             return
     result = execute(plan)
@@ -115,7 +108,7 @@ def do_gc(cache_dir: Path | None, lock: list[Path] | None, no_lock: bool, keep_l
     con = console()
     for a, why in result.skipped:
         con.print(f"  skipped {a.kind} {a.path}: {why}", markup=False)
-    con.print(f"[green]freed {_size(result.freed)}[/] ({len(result.done)} deletion(s), {len(result.skipped)} skipped)")
+    con.print(f"[green]freed {format_bytes(result.freed)}[/] ({len(result.done)} deletion(s), {len(result.skipped)} skipped)")
 
 
 def register(app: typer.Typer) -> None:

@@ -64,13 +64,9 @@ def report(cfg: Config, results: list[ProbeResult] | None, ranking: Ranking | No
 
 
 def _speed(bps: float | None) -> str:
-    if bps is None:
-        return "-"
-    for unit in ("B/s", "KB/s", "MB/s", "GB/s"):
-        if bps < 1000 or unit == "GB/s":
-            return f"{bps:.0f} {unit}" if unit == "B/s" else f"{bps:.1f} {unit}"
-        bps /= 1000
-    return "-"
+    from qwen_fetch.units import format_rate
+
+    return "-" if bps is None else format_rate(bps)
 
 
 def print_table(doc: dict[str, Any], probed: bool) -> None:

@@ -8,45 +8,18 @@ from typing import Annotated
 import typer
 
 from qwen_fetch.cli.common import CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command
+from qwen_fetch.units import format_bytes, format_rate
 
-RevisionOpt = Annotated[str | None, typer.Option("--revision", "-r", help="Branch, tag or commit (default: the pinned commit, else main).")]
+RevisionOpt = Annotated[str | None, typer.Option("--revision", "-r", help="Branch, tag or commit (default: the pinned commit, else the source's default branch: main, or master on ModelScope).")]
 SourceOpt = Annotated[str | None, typer.Option("--source", help="Source name from mirrors.yaml, or 'auto' (default: by priority, with fallback).")]
 IncludeOpt = Annotated[list[str] | None, typer.Option("--include", help="Glob of files to fetch (repeatable).")]
 ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="Glob of files to skip (repeatable).")]
-LocalDirOpt = Annotated[Path | None, typer.Option("--local-dir", help="Write a plain folder instead of the HF cache.")]
+LocalDirOpt = Annotated[Path | None, typer.Option("--local-dir", help="Write a plain folder instead of the HF cache (so not with --cache-dir).")]
 LockFileOpt = Annotated[Path, typer.Option("--lock", help="Lockfile with the pins.")]
 UpdateOpt = Annotated[bool, typer.Option("--update", help="Re-resolve the revision and move the pin (the old one is kept for rollback).")]
 FrozenOpt = Annotated[bool, typer.Option("--frozen", help="CI mode: never add or change a pin; a missing pin is an error.")]
 ConnOpt = Annotated[int | None, typer.Option("--connections", "-c", min=1, max=256, help="Total parallel HTTP connections (default: 24 per CPU core, at most 64).")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, max=256, help="Alias of --connections (as in hf download --max-workers).")]
-
-
-def _engine(connections: int | None, workers: int | None):  # type: ignore[no-untyped-def]
-    from qwen_fetch.net.deadline import Deadlines
-    from qwen_fetch.net.jobs import EngineOptions
-
-    # QWEN_FETCH_TIMEOUT / QWEN_FETCH_MIN_RATE / QWEN_FETCH_RATE_WINDOW: see net/deadline.py
-    return EngineOptions.from_deadlines(Deadlines.from_env(), connections=connections or workers)
-
-
-def _options(model_id: str, revision: str | None, source: str | None, include: list[str] | None,
-             exclude: list[str] | None, cache_dir: Path | None, local_dir: Path | None, lock: Path, update: bool,
-             frozen: bool, connections: int | None, workers: int | None, download: bool):  # type: ignore[no-untyped-def]
-    from qwen_fetch.config import default_cache_dir
-    from qwen_fetch.pull import PullOptions
-
-    return PullOptions(model_id=model_id, revision=revision, source=source, include=tuple(include or ()),
-                       exclude=tuple(exclude or ()), cache_dir=(cache_dir or default_cache_dir()).expanduser(),
-                       local_dir=local_dir.expanduser().absolute() if local_dir else None, lock_path=lock,
-                       update=update, frozen=frozen, download=download, engine=_engine(connections, workers))
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return str(n)
 
 
 def register(app: typer.Typer) -> None:
@@ -77,23 +50,21 @@ def register(app: typer.Typer) -> None:
         match it (exit 3 otherwise). Interrupted pulls resume when rerun.
         """
         def body() -> None:
-            from qwen_fetch.config import load_config
+            from qwen_fetch.api import check_pull_flags, run_pull
             from qwen_fetch.errors import UsageError
             from qwen_fetch.progress import make_progress
-            from qwen_fetch.pull import Puller
+            from qwen_fetch.smoke import check_device
 
+            # Every flag is checked before the network or the disk is touched.
             mode = "off" if no_smoke else smoke
             if mode not in ("auto", "require", "off"):
                 raise UsageError(f"--smoke must be auto, require or off, not {mode!r}", hint="e.g. --smoke require")
-            cfg = load_config(config)
-            opts = _options(model_id, revision, source, include, exclude, cache_dir, local_dir, lock, update,
-                            frozen, connections, workers, download=True)
+            check_device(device)
+            check_pull_flags(update=update, frozen=frozen, cache_dir=cache_dir, local_dir=local_dir)
             progress = make_progress(f"pull {model_id}", json_mode=json_out)
-            puller = Puller(cfg, opts, progress)
-            try:
-                result = puller.run()
-            finally:
-                puller.close()
+            result = run_pull(model_id, revision=revision, source=source, config=config, cache_dir=cache_dir,
+                              local_dir=local_dir, lock=lock, include=include or (), exclude=exclude or (),
+                              update=update, frozen=frozen, connections=connections or workers, progress=progress)
             out = result.to_dict()
             smoke_report = None
             if mode != "off":
@@ -111,7 +82,8 @@ def register(app: typer.Typer) -> None:
             rate = mb / result.seconds if result.seconds > 0 else 0.0
             con.print(f"[green]✓[/] {model_id}@{result.revision} ({result.commit[:12]}) from {result.source}: "
                       f"{len(result.files)} files verified, {out['downloaded_files']} downloaded "
-                      f"({_human(mb)} in {result.seconds:.1f}s, {_human(rate)}/s), {result.cached_files} already cached")
+                      + (f"({format_bytes(mb)} in {result.seconds:.1f}s, {format_rate(rate)}), " if mb else "")
+                      + f"{result.cached_files} already cached")
             for line in out["fallbacks"]:  # type: ignore[union-attr]
                 con.print(f"  fallback: {line}")
             for p in result.skipped_extras:
@@ -141,12 +113,12 @@ def register(app: typer.Typer) -> None:
         (they are small), hashed, and their git blob id is checked.
         """
         def body() -> None:
+            from qwen_fetch.api import run_pull
             from qwen_fetch.config import load_config
             from qwen_fetch.lockfile import read_lock
             from qwen_fetch.progress import NullProgress
-            from qwen_fetch.pull import Puller
 
-            cfg = load_config(config)
+            load_config(config)  # a broken mirrors.yaml is reported even when the pin exists
             existing = read_lock(lock).current(model_id)
             do_update = update or (existing is not None and revision is not None
                                    and revision not in (existing.revision, existing.commit))
@@ -159,20 +131,16 @@ def register(app: typer.Typer) -> None:
                     console().print(f"{model_id} already pinned to {pin.revision}@{pin.commit[:12]} in {lock} "
                                     "(use --update to re-resolve)")
                 return
-            opts = _options(model_id, revision, source, include, exclude, None, None, lock, do_update, False,
-                            None, None, download=False)
-            puller = Puller(cfg, opts, NullProgress())
-            try:
-                result = puller.run()
-            finally:
-                puller.close()
+            result = run_pull(model_id, revision=revision, source=source, config=config, lock=lock,
+                              include=include or (), exclude=exclude or (), update=do_update, download=False,
+                              progress=NullProgress())
             if json_out:
                 d = result.to_dict()
                 emit_json({k: d[k] for k in ("ok", "model", "revision", "commit", "source", "files", "total_size",
                                               "lock_written", "source_failures")})
                 return
             console().print(f"[green]✓[/] pinned {model_id}@{result.revision} ({result.commit[:12]}) from "
-                            f"{result.source}: {len(result.files)} files, {_human(sum(f.size for f in result.files))} "
+                            f"{result.source}: {len(result.files)} files, {format_bytes(sum(f.size for f in result.files))} "
                             f"in {lock}")
 
         run_command(body, json_mode=json_out, debug=debug)

@@ -22,6 +22,7 @@ from qwen_fetch.cli.common import (
     run_command,
 )
 from qwen_fetch.errors import EXIT_CODE_HELP, IntegrityError, UsageError
+from qwen_fetch.units import format_bytes, format_rate
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
@@ -101,7 +102,7 @@ def _lock_pin(lock_path: Path, explicit: bool, model_id: str | None, commit: str
 
 
 def _fmt_bytes(n: int | None) -> str:
-    return "-" if n is None else f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+    return "-" if n is None else format_bytes(n)
 
 
 def print_report(d: dict[str, Any]) -> None:
@@ -118,7 +119,7 @@ def print_report(d: dict[str, Any]) -> None:
         ("parameters", f"{d['parameters'] / 1e9:.2f} B" if d["parameters"] >= 1e8 else f"{d['parameters']:,}"),
         ("weights", _fmt_bytes(d["weight_bytes"])),
         ("load", f"{d['load_seconds']:.2f} s"
-                 + (f"  ({d['weight_bytes'] / d['load_seconds'] / 1e9:.2f} GB/s)" if d["load_seconds"] > 0 else "")),
+                 + (f"  ({format_rate(d['weight_bytes'] / d['load_seconds'])})" if d["load_seconds"] > 0 else "")),
         ("inputs", f"{d['inputs']} via {d['processor']}, {d['prompt_tokens']} prompt tokens"),
         ("generate", f"{d['new_tokens']} tokens in {d['generate_seconds']:.2f} s ({d['tokens_per_second']:.1f} tok/s)"),
         ("peak GPU memory", _fmt_bytes(d["peak_gpu_memory_bytes"])),

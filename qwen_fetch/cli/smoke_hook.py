@@ -33,6 +33,7 @@ def after_pull(result: Any, *, mode: str, device: str, json_mode: bool) -> dict[
             console(stderr=True).print(f"smoke-load skipped: {reason}")
         return {"skipped": reason}
     pinned = {f.path for f in result.files}
+    quiet_libraries()
     report = smoke.run_smoke(result.target, device=device, pinned_paths=pinned)
     d: dict[str, Any] = report.to_dict()
     if not json_mode:
@@ -51,3 +52,21 @@ def _accepts_device(mod: Any) -> bool:
         return "device" in inspect.signature(mod.smoke_available).parameters
     except (TypeError, ValueError):
         return False
+
+
+def quiet_libraries() -> None:
+    """No progress bars or advisory warnings from transformers/huggingface_hub in a pull's output.
+
+    Their "Loading weights" bar went to stderr, even under ``--json``.  Both read these
+    variables when first imported; a caller's own settings win.
+    """
+    import os
+    import sys
+
+    for var, value in (("TRANSFORMERS_VERBOSITY", "error"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
+        if not os.environ.get(var):
+            os.environ[var] = value
+    if "transformers" in sys.modules and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1":
+        from transformers.utils import logging as tf_logging
+
+        tf_logging.disable_progress_bar()

@@ -11,19 +11,11 @@ import typer
 from qwen_fetch.cli.common import CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command
 from qwen_fetch.errors import EXIT_CODE_HELP
 from qwen_fetch.lockfile import DEFAULT_LOCK_NAME
+from qwen_fetch.units import format_bytes
 
 if TYPE_CHECKING:
     from qwen_fetch.store.backends import ObjectStore
     from qwen_fetch.sync import SyncPlan, SyncResult
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
-        value /= 1024
-    return f"{n} B"
 
 
 def open_dest(dest: str, config: Path | None, s3_endpoint_url: str | None) -> ObjectStore:
@@ -100,13 +92,13 @@ def register(app: typer.Typer) -> None:
         if isinstance(out, SyncPlan):
             con.print(f"dry run: {head}", markup=False)
             for b in plan.upload:
-                con.print(f"  upload  {b.path} ({_size(b.size)}, {b.reason})", markup=False)
-            con.print(f"  {len(plan.upload)} blob(s) to upload ({_size(plan.upload_bytes)}), "
+                con.print(f"  upload  {b.path} ({format_bytes(b.size)}, {b.reason})", markup=False)
+            con.print(f"  {len(plan.upload)} blob(s) to upload ({format_bytes(plan.upload_bytes)}), "
                       f"{len(plan.present)} already there; manifest {'to write' if plan.write_manifest else 'unchanged'}",
                       markup=False)
             return
         con.print(f"[green]synced[/] {head}")
-        sent = (f"uploaded {out.uploaded_blobs} blob(s), {_size(out.uploaded_bytes)}, each verified after upload"
+        sent = (f"uploaded {out.uploaded_blobs} blob(s), {format_bytes(out.uploaded_bytes)}, each verified after upload"
                 if out.uploaded_blobs else "nothing to upload")
         con.print(f"  {sent}; {len(plan.present)} already present; "
                   f"manifest {'written' if plan.write_manifest else 'unchanged'}; {out.seconds:.1f}s", markup=False)

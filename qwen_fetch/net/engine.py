@@ -20,10 +20,12 @@ from collections.abc import Sequence
 from qwen_fetch.errors import DiskFullError, ExitCode, IntegrityError, QFError, SourceError
 from qwen_fetch.net.filetask import DiskFull, FileTask, Phase
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
-from qwen_fetch.net.partstate import block_summer
+from qwen_fetch.net.partstate import block_summer, clear_leftovers
 from qwen_fetch.net.rangeget import Opened, RangeRequest, Retryable, SourceFailed, body_reader, open_range
 from qwen_fetch.net.scheduler import Assignment, Scheduler
 from qwen_fetch.progress import ProgressSink
+from qwen_fetch.safefs import clear_odd, is_regular
+from qwen_fetch.units import format_bytes
 
 SAVE_INTERVAL = 1.0  # seconds between resume-state compactions (blocks are journaled as they finish)
 COMPACT_AFTER = 512  # journal lines before the snapshot is rewritten
@@ -106,14 +108,18 @@ def _coordinate(sched: Scheduler, tasks: list[FileTask]) -> None:
 def _prepare(sched: Scheduler, t: FileTask, tasks: list[FileTask]) -> None:
     """We hold ``t``'s lock: reuse a finished blob, or recover the partial and queue what is missing."""
     job, progress = t.job, sched.progress
-    if job.dest.exists():
+    if clear_odd(job.dest):  # a planted link is never taken for the blob: its target may change under us
+        progress.note(f"{job.path}: the destination was a symlink or a special file; removed it, fetching again")
+    if is_regular(job.dest):
         if job.dest.stat().st_size == job.size:
+            clear_leftovers(job.partial, finished=True)  # a run killed between promotion and cleanup
             t.reused, t.phase = True, Phase.DONE
             progress.advance(job.size)
             progress.file_done(str(job.path), "")
             return
         progress.note(f"{job.path}: the cached blob has the wrong size; fetching it again")
         job.dest.unlink()
+    clear_leftovers(job.partial, finished=False)
     for note in t.open_partial():
         progress.note(note)
     t.save(sched.cond)
@@ -124,7 +130,7 @@ def _prepare(sched: Scheduler, t: FileTask, tasks: list[FileTask]) -> None:
     need = sum(x.missing_bytes() for x in tasks if x is t or x.phase is Phase.ACTIVE)
     free = shutil.disk_usage(job.partial.parent).free
     if need > free:
-        raise DiskFullError(f"not enough disk space: {_human(need)} still needed, {_human(free)} free",
+        raise DiskFullError(f"not enough disk space: {format_bytes(need)} still needed, {format_bytes(free)} free",
                             hint="free some space or point the cache elsewhere (HF_HUB_CACHE); "
                                  "partial downloads are kept and resume",
                             context=[f"cache: {job.partial.parent}"])
@@ -280,16 +286,8 @@ def _fatal_error(exc: BaseException, tasks: list[FileTask]) -> BaseException:
     if isinstance(exc, DiskFull):
         need = sum(t.missing_bytes() if t.sums else t.job.size for t in tasks
                    if t.phase in (Phase.ACTIVE, Phase.WAITING))
-        return DiskFullError(f"disk full: {_human(need)} still needed to finish the download",
+        return DiskFullError(f"disk full: {format_bytes(need)} still needed to finish the download",
                              hint="free some space or point the cache elsewhere (HF_HUB_CACHE); "
                                   "partial downloads are kept and resume", context=[str(exc)])
     return exc
 
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from qwen_fetch.net.jobs import FetchJob
 from qwen_fetch.net.partstate import (BadState, PartState, head_line, journal_line, load_state, save_state,
                                       state_path, verify_partial)
 from qwen_fetch.net.ranges import block_count, block_span
+from qwen_fetch.safefs import cache_lock, open_file, remove_file
 from qwen_fetch.sources.base import FileLocation
 
 
@@ -80,6 +82,21 @@ class PieceChooser:
             self._bytes[piece] += nbytes
             if all(b >= PROBE_BYTES for b in self._bytes.values()):
                 self.chosen = min(WRITE_PIECES, key=lambda p: self._spent[p] / self._bytes[p])
+
+
+def _odd_partial(path: os.PathLike[str]) -> str | None:
+    """Why an existing partial file cannot be ours to write into (a link, a device, a second name), or None."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return "a symlink"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_nlink != 1:
+        return "a hard link to another file"
+    return None
 
 
 class Phase(Enum):
@@ -160,8 +177,7 @@ class FileTask:
 
     # -- lock and resume (coordinator thread) ---------------------------------
     def try_lock(self) -> bool:
-        self.job.lock.parent.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(self.job.lock))
+        lock = cache_lock(self.job.lock)
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
@@ -187,16 +203,18 @@ class FileTask:
         except BadState as exc:
             notes.append(f"{job.path}: discarding resume state ({exc})")
             state = None
+        odd = _odd_partial(job.partial)
+        if odd is not None:
+            # Planted, not ours: the link (or extra name) is removed, its target never opened.
+            notes.append(f"{job.path}: the partial file was {odd}; removed it and starting over")
+            state = None
         if state is None:
             # Start from a new, empty file: removed and created, not truncated.  ext4 marks a file truncated to
             # length 0 for writeback when it is closed (auto_da_alloc), and a process's files are closed when it
             # dies: a SIGKILLed pull then lingered in that writeback (throttled by the block layer) with every
             # socket still open and receiving, bytes its rerun had to fetch again.
-            try:
-                os.unlink(job.partial)
-            except FileNotFoundError:
-                pass
-        self.fd = os.open(job.partial, os.O_RDWR | os.O_CREAT, 0o644)
+            remove_file(job.partial)
+        self.fd = open_file(job.partial, os.O_RDWR | os.O_CREAT)
         self.sums = [None] * self.nblocks
         if state is None:
             self.dirty = True

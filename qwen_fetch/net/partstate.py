@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from glob import escape as glob_escape
 import os
 import secrets
 import zlib
@@ -34,6 +35,7 @@ from pathlib import Path
 import xxhash
 
 from qwen_fetch.net.ranges import block_count, block_span
+from qwen_fetch.safefs import UnsafeEntryError, create_new, open_file
 
 STATE_VERSION = 2
 STATE_SUFFIX = ".parts"
@@ -167,12 +169,46 @@ def state_path(partial: Path) -> Path:
     return Path(str(partial) + STATE_SUFFIX)
 
 
+def blob_temporaries(partial: Path) -> list[Path]:
+    """Temporaries a killed run left for this blob beside its partial: a state save's
+    (``.<blob>.incomplete.parts.<hex>.tmp``) and a small file's write (``.<blob>.<hex>.tmp``)."""
+    blob = partial.name.removesuffix(".incomplete")
+    try:
+        return sorted(partial.parent.glob(f".{glob_escape(blob)}.*.tmp"))
+    except OSError:
+        return []
+
+
+def clear_leftovers(partial: Path, *, finished: bool) -> None:
+    """Remove what killed runs left for this file (caller holds its lock, so no live writer owns any of it).
+
+    Always the temporaries; with ``finished`` (the blob is in place) also the partial and its state.
+    """
+    paths = blob_temporaries(partial)
+    if finished:
+        paths += [partial, state_path(partial)]
+    for p in paths:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            pass  # not ours to remove; the next open refuses it
+
+
 def load_state(path: Path, *, size: int, sha256: str, block_size: int) -> PartState | None:
     """The state at ``path``; ``None`` when absent.  Raises :class:`BadState` when unusable."""
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = open_file(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
+    except UnsafeEntryError:
+        raise BadState("not a regular file") from None
+    except OSError as exc:
+        raise BadState(f"unreadable ({exc.__class__.__name__})") from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            text = f.read().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BadState(f"unreadable ({exc.__class__.__name__})") from None
     return parse_state(text, size=size, sha256=sha256, block_size=block_size)
@@ -185,9 +221,15 @@ def save_state(path: Path, state: PartState) -> int:
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        tmp.write_text(state.to_json() + "\n", encoding="utf-8")
-        fd = os.open(tmp, os.O_WRONLY | os.O_APPEND)
-        os.replace(tmp, path)
+        fd = create_new(tmp, append=True)
+        try:
+            data = (state.to_json() + "\n").encode("utf-8")
+            while data:
+                data = data[os.write(fd, data):]
+            os.replace(tmp, path)
+        except BaseException:
+            os.close(fd)
+            raise
     except BaseException:
         # A full disk (or a ^C) must not leave the temporary beside the blobs for ever.
         try:

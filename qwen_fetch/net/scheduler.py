@@ -38,6 +38,7 @@ from qwen_fetch.net.jobs import EngineOptions
 from qwen_fetch.net.partstate import state_path
 from qwen_fetch.net.ranges import plan_ranges, retry_delay, split_point
 from qwen_fetch.progress import ProgressSink
+from qwen_fetch.safefs import UnsafeEntryError
 
 _jitter = random.Random()
 HASH_RUN_BLOCKS = 8  # blocks read back and hashed per call
@@ -431,6 +432,10 @@ class Scheduler:
                 return
             os.ftruncate(t.fd, t.job.size)
             os.fsync(t.fd)
+            if not _same_file(t.fd, t.job.partial):  # the name no longer leads to the file we wrote and hashed
+                self.set_fatal(UnsafeEntryError(f"{t.job.partial} was replaced while it was being written",
+                                                hint="another program writes into the cache; stop it and rerun"))
+                return
             os.replace(t.job.partial, t.job.dest)
             _fsync_dir(t.job.dest.parent)
             t.release_files()
@@ -450,6 +455,14 @@ def part_size_for(total: int, o: EngineOptions) -> int:
     With a fixed 32 MiB part a 300 MB pull would keep only 9 of 16 connections busy.
     """
     return max(o.block_size, min(o.part_size, total // max(1, 2 * o.connections)))
+
+
+def _same_file(fd: int, path: os.PathLike[str]) -> bool:
+    try:
+        a, b = os.fstat(fd), os.lstat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _fsync_dir(path: os.PathLike[str]) -> None:

@@ -1,4 +1,4 @@
-"""One small file into memory (the plain git files a fresh pull must hash), with the engine's policy.
+"""One small file into a sink (the plain git files a fresh pull must hash), with the engine's policy.
 
 The same rules as the engine's range requests: statuses are classified by
 :func:`~qwen_fetch.net.rangeget.check_response` (429/5xx are retried after the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import httpx
 
@@ -34,13 +35,26 @@ class SmallGetError(Exception):
         self.integrity = integrity
 
 
-def get_small(loc: FileLocation, size: int, options: EngineOptions, *, note: Callable[[str], None] = lambda _: None,
-              sleep: Callable[[float], None] = time.sleep, jitter: Callable[[], float] = random.random) -> bytes:
-    """GET the whole file at ``loc`` (listed at ``size`` bytes), retrying transient failures on this source."""
+class Sink(Protocol):
+    """Where the body goes (:class:`qwen_fetch.plainfile.PlainSink`): written in order, started over on a retry."""
+
+    written: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def reset(self) -> None: ...
+
+
+def get_small(loc: FileLocation, size: int, options: EngineOptions, sink: Sink, *,
+              note: Callable[[str], None] = lambda _: None, sleep: Callable[[float], None] = time.sleep,
+              jitter: Callable[[], float] = random.random) -> None:
+    """GET the whole file at ``loc`` (listed at ``size`` bytes) into ``sink``, retrying transient failures on
+    this source; each try starts the sink over, so it holds one whole body when this returns."""
     failures = 0
     while True:
         try:
-            return _get_once(loc, size, options)
+            sink.reset()
+            return _get_once(loc, size, options, sink)
         except SourceFailed as exc:
             raise SmallGetError(exc.reason, integrity=False) from None
         except Retryable as exc:
@@ -55,7 +69,7 @@ def get_small(loc: FileLocation, size: int, options: EngineOptions, *, note: Cal
             sleep(delay)
 
 
-def _get_once(loc: FileLocation, size: int, options: EngineOptions) -> bytes:
+def _get_once(loc: FileLocation, size: int, options: EngineOptions, sink: Sink) -> None:
     req = RangeRequest(0, size, size)
     timeout = httpx.Timeout(options.request_timeout, connect=min(options.request_timeout, 10.0),
                             read=options.stall_timeout, pool=None)
@@ -72,13 +86,11 @@ def _get_once(loc: FileLocation, size: int, options: EngineOptions) -> bytes:
                 raise SmallGetError(f"announced Content-Length {declared.strip()[:20]} for a file listed at "
                                     f"{size} bytes", integrity=True)
             guard = options.deadlines.guard(time.monotonic())
-            buf = bytearray()
-            for chunk in resp.iter_bytes():
-                buf += chunk
-                if len(buf) > size:
+            for chunk in resp.iter_bytes():  # streamed to disk: memory stays one chunk whatever the size
+                if sink.written + len(chunk) > size:
                     raise SmallGetError(f"sent more bytes than listed ({size})", integrity=True)
+                sink.write(chunk)
                 guard.feed(len(chunk), time.monotonic())
-            return bytes(buf)
     except TooSlow as exc:
         raise Retryable(exc.reason, slow=True) from None
     except httpx.ReadTimeout:

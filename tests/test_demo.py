@@ -1,0 +1,50 @@
+"""`qwen-fetch demo`: what it prints at the end works when pasted, and nothing leaks into its output."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from qwen_fetch.cli.demo_cmd import DEMO_MODEL, smoke_extra_installed
+
+
+def _demo(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY")}
+    proc = subprocess.run([sys.executable, "-m", "qwen_fetch", "demo", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Loading weights" not in proc.stdout + proc.stderr  # transformers' own bar
+    return proc
+
+
+def test_kept_workdir_ends_with_commands_that_work(tmp_path: Path) -> None:
+    work = tmp_path / "demo dir"  # a space: the printed commands must quote it
+    out = _demo("--workdir", str(work)).stdout
+    if smoke_extra_installed():
+        assert "random weights" in out
+    lines = out[out.index("demo passed"):].splitlines()
+    load = next(line.strip() for line in lines if line.strip().startswith("HF_HUB_CACHE="))
+    verify = next(line.strip() for line in lines if line.strip().startswith("qwen-fetch verify"))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    loaded = subprocess.run(["bash", "-c", load], capture_output=True, text=True, env=env, cwd="/", timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    snapshot = Path(loaded.stdout.strip().splitlines()[-1])
+    assert snapshot.is_dir() and snapshot.is_relative_to(work / "cache") and (snapshot / "config.json").is_file()
+    argv = shlex.split(verify)
+    checked = subprocess.run([sys.executable, "-m", "qwen_fetch", *argv[1:]], capture_output=True, text=True,
+                             cwd="/", timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert DEMO_MODEL in verify
+
+
+def test_temporary_folder_is_removed_and_the_output_says_so() -> None:
+    out = _demo().stdout
+    m = re.search(r"Its work folder (\S+) \(cache, lockfile, mirrors.yaml\) has been removed", out)
+    assert m, out
+    assert not Path(m.group(1)).exists()
+    assert "qwen-fetch demo --workdir" in out
+    assert "HF_HUB_CACHE=" not in out  # no command pointing into the removed folder
