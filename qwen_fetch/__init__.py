@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from qwen_fetch.api import PulledModel, VerifiedModel, pull, verify
+    from qwen_fetch.snapshot_path import path
     from qwen_fetch.errors import (
         ConfigError,
         ExitCode,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
-    "pull": "qwen_fetch.api", "verify": "qwen_fetch.api",
+    "pull": "qwen_fetch.api", "verify": "qwen_fetch.api", "path": "qwen_fetch.snapshot_path",
     "PulledModel": "qwen_fetch.api", "VerifiedModel": "qwen_fetch.api",
     "QFError": "qwen_fetch.errors", "UsageError": "qwen_fetch.errors", "ConfigError": "qwen_fetch.errors",
     "IntegrityError": "qwen_fetch.errors", "SourceError": "qwen_fetch.errors",

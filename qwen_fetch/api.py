@@ -79,7 +79,7 @@ def run_pull(model_id: str, *, revision: str | None = None, source: str | None =
              config: PathLike | None = None, cache_dir: PathLike | None = None, local_dir: PathLike | None = None,
              lock: PathLike = DEFAULT_LOCK_NAME, include: Sequence[str] = (), exclude: Sequence[str] = (),
              update: bool = False, frozen: bool = False, connections: int | None = None, download: bool = True,
-             progress: ProgressSink | None = None) -> PullResult:
+             progress: ProgressSink | None = None, reverify: bool = False, offline: bool = False) -> PullResult:
     """:func:`pull` with the full internal result (what the CLI prints and ``--json`` reports)."""
     check_pull_flags(update=update, frozen=frozen, cache_dir=cache_dir, local_dir=local_dir)
     from qwen_fetch.cache import check_repo_id
@@ -96,6 +96,7 @@ def run_pull(model_id: str, *, revision: str | None = None, source: str | None =
                        exclude=tuple(exclude), cache_dir=Path(cache_dir or default_cache_dir()).expanduser(),
                        local_dir=Path(local_dir).expanduser().absolute() if local_dir is not None else None,
                        lock_path=Path(lock), update=update, frozen=frozen, download=download,
+                       reverify=reverify, offline=offline,
                        # QWEN_FETCH_TIMEOUT / QWEN_FETCH_MIN_RATE / QWEN_FETCH_RATE_WINDOW: see net/deadline.py
                        engine=EngineOptions.from_deadlines(Deadlines.from_env(), connections=connections))
     puller = Puller(cfg, opts, progress)
@@ -108,13 +109,17 @@ def run_pull(model_id: str, *, revision: str | None = None, source: str | None =
 def pull(model_id: str, *, revision: str | None = None, source: str | None = None, config: PathLike | None = None,
          cache_dir: PathLike | None = None, local_dir: PathLike | None = None, lock: PathLike = DEFAULT_LOCK_NAME,
          include: Sequence[str] = (), exclude: Sequence[str] = (), update: bool = False, frozen: bool = False,
-         connections: int | None = None, progress: bool = False) -> PulledModel:
+         connections: int | None = None, progress: bool = False, reverify: bool = False,
+         offline: bool = False) -> PulledModel:
     """Download ``model_id``, pinned and verified, like ``qwen-fetch pull`` (without the smoke-load).
 
     Without a pin in ``lock`` the pull writes one; with a pin every file must match it.
     ``frozen=True`` (CI, start-up checks) never adds or moves a pin: a model missing from
-    the lock raises :class:`IntegrityError`.  Files already in place are re-hashed and
-    kept, so a warm call transfers nothing.  ``cache_dir`` defaults to the Hugging Face
+    the lock raises :class:`IntegrityError`.  Files already in place are kept: a file whose
+    verification stamp still matches is not read (``reverify=True`` re-hashes every one), so
+    a warm call transfers nothing, and when all pinned files are there it makes no network
+    request at all.  ``offline=True`` (or ``HF_HUB_OFFLINE=1`` / ``QWEN_FETCH_OFFLINE=1``)
+    forbids the network: anything missing raises :class:`~qwen_fetch.offline.OfflineError`.  ``cache_dir`` defaults to the Hugging Face
     cache (``$HF_HUB_CACHE``...); ``local_dir`` writes a plain folder instead.
 
     Raises :class:`~qwen_fetch.errors.QFError` subclasses (``exit_code`` as the CLI's).
@@ -124,7 +129,7 @@ def pull(model_id: str, *, revision: str | None = None, source: str | None = Non
     sink = make_progress(f"pull {model_id}", json_mode=not progress)
     result = run_pull(model_id, revision=revision, source=source, config=config, cache_dir=cache_dir,
                       local_dir=local_dir, lock=lock, include=include, exclude=exclude, update=update,
-                      frozen=frozen, connections=connections, progress=sink)
+                      frozen=frozen, connections=connections, progress=sink, reverify=reverify, offline=offline)
     return PulledModel(model_id=result.model_id, revision=result.revision, commit=result.commit,
                        path=Path(os.path.abspath(result.target)), source=result.source, files=tuple(f.path for f in result.files),
                        downloaded_files=sum(1 for o in result.outcomes if not o.reused),

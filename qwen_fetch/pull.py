@@ -29,10 +29,11 @@ from pathlib import Path
 from qwen_fetch.cache import RepoCache, check_repo_id
 from qwen_fetch.config import Config, SourceConfig
 from qwen_fetch.errors import IntegrityError, QFError, SourceError, UsageError
-from qwen_fetch.layout import Layout, quarantine, verify_many
+from qwen_fetch.layout import Layout, quarantine
 from qwen_fetch.lockfile import read_lock, write_lock
 from qwen_fetch.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
+from qwen_fetch.offline import OfflineError, offline_reason
 from qwen_fetch.plainfile import FetchedPlain, PlainSink
 from qwen_fetch.pins import check_against_pin, content_matches, known_plain_contents, matches, pick_pin
 from qwen_fetch.progress import NullProgress, ProgressSink
@@ -40,6 +41,7 @@ from qwen_fetch.revisions import is_commit_id, revision_problem
 from qwen_fetch.sourcechain import LazyListings, first_and_more
 from qwen_fetch.sources.base import FileLocation, Source, make_source
 from qwen_fetch.units import format_bytes
+from qwen_fetch.warm import CacheCheck, already_linked, check_in_place, stamp_promoted
 
 MAX_PLAIN_FILE = 64 * 1024 * 1024  # git (non-LFS) files are small; refuse a huge one
 
@@ -58,6 +60,8 @@ class PullOptions:
     frozen: bool = False
     download: bool = True  # False for `qwen-fetch lock`
     write_lock: bool = True
+    reverify: bool = False  # re-hash cached files even where a verification stamp vouches for them
+    offline: bool = False  # forbid the network (as do HF_HUB_OFFLINE / QWEN_FETCH_OFFLINE)
     engine: EngineOptions = field(default_factory=EngineOptions)
 
 
@@ -75,6 +79,9 @@ class PullResult:
     lock_written: bool
     source_failures: tuple[tuple[str, str], ...]
     skipped_extras: tuple[str, ...] = ()
+    used_cache: bool = False  # answered from the cache alone: no network request at all
+    stamp_trusted_files: int = 0  # cached files a verification stamp vouched for (not read)
+    rehashed_files: int = 0  # cached files hashed by this run
 
     def bytes_transferred(self) -> int:
         return sum(o.bytes_transferred for o in self.outcomes)
@@ -101,6 +108,9 @@ class PullResult:
             "source_failures": {s: r for s, r in self.source_failures},
             "skipped_extras": list(self.skipped_extras),
             "lock_written": self.lock_written,
+            "used_cache": self.used_cache,
+            "stamp_trusted_files": self.stamp_trusted_files,
+            "rehashed_files": self.rehashed_files,
         }
 
 
@@ -118,6 +128,11 @@ class Puller:
         self.sources: dict[str, Source] = {}
         self._sources_lock = threading.Lock()  # fallbacks are opened from the engine's and the plain files' threads
         self.failures: list[tuple[str, str]] = []
+        self._verified: set[Path] = set()  # destinations this run found (or made) verified
+        self._damaged: set[Path] = set()  # destinations found not to hold their pinned bytes, still in place
+        self._trusted = 0
+        self._rehashed = 0
+        self._not_cached: list[str] = []  # pinned files the cache lacked (named if no source answers)
 
     def close(self) -> None:
         for s in self.sources.values():
@@ -284,7 +299,19 @@ class Puller:
         lock = read_lock(o.lock_path)
         pin = pick_pin(lock, o.model_id, o.revision, o.update, o.frozen)
         self._check_ref_free(pin.revision if pin is not None else o.revision)  # before any request
-        primary, listings = self.resolve_all(pin)
+        if pin is not None and o.download:
+            cached = self.from_cache(pin, t0)  # before any source is built: no request when nothing is missing
+            if cached is not None:
+                return cached
+        offline = offline_reason(o.offline)
+        if offline is not None:
+            raise self._offline_error(offline)
+        try:
+            primary, listings = self.resolve_all(pin)
+        except SourceError as exc:
+            if self._not_cached:  # what made the network necessary
+                exc.context += [f"not in the cache: {p}" for p in self._not_cached[:20]]
+            raise
         src_cfg = self.config.get(primary.source)
         skipped: list[str] = []
         plain: PlainFetch | None = None
@@ -358,7 +385,79 @@ class Puller:
         return PullResult(model_id=o.model_id, revision=revision, commit=commit, source=primary.source,
                           target=target, files=files, outcomes=tuple(outcomes), cached_files=cached,
                           seconds=time.monotonic() - t0, lock_written=lock_written,
-                          source_failures=tuple(self.failures), skipped_extras=tuple(skipped))
+                          source_failures=tuple(self.failures), skipped_extras=tuple(skipped),
+                          stamp_trusted_files=self._trusted, rehashed_files=self._rehashed)
+
+    # -- the cache alone ------------------------------------------------------
+    def from_cache(self, pin: Pin, t0: float) -> PullResult | None:
+        """The result when every pinned file is in place and verified (stamps trusted), else ``None``.
+
+        Offline, a missing or damaged file is an :class:`OfflineError` listing them all.
+        """
+        o = self.opts
+        offline = offline_reason(o.offline)
+        wanted = [f for f in pin.files if matches(f.path, o.include, o.exclude)]
+        layout = Layout(o.cache_dir, o.model_id, o.local_dir)
+        # Nothing in the cache changes here: a damaged file is replaced only once a source's listing
+        # has been checked against the pin (a hand-edited pin must not cost a good blob).
+        check = self._check_in_place(layout, wanted, quarantine_bad=False)
+        gone = sorted({f.path for f in check.bad + check.missing})
+        skipped: list[str] = []
+        if offline is not None:
+            # What only the pin's own hub publishes was skipped by the pull that filled the cache.
+            optional = self._optional_of(pin.source)
+            skipped = [p for p in gone if any(fnmatch.fnmatchcase(p, g) for g in optional)]
+            gone = [p for p in gone if p not in skipped]
+            if gone:
+                damaged = {f.path for f in check.bad}
+                raise OfflineError(
+                    f"offline ({offline}): {len(gone)} pinned file(s) of {o.model_id} are not in the cache",
+                    context=[f"{p}: {'does not match its pin' if p in damaged else 'missing'}" for p in gone[:50]]
+                    + ([f"... and {len(gone) - 50} more"] if len(gone) > 50 else []),
+                    hint=f"with network access run `qwen-fetch pull {o.model_id} --frozen`, then retry offline",
+                    reference="offline-missing")
+        elif gone:
+            self._not_cached = gone
+            return None
+        files = tuple(f for f in wanted if f.path not in skipped)
+        if already_linked(layout, files, pin.commit, pin.revision):
+            target = o.local_dir or layout.repo.snapshot_dir(pin.commit)
+        else:
+            target = layout.finish(files, pin.commit, pin.revision)
+        return PullResult(model_id=o.model_id, revision=pin.revision, commit=pin.commit, source="cache",
+                          target=target, files=files, outcomes=(), cached_files=len(files),
+                          seconds=time.monotonic() - t0, lock_written=False, source_failures=(),
+                          skipped_extras=tuple(skipped), used_cache=True, stamp_trusted_files=self._trusted,
+                          rehashed_files=self._rehashed)
+
+    def _offline_error(self, reason: str) -> OfflineError:
+        o = self.opts
+        if not o.download:
+            what = f"`qwen-fetch lock` resolves {o.model_id} on a source"
+        elif o.update:
+            what = f"--update resolves {o.model_id} on a source"
+        else:
+            what = f"{o.model_id} has no pin in {o.lock_path}, so it must be resolved on a source"
+        return OfflineError(f"offline ({reason}): {what}", reference="offline",
+                            hint=f"with network access run `qwen-fetch lock {o.model_id}` and commit the lockfile; "
+                                 "offline, `pull` serves pinned models from the cache")
+
+    def _check_in_place(self, layout: Layout, files: Sequence[PinnedFile], *, quarantine_bad: bool = True
+                        ) -> CacheCheck:
+        """Which files are in place and verified; each destination is checked (or hashed) once per run."""
+        todo = [f for f in files if layout.dest(f) not in self._verified and layout.dest(f) not in self._damaged]
+        check = check_in_place(layout, todo, rehash=self.opts.reverify)
+        self._trusted += len(check.trusted)
+        self._rehashed += len(check.rehashed)
+        self._verified.update(layout.dest(f) for f in check.trusted + check.rehashed)
+        self._damaged.update(layout.dest(f) for f in check.bad)
+        bad = tuple(f for f in files if layout.dest(f) in self._damaged)
+        if quarantine_bad:
+            for f in bad:
+                self.progress.note(f"{f.path}: cached copy does not match its pin; fetching it again")
+                quarantine(layout.dest(f))
+            self._damaged.difference_update(layout.dest(f) for f in bad)
+        return replace(check, bad=bad)
 
     def _check_ref_free(self, revision: str | None) -> None:
         """Refuse, before anything is fetched, a revision whose ref the cache cannot hold
@@ -440,19 +539,18 @@ class Puller:
                 written, reused = self._write_plain(layout, plain)
         finally:
             self.progress.end()
+        by_path = {f.path: f for f in known}
+        stamp_promoted(layout, [(by_path[x.path], x.promoted) for x in outcomes
+                                if x.promoted is not None and x.path in by_path])
         # Every byte is verified: now (and only now) expose the snapshot.
         target = layout.finish(files, commit, revision)
         return target, written + list(outcomes), len(known) - len(todo) + reused, files
 
     def _reuse_verified(self, layout: Layout, files: Sequence[PinnedFile]) -> set[str]:
-        """sha256s of the files already in place and intact (re-hashed: never trust bytes we did not verify)."""
-        present = [f for f in files if os.path.lexists(layout.dest(f))]  # a planted link is quarantined too
-        ok = verify_many([(layout.dest(f), f) for f in present])
-        for f, v in zip(present, ok):
-            if not v:
-                self.progress.note(f"{f.path}: cached copy does not match its pin; fetching it again")
-                quarantine(layout.dest(f))
-        return {f.sha256 for f, v in zip(present, ok) if v}
+        """sha256s of the files already in place and intact: vouched for by a stamp, or re-hashed
+        (never trust bytes we did not verify); a damaged copy is removed and fetched again."""
+        self._check_in_place(layout, files)
+        return {f.sha256 for f in files if layout.dest(f) in self._verified}
 
     def _write_plain(self, layout: Layout, plain: PlainFetch) -> tuple[list[FetchOutcome], int]:
         """Outcomes of the plain files (each put in place, verified, as its fetch ended) and how many were

@@ -13,9 +13,10 @@ Two modes:
   plain files' git blob ids are hashed once and memoised.
 * **locked** (``--lock``): only pinned revisions, and only once the whole
   snapshot has been re-hashed against the pin (all-or-nothing: one bad, missing
-  or extra file refuses the snapshot).  Each file's ``stat`` fingerprint is
-  recorded at verification; a blob replaced afterwards is re-hashed before a
-  byte of it is sent.
+  or extra file refuses the snapshot).  Each file's ``stat`` (device, inode,
+  size, mtime and ctime) is recorded before it is hashed; a blob that is not
+  provably unchanged since (:func:`qwen_fetch.stamps.unchanged`, the rule
+  ``pull``'s verification stamps use) is re-hashed before a byte of it is sent.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from qwen_fetch.lockfile import Lock
 from qwen_fetch.manifest import Pin
 from qwen_fetch.paths import SafeRelPath, UnsafePathError, safe_relpath
 from qwen_fetch.revisions import is_commit_id, revision_problem
+from qwen_fetch.stamps import FileStat, unchanged
 
 # What the Hub's default .gitattributes stores in LFS (when no lock says otherwise).
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".msgpack", ".h5", ".npz",
@@ -41,7 +43,7 @@ LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx"
 LFS_MIN_SIZE = 10 * 1024 * 1024
 OPEN_TTL = 2.0  # seconds an open-mode snapshot listing is reused (a running pull may add files)
 
-Fingerprint = tuple[int, int, int]  # (inode, size, mtime_ns)
+Fingerprint = tuple[FileStat, int]  # a blob's stat and when it was taken (time.time_ns, before the stat)
 
 
 class Refusal(Exception):
@@ -68,8 +70,8 @@ def git_oid_of(data: bytes) -> str:
 
 
 def fingerprint(path: Path) -> Fingerprint:
-    st = os.stat(path)
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+    taken = time.time_ns()
+    return (FileStat.of(os.stat(path)), taken)
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,10 @@ class OidMemo:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._memo: dict[tuple[str, Fingerprint], tuple[str, str]] = {}
+        self._memo: dict[tuple[str, FileStat], tuple[str, str]] = {}
 
     def hashes(self, path: Path, fp: Fingerprint) -> tuple[str, str]:
-        key = (str(path), fp)
+        key = (str(path), fp[0])
         with self._lock:
             hit = self._memo.get(key)
         if hit is not None:
@@ -129,6 +131,8 @@ class OidMemo:
         h = hash_file(path, with_git_oid=True)
         if h.git_oid is None:  # changed while reading
             raise Refusal("EntryNotFound", f"{path.name} changed while being hashed")
+        if not unchanged(fp[0], fp[1], fp[0]):
+            return h.sha256, h.git_oid  # racy: a change later in this clock tick would keep the same stat
         with self._lock:
             self._memo[key] = (h.sha256, h.git_oid)
         return h.sha256, h.git_oid
@@ -175,7 +179,7 @@ def open_snapshot(repo: RepoCache, commit: str, memo: OidMemo) -> Snapshot:
         if blob is None:  # dangling, or pointing outside blobs/: never served
             continue
         fp = fingerprint(blob)
-        size = fp[1]
+        size = fp[0].size
         name = blob.name
         if is_sha1(name):  # huggingface_hub names plain files by git blob id
             files.append(ServedFile(path, blob, size, None, name, False, fp))
@@ -194,6 +198,15 @@ def pinned_snapshot(repo: RepoCache, pin: Pin, memo: OidMemo) -> tuple[Snapshot 
     snap_dir = repo.snapshot_dir(pin.commit)
     if not snap_dir.is_dir():
         return None, "not in the cache"
+    # Stat before hashing: a change during or after the hash moves ctime, and fresh() re-hashes.
+    seen: dict[str, tuple[Path, Fingerprint]] = {}
+    for pf in pin.files:
+        blob = _blob_of(repo, repo.snapshot_file(pin.commit, pf.path))
+        if blob is not None:
+            try:
+                seen[pf.path] = (blob, fingerprint(blob))
+            except OSError:
+                pass
     target = Target(repo.repo_id, pin, snap_dir, snapshot=True, blobs_dir=repo.blobs_dir)
     report = verify_targets([target])[0]
     if not report.ok:
@@ -205,9 +218,9 @@ def pinned_snapshot(repo: RepoCache, pin: Pin, memo: OidMemo) -> tuple[Snapshot 
     files: list[ServedFile] = []
     for pf in pin.files:
         blob = _blob_of(repo, repo.snapshot_file(pin.commit, pf.path))
-        if blob is None:
+        if blob is None or pf.path not in seen or seen[pf.path][0] != blob:
             return None, f"{pf.path}: link does not resolve into blobs/"
-        fp = fingerprint(blob)
+        fp = seen[pf.path][1]
         if pf.lfs:
             oid = git_oid_of(lfs_pointer(pf.sha256, pf.size))
         else:
@@ -310,11 +323,15 @@ class Catalog:
             fp = fingerprint(f.disk)
         except OSError:
             raise Refusal("EntryNotFound", f"{f.path}: blob vanished from the cache", snap.commit) from None
-        with self._mu:
-            if fp == f.seen or self._rechecked.get(str(f.disk)) == fp:
-                return f
+        now = fp[0]
         if self.lock is None:
+            if now == f.seen[0]:  # open mode trusts blob names; only a replaced blob is refused
+                return f
             raise Refusal("EntryNotFound", f"{f.path}: blob changed; retry", snap.commit)
+        with self._mu:
+            again = self._rechecked.get(str(f.disk))
+        if unchanged(*f.seen, now) or (again is not None and unchanged(*again, now)):
+            return f
         h = hash_file(f.disk)
         if h.size != f.size or h.sha256 != f.sha256:
             self.refuse(snap.repo_id, snap.commit, f"{f.path} changed on disk and no longer matches the lock")

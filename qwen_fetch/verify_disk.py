@@ -8,15 +8,18 @@ keeps every core busy across snapshots), then each target is diffed by the pure
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from qwen_fetch.cache import INCOMPLETE, RepoCache, repo_id_from_folder
 from qwen_fetch.hasher import HashResult, hash_files
-from qwen_fetch.manifest import Pin
+from qwen_fetch.manifest import Pin, PinnedFile
+from qwen_fetch.paths import join_safe
 from qwen_fetch.progress import ProgressSink
 from qwen_fetch.safefs import is_regular
+from qwen_fetch.stamps import FileStat, StampStore, file_stat, folder_stamps, path_key, repo_stamps, take
 from qwen_fetch.verify import (
     BLOB_NOT_A_FILE,
     BadLink,
@@ -107,6 +110,7 @@ def verify_targets(targets: Sequence[Target], *, workers: int | None = None,
         for p in entries.values():
             if os.path.exists(p):  # follows links; a dangling link has nothing to hash
                 to_hash.append(p)
+    seen = _stats_before_hashing(targets)
     if progress is None:
         hashes = hash_files(to_hash, workers=workers)
     else:
@@ -120,7 +124,55 @@ def verify_targets(targets: Sequence[Target], *, workers: int | None = None,
         observed = _observe(t, entries, hashes)
         reports.append(compare(t.pin.files, observed, model=t.model, commit=t.pin.commit, location=str(t.root),
                                snapshot=t.snapshot))
+        _refresh_stamps(t, observed, seen)
     return tuple(reports)
+
+
+def _stamp_place(t: Target) -> tuple[StampStore, Callable[[PinnedFile], tuple[str, Path]]] | None:
+    """Where ``t``'s stamps live and, per file, (stamp key, the file a stamp describes)."""
+    # The same places and keys as qwen_fetch.warm uses for a pull (without importing the pull's modules).
+    if t.snapshot:
+        if t.blobs_dir is None:
+            return None
+        blobs = t.blobs_dir
+        return repo_stamps(blobs.parent), lambda f: (f.blob_name, blobs / f.blob_name)
+    meta = t.root / ".cache" / "qwen-fetch"
+    if not meta.is_dir():
+        return None  # a folder qwen-fetch did not write: nothing of ours goes into it
+    root = t.root
+    return folder_stamps(meta), lambda f: (path_key(f.path), join_safe(root, f.path))
+
+
+def _stats_before_hashing(targets: Sequence[Target]) -> dict[Path, tuple[FileStat, int]]:
+    """Each pinned file's stat (and when it was taken) before any byte is read: a stamp describes that."""
+    out: dict[Path, tuple[FileStat, int]] = {}
+    for t in targets:
+        place = _stamp_place(t)
+        if place is None:
+            continue
+        for f in t.pin.files:
+            path = place[1](f)[1]
+            now = time.time_ns()
+            st = file_stat(path)
+            if st is not None:
+                out[path] = (st, now)
+    return out
+
+
+def _refresh_stamps(t: Target, observed: dict[str, Observed], seen: dict[Path, tuple[FileStat, int]]) -> None:
+    """Every file just hashed and found to match its pin gets a fresh verification stamp."""
+    place = _stamp_place(t)
+    if place is None:
+        return
+    store, where = place
+    for f in t.pin.files:
+        o = observed.get(f.path)
+        if o is None or o.sha256 != f.sha256 or o.size != f.size or (t.snapshot and o.blob != f.blob_name):
+            continue
+        key, path = where(f)
+        if path in seen:
+            st, now = seen[path]
+            store.write(key, take(st, f.sha256, now_ns=now))
 
 
 def bytes_to_hash(targets: Sequence[Target]) -> int:

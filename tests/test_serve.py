@@ -205,6 +205,27 @@ def test_lock_refuses_corrupted_snapshot_at_start_and_while_serving(tmp_path: Pa
         assert c.get(url_of(s)).status_code == 404  # and the rest of that snapshot with it
 
 
+def test_lock_catches_a_byte_changed_in_place_with_its_mtime_put_back(pulled) -> None:
+    """Same inode, size and mtime (``os.utime`` restores it) but new bytes: ctime moved, so it is re-hashed."""
+    cache, _, lock = pulled
+    blob = _blob(cache, lock, SHARD)
+    with ServeServer(cache, lock) as s, httpx.Client() as c:
+        url = f"{s.url}/{QWEN3_VL_8B}/resolve/main/{SHARD}"
+        assert c.get(url).status_code == 200
+        before = os.stat(blob)
+        with open(blob, "r+b") as fh:
+            fh.seek(before.st_size // 2)
+            b = fh.read(1)
+            fh.seek(-1, os.SEEK_CUR)
+            fh.write(bytes([b[0] ^ 0x01]))
+        os.utime(blob, ns=(before.st_atime_ns, before.st_mtime_ns))
+        after = os.stat(blob)
+        assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+        r = c.get(url)
+        assert (r.status_code, r.headers["X-Error-Code"]) == (404, "RevisionNotFound")
+        assert "no longer matches the lock" in r.json()["error"]
+
+
 def test_serve_cli_prints_url_and_serves(tmp_path: Path, pulled) -> None:
     cache, lock_path, lock = pulled
     proc = subprocess.Popen([sys.executable, "-m", "qwen_fetch", "serve", "--cache-dir", str(cache), "--port", "0",

@@ -10,6 +10,7 @@ from qwen_fetch.byteranges import select_span
 from qwen_fetch.paths import SafeRelPath
 from qwen_fetch.serve import repo_info_doc, resolve_headers, route, tree_doc
 from qwen_fetch.serve_catalog import ServedFile, Snapshot, git_oid_of, guess_lfs, lfs_pointer
+from qwen_fetch.stamps import FileStat
 
 SHA = "d88b0d6a6ff9c3f8151f9d3228f57092aaea997f09af009eefd7373a77b5abb9"
 
@@ -64,7 +65,7 @@ def test_git_oid_and_lfs_pointer_match_git() -> None:
 def _file(path: str, size: int, lfs: bool) -> ServedFile:
     sha = SHA if lfs else None
     oid = git_oid_of(lfs_pointer(SHA, size)) if lfs else "1" * 40
-    return ServedFile(SafeRelPath(path), Path("/nonexistent"), size, sha, oid, lfs, (0, size, 0))
+    return ServedFile(SafeRelPath(path), Path("/nonexistent"), size, sha, oid, lfs, (FileStat(0, 0, size, 0, 0), 0))
 
 
 SNAP = Snapshot("Qwen/M", "c" * 40, (

@@ -145,5 +145,7 @@ def test_modelscope_pin_is_resolved_by_name_and_drift_is_caught(cli, tmp_path: P
     assert files_req and all("Revision=master" in p for p in files_req)  # a name, never a commit id
     assert pull(cli, cfg, "--frozen").exit_code == 0
     add_sharded_repo(store, QWEN3_VL_8B, shard_total=1 << 20, seed=9)  # master moves on
-    r = pull(cli, cfg, "--frozen")
+    r = pull(cli, cfg, "--frozen")  # everything pinned is cached: the hub is not asked
+    assert r.exit_code == 0 and r.json()["used_cache"] is True
+    r = pull(cli, cfg, "--frozen", "--cache-dir", str(tmp_path / "fresh-cache"))
     assert r.exit_code == 3 and r.json()["error"] == "commit-mismatch"

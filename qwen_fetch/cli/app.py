@@ -30,15 +30,21 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                        help="Show the version and exit.")) -> None:
-    pass
+                                        help="Show the version and exit."),
+          offline: bool = typer.Option(False, "--offline",
+                                       help="Make no network request in any command (as HF_HUB_OFFLINE=1).")) -> None:
+    if offline:
+        from qwen_fetch.offline import set_offline
+
+        set_offline(True)
 
 
 def _register() -> None:
-    from qwen_fetch.cli import (demo_cmd, gc_cmd, lock_cmd, mirrors_cmd, pull_cmd, serve_cmd, smoke_cmd,
+    from qwen_fetch.cli import (demo_cmd, gc_cmd, lock_cmd, mirrors_cmd, path_cmd, pull_cmd, serve_cmd, smoke_cmd,
                                 sync_cmd, verify_cmd)
 
-    for mod in (pull_cmd, lock_cmd, verify_cmd, gc_cmd, mirrors_cmd, smoke_cmd, serve_cmd, sync_cmd, demo_cmd):
+    for mod in (pull_cmd, lock_cmd, path_cmd, verify_cmd, gc_cmd, mirrors_cmd, smoke_cmd, serve_cmd, sync_cmd,
+                demo_cmd):
         mod.register(app)
     use_for_every_command(app)
 

@@ -20,6 +20,15 @@ CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Hugging F
 LockOpt = Annotated[Path, typer.Option("--lock", help="Lockfile (pins).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout; no progress bars.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Also print the traceback of a failure (secrets masked; the exit code is unchanged).")]
+OfflineOpt = Annotated[bool, typer.Option("--offline", help="Make no network request (as HF_HUB_OFFLINE=1 / QWEN_FETCH_OFFLINE=1); what needs one fails with exit 4.")]
+
+
+def go_offline(flag: bool) -> None:
+    """Honour a command's ``--offline`` (the global flag and the environment are read where connections are made)."""
+    if flag:
+        from qwen_fetch.offline import set_offline
+
+        set_offline(True)
 
 
 def emit_json(obj: Any) -> None:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from qwen_fetch.cli.common import ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command, styled
+from qwen_fetch.cli.common import (ConfigOpt, DebugOpt, JsonOpt, OfflineOpt, console, emit_json, go_offline, run_command,
+                                   styled)
 from qwen_fetch.errors import EXIT_CODE_HELP, ExitCode
 
 if TYPE_CHECKING:  # keep `qwen-fetch --help` free of httpx
@@ -128,6 +129,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[str | None, typer.Option("--model", help="Probe this model id: resolve it on every source "
                                                                    "and read a short range of its largest file.")] = None,
         timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Per-request probe timeout (seconds).")] = 5.0,
+        offline: OfflineOpt = False,
         json_mode: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -139,6 +141,7 @@ def register(app: typer.Typer) -> None:
         def body() -> None:
             from qwen_fetch.config import load_config
 
+            go_offline(offline)
             cfg = load_config(config)
             results: list[ProbeResult] | None = None
             ranking: Ranking | None = None

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from qwen_fetch.cli.common import CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command, styled
+from qwen_fetch.cli.common import (CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, OfflineOpt, console, emit_json,
+                                   go_offline, run_command, styled)
 from qwen_fetch.units import format_bytes, format_rate
 
 RevisionOpt = Annotated[str | None, typer.Option("--revision", "-r", help="Branch, tag or commit (default: the pinned commit, else the source's default branch: main, or master on ModelScope).")]
@@ -19,6 +20,7 @@ LockFileOpt = Annotated[Path, typer.Option("--lock", help="Lockfile with the pin
 UpdateOpt = Annotated[bool, typer.Option("--update", help="Re-resolve the revision and move the pin (the old one is kept for rollback).")]
 FrozenOpt = Annotated[bool, typer.Option("--frozen", help="CI mode: never add or change a pin; a missing pin is an error.")]
 ConnOpt = Annotated[int | None, typer.Option("--connections", "-c", min=1, max=256, help="Total parallel HTTP connections (default: 24 per CPU core, at most 64).")]
+ReverifyOpt = Annotated[bool, typer.Option("--reverify", help="Re-hash every cached file, even those a verification stamp vouches for.")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, max=256, help="Alias of --connections (as in hf download --max-workers).")]
 
 
@@ -38,6 +40,8 @@ def register(app: typer.Typer) -> None:
         frozen: FrozenOpt = False,
         connections: ConnOpt = None,
         workers: WorkersOpt = None,
+        reverify: ReverifyOpt = False,
+        offline: OfflineOpt = False,
         smoke: Annotated[str, typer.Option("--smoke", help="auto: smoke-load when a GPU and the \\[smoke] extra are present; require: fail (exit 5) without them; off.")] = "auto",
         no_smoke: Annotated[bool, typer.Option("--no-smoke", help="Skip the smoke-load (same as --smoke off).")] = False,
         device: Annotated[str, typer.Option("--device", help="Smoke-load device: auto, cuda, cuda:N, cpu.")] = "auto",
@@ -61,10 +65,12 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"--smoke must be auto, require or off, not {mode!r}", hint="e.g. --smoke require")
             check_device(device)
             check_pull_flags(update=update, frozen=frozen, cache_dir=cache_dir, local_dir=local_dir)
+            go_offline(offline)
             progress = make_progress(f"pull {model_id}", json_mode=json_out)
             result = run_pull(model_id, revision=revision, source=source, config=config, cache_dir=cache_dir,
                               local_dir=local_dir, lock=lock, include=include or (), exclude=exclude or (),
-                              update=update, frozen=frozen, connections=connections or workers, progress=progress)
+                              update=update, frozen=frozen, connections=connections or workers, progress=progress,
+                              reverify=reverify, offline=offline)
             out = result.to_dict()
             smoke_report = None
             if mode != "off":
@@ -77,20 +83,26 @@ def register(app: typer.Typer) -> None:
                 out["notes"] = list(getattr(progress, "notes", []))
                 emit_json(out)
                 return
-            con = console()
+            # The summary goes to stderr; stdout holds only the folder, so `$(qwen-fetch pull ...)` is a path.
+            con = console(stderr=True)
             mb = result.bytes_transferred()
             rate = mb / result.seconds if result.seconds > 0 else 0.0
-            con.print(styled("✓", "green"), f"{model_id}@{result.revision} ({result.commit[:12]}) from {result.source}: "
-                      f"{len(result.files)} files verified, {out['downloaded_files']} downloaded "
-                      + (f"({format_bytes(mb)} in {result.seconds:.1f}s, {format_rate(rate)}), " if mb else "")
-                      + f"{result.cached_files} already cached")
+            if result.used_cache:
+                con.print(styled("✓", "green"), f"{model_id}@{result.revision} ({result.commit[:12]}) from the cache, no network: "
+                          f"{len(result.files)} files verified ({result.stamp_trusted_files} by stamp, "
+                          f"{result.rehashed_files} re-hashed) in {result.seconds:.1f}s")
+            else:
+                con.print(styled("✓", "green"), f"{model_id}@{result.revision} ({result.commit[:12]}) from {result.source}: "
+                          f"{len(result.files)} files verified, {out['downloaded_files']} downloaded "
+                          + (f"({format_bytes(mb)} in {result.seconds:.1f}s, {format_rate(rate)}), " if mb else "")
+                          + f"{result.cached_files} already cached")
             for line in out["fallbacks"]:  # type: ignore[union-attr]
                 con.print(f"  fallback: {line}")
             for p in result.skipped_extras:
                 con.print(f"  skipped {p}: extra file published only by {result.source} (not pinned)")
-            con.print(f"  {result.target}")
             if result.lock_written:
                 con.print(f"  pinned in {lock}")
+            typer.echo(str(result.target))  # last line on stdout, as `hf download` prints it
 
         run_command(body, json_mode=json_out, debug=debug)
 
@@ -104,6 +116,7 @@ def register(app: typer.Typer) -> None:
         exclude: ExcludeOpt = None,
         lock: LockFileOpt = Path("qwen-fetch.lock"),
         update: UpdateOpt = False,
+        offline: OfflineOpt = False,
         json_out: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -118,6 +131,7 @@ def register(app: typer.Typer) -> None:
             from qwen_fetch.lockfile import read_lock
             from qwen_fetch.progress import NullProgress
 
+            go_offline(offline)
             load_config(config)  # a broken mirrors.yaml is reported even when the pin exists
             existing = read_lock(lock).current(model_id)
             do_update = update or (existing is not None and revision is not None

@@ -39,7 +39,7 @@ def after_pull(result: Any, *, mode: str, device: str, json_mode: bool) -> dict[
     if not json_mode:
         from qwen_fetch.cli.common import console
 
-        console().print(f"  smoke-load: {d.get('model_class')} on {d.get('device_name')}: "
+        console(stderr=True).print(f"  smoke-load: {d.get('model_class')} on {d.get('device_name')}: "
                         f"loaded in {d.get('load_seconds', 0):.1f}s, {d.get('tokens_per_second', 0):.1f} tok/s, "
                         f"output {str(d.get('generated_text'))[:60]!r}")
     return d

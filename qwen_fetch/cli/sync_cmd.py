@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from qwen_fetch.cli.common import CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, console, emit_json, run_command, styled
+from qwen_fetch.cli.common import (CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, OfflineOpt, console, emit_json, go_offline,
+                                   run_command, styled)
 from qwen_fetch.errors import EXIT_CODE_HELP
 from qwen_fetch.lockfile import DEFAULT_LOCK_NAME
 from qwen_fetch.units import format_bytes
@@ -69,6 +70,7 @@ def register(app: typer.Typer) -> None:
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be uploaded; change nothing.")] = False,
         recheck: Annotated[bool, typer.Option("--recheck", help="Also re-verify blobs already in the store (re-read/ETag) and replace bad ones.")] = False,
         workers: Annotated[int | None, typer.Option("--workers", help="Parallel uploads.")] = None,
+        offline: OfflineOpt = False,
         json_mode: JsonOpt = False,
         debug: DebugOpt = False,
     ) -> None:
@@ -81,6 +83,7 @@ def register(app: typer.Typer) -> None:
         """
         from qwen_fetch.sync import SyncPlan
 
+        go_offline(offline)
         out = run_command(lambda: do_sync(model, to, lock, cache_dir, revision, config, s3_endpoint_url, dry_run,
                                           recheck, workers), json_mode=json_mode, debug=debug)
         if json_mode:

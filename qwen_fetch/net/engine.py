@@ -278,7 +278,8 @@ def _outcomes_or_raise(tasks: list[FileTask]) -> list[FetchOutcome]:
                                "source in mirrors.yaml / pick one with --source")
     return [FetchOutcome(path=t.job.path, sha256=t.job.sha256, source=t.source,
                          bytes_transferred=t.bytes_transferred, resumed_bytes=t.resumed_bytes,
-                         retries=t.retries, reused=t.reused, failed_sources=tuple(t.failed_sources))
+                         retries=t.retries, reused=t.reused, failed_sources=tuple(t.failed_sources),
+                         promoted=t.promoted)
             for t in tasks]
 
 

@@ -145,6 +145,7 @@ class FileTask:
     resumed_bytes: int = 0
     retries: int = 0
     reused: bool = False
+    promoted: os.stat_result | None = None  # fstat of the file right after its rename into place
     source: str = ""
     failed_sources: list[tuple[str, str]] = field(default_factory=list)
     integrity_failure: bool = False  # the last source to fail served the wrong bytes

@@ -67,8 +67,13 @@ def make_client(*, token: str | None = None, endpoint: str | None = None, timeou
     ``proxy``: the source's policy (``proxy:`` in mirrors.yaml); None reads the
     environment.  ``ca_bundle``: the source's CA file or directory; None uses
     :func:`tls_context`'s environment/OS-store order.  Raises :class:`ConfigError`
-    for an unusable proxy variable or CA bundle.
+    for an unusable proxy variable or CA bundle, :class:`~qwen_fetch.offline.OfflineError`
+    in offline mode.
     """
+    from qwen_fetch.config import mask_url
+    from qwen_fetch.offline import require_network
+
+    require_network(f"a connection to {mask_url(endpoint) if endpoint else 'a remote host'}")
     auth = HostBearerAuth(token, endpoint) if token and endpoint else None
     if proxy is None:
         proxy = env_proxy_policy()

@@ -46,6 +46,7 @@ class FetchOutcome:
     retries: int
     reused: bool  # dest already existed (another process or an earlier run finished it)
     failed_sources: tuple[tuple[str, str], ...] = ()  # (source, reason) tried before the one that served
+    promoted: os.stat_result | None = None  # fstat right after this run renamed it into place
 
 
 CONNECTIONS_PER_CPU = 24

@@ -437,6 +437,7 @@ class Scheduler:
                                                 hint="another program writes into the cache; stop it and rerun"))
                 return
             os.replace(t.job.partial, t.job.dest)
+            t.promoted = os.fstat(t.fd)  # the baseline a verification stamp is checked against
             _fsync_dir(t.job.dest.parent)
             t.release_files()
             try:

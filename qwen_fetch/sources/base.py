@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Protocol
 
 from qwen_fetch.config import SourceConfig
 from qwen_fetch.manifest import RepoListing
 from qwen_fetch.net.deadline import Deadlines
 from qwen_fetch.paths import SafeRelPath
+
+if TYPE_CHECKING:  # httpx is imported by the sources themselves: a pull served from the cache never needs it
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class Source(Protocol):
 def make_source(config: SourceConfig, *, timeout: float = 30.0, connections: int = 32,
                 deadlines: Deadlines | None = None) -> Source:
     """The source for ``config``; ``deadlines`` (default: the built-in ones) bound its API calls."""
+    if config.kind != "dir":  # a local folder store is no network
+        from qwen_fetch.offline import require_network
+
+        require_network(f"source {config.name!r}")
     if config.kind == "hf":
         from qwen_fetch.sources.hf import HFSource
 

@@ -161,6 +161,9 @@ class S3Store:
     def __init__(self, url: str, endpoint_url: str | None = None, *, part_size: int = S3_PART_SIZE,
                  list_page_size: int = 1000, proxy: ProxyPolicy | None = None,
                  ca_bundle: str | None = None) -> None:
+        from qwen_fetch.offline import require_network
+
+        require_network(f"the S3 store {url}")
         try:
             import boto3
             from botocore.config import Config as BotoConfig

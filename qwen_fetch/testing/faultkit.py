@@ -184,13 +184,16 @@ def sha256_of(path: Path) -> str:
 def cache_digest(cache: Path) -> dict[str, str]:
     """Everything a user of the cache can see, canonically: blob bytes, links, refs, stray files.
 
-    Lock files (``.locks/``) are left out: huggingface_hub leaves them behind too.
+    Lock files (``.locks/``) are left out: huggingface_hub leaves them behind too.  So are verification
+    stamps (``models--*/.qwen-fetch/``): they record inodes and times, which differ between any two
+    caches, and a missing or stale one only costs a re-hash.
     """
     out: dict[str, str] = {}
     if not cache.exists():
         return out
     for rel, kind in tree_state(cache).items():
-        if rel.split(os.sep)[0] == ".locks":
+        parts = rel.split(os.sep)
+        if parts[0] == ".locks" or (len(parts) > 1 and parts[1] == ".qwen-fetch"):
             continue
         if kind.startswith("file:"):
             out[rel] = "sha256:" + sha256_of(cache / rel)
