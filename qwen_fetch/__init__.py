@@ -7,6 +7,7 @@ package, and ``qwen-fetch --help``, stay cheap::
 
     model = qwen_fetch.pull("Qwen/Qwen3-VL-8B-Instruct", frozen=True)
     qwen_fetch.verify("Qwen/Qwen3-VL-8B-Instruct")
+    folder = qwen_fetch.path("Qwen/Qwen3-VL-8B-Instruct")   # offline: the verified snapshot folder
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,10 @@ def test_importing_the_package_stays_cheap() -> None:
             "assert heavy == [], heavy\n"
             "assert callable(qwen_fetch.pull) and 'qwen_fetch.api' in sys.modules and 'httpx' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_path_names_the_folder_pull_returned(sharded_repo: str, hub: HubServer, mirrors: Path) -> None:
+    model = qwen_fetch.pull(QWEN3_VL_8B, config=mirrors, cache_dir="cache")
+    hub.reset_stats()
+    assert Path(os.path.abspath(qwen_fetch.path(QWEN3_VL_8B, cache_dir="cache"))) == model.path
+    assert hub.log == []  # from the cache alone
