@@ -14,7 +14,7 @@ from qwen_fetch.errors import IntegrityError
 from qwen_fetch.hasher import hash_files
 from qwen_fetch.hashing import hash_file
 from qwen_fetch.manifest import PinnedFile
-from qwen_fetch.net.partstate import clear_leftovers
+from qwen_fetch.net.partstate import STATE_SUFFIX, clear_leftovers
 from qwen_fetch.paths import join_safe
 from qwen_fetch.plainfile import PlainSink
 from qwen_fetch.safefs import cache_lock, create_new, is_regular, make_dirs, remove_file
@@ -80,6 +80,26 @@ class Layout:
                 return False
             sink.promote(dest, self.tmp_dir)
         return True
+
+    def clear_stale(self, files: Sequence[PinnedFile]) -> None:
+        """Remove what killed runs left beside files that are complete and verified (partials, their
+        states, temporaries), each under its file's lock.  One directory listing decides whether there
+        is anything to do, so a pull answered from the cache stays cheap when there is not."""
+        try:
+            names = os.listdir(self.tmp_dir)
+        except OSError:
+            return
+        stale: set[str] = set()
+        for name in names:
+            if name.endswith(".incomplete") or name.endswith(".incomplete" + STATE_SUFFIX):
+                stale.add(name.split(".", 1)[0])
+            elif name.startswith(".") and name.endswith(".tmp"):
+                stale.add(name[1:].split(".", 1)[0])
+        for f in files:
+            if f.sha256 in stale:
+                stale.discard(f.sha256)
+                with cache_lock(self.lock(f), self.root):
+                    clear_leftovers(self.partial(f), finished=True)
 
     def finish(self, files: Sequence[PinnedFile], commit: str, revision: str) -> Path:
         """Expose verified content: snapshot links + ref (cache), or copies for repeated content (folder)."""

@@ -421,6 +421,7 @@ class Puller:
             return None
         files = tuple(f for f in wanted if f.path not in skipped)
         if already_linked(layout, files, pin.commit, pin.revision):
+            layout.clear_stale(files)  # `finish` does this on the other branch
             target = o.local_dir or layout.repo.snapshot_dir(pin.commit)
         else:
             target = layout.finish(files, pin.commit, pin.revision)
