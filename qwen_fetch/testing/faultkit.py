@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 SHA_A = "a" * 64
 OID_A = "b" * 40
@@ -232,7 +232,7 @@ class SnapshotWatcher:
     _thread: threading.Thread | None = None
     _hashes: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> SnapshotWatcher:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="snapshot-watcher")
         self._thread.start()
         return self
