@@ -181,6 +181,9 @@ def load_yaml(text: str, where: str, key_lines: LineMap | None = None) -> tuple[
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "nesting depth" in problem:  # libyaml from PyYAML 6.0.4 on stops deep documents itself
+            raise ConfigError(f"{where}{line}: malformed YAML: nested too deeply",
+                              hint="the file is malformed or hostile; restore it from version control") from None
         raise ConfigError(f"{where}{line}: malformed YAML: {problem}",
                           hint="fix the YAML syntax at that line") from None
     except RecursionError:  # PyYAML's composer recurses once per nesting level
