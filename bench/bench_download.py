@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qwen_fetch.hashing import hash_file  # noqa: E402
+from qwen_fetch.store.hasher import hash_file  # noqa: E402
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, build_sharded_files  # noqa: E402
 from qwen_fetch.testing.repo import is_lfs  # noqa: E402
 

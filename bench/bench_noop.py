@@ -33,10 +33,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from qwen_fetch.cache import RepoCache  # noqa: E402
-from qwen_fetch.lockfile import Lock, write_lock  # noqa: E402
-from qwen_fetch.manifest import Pin, PinnedFile  # noqa: E402
-from qwen_fetch.paths import safe_relpath  # noqa: E402
+from qwen_fetch.core.lockfile import Lock  # noqa: E402
+from qwen_fetch.core.manifest import Pin, PinnedFile  # noqa: E402
+from qwen_fetch.core.paths import safe_relpath  # noqa: E402
+from qwen_fetch.store.hfcache import RepoCache  # noqa: E402
+from qwen_fetch.store.lockio import write_lock  # noqa: E402
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, REAL_FILES, build_sharded_files  # noqa: E402
 
 QF = [sys.executable, "-m", "qwen_fetch"]

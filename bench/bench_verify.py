@@ -27,11 +27,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from qwen_fetch.cache import RepoCache
-from qwen_fetch.hasher import hash_files
-from qwen_fetch.lockfile import Lock, write_lock
-from qwen_fetch.manifest import Pin, PinnedFile
-from qwen_fetch.paths import safe_relpath
+from qwen_fetch.core.lockfile import Lock
+from qwen_fetch.core.manifest import Pin, PinnedFile
+from qwen_fetch.core.paths import safe_relpath
+from qwen_fetch.store.hasher import hash_files
+from qwen_fetch.store.hfcache import RepoCache
+from qwen_fetch.store.lockio import write_lock
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
 from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qwen_fetch.cache import RepoCache
+from qwen_fetch.core.ranges import block_count
 from qwen_fetch.net.partstate import PartState, save_state, state_path
-from qwen_fetch.net.ranges import block_count
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing.faultkit import Trial, cache_digest, new_outside, run_qf, tree_state
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer

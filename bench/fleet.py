@@ -36,8 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qwen_fetch.hashing import hash_file  # noqa: E402
-from qwen_fetch.lockfile import read_lock  # noqa: E402
+from qwen_fetch.store.hasher import hash_file  # noqa: E402
+from qwen_fetch.store.lockio import read_lock  # noqa: E402
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo  # noqa: E402
 from qwen_fetch.testing.hub import HubServer  # noqa: E402
 from qwen_fetch.testing.repo import RepoStore  # noqa: E402

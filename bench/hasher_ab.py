@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_verify import hashlib_rate
 
-from qwen_fetch import hasher
+from qwen_fetch.store import hasher
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qwen_fetch.hasher import hash_files
+from qwen_fetch.store.hasher import hash_files
 
 PY = sys.executable
 
@@ -40,7 +40,7 @@ def main() -> None:
     snap = next((cache).glob("models--*/snapshots/*"))
     paths = sorted(p for p in snap.rglob("*") if p.is_symlink() or p.is_file())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    hash_in_child = ("import sys, pathlib; from qwen_fetch.hasher import hash_files; "
+    hash_in_child = ("import sys, pathlib; from qwen_fetch.store.hasher import hash_files; "
                      f"hash_files([pathlib.Path(p) for p in sys.argv[1:]], workers={a.workers})")
     cmds = {
         "python -c pass": [PY, "-c", "pass"],

@@ -12,16 +12,13 @@ package, and ``qwen-fetch --help``, stay cheap::
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from qwen_fetch.api import PulledModel, VerifiedModel, pull, verify
-    from qwen_fetch.snapshot_path import path
-    from qwen_fetch.errors import (
+    from qwen_fetch.core.errors import (
         ConfigError,
         ExitCode,
         IntegrityError,
@@ -31,13 +28,14 @@ if TYPE_CHECKING:
         SourceError,
         UsageError,
     )
+    from qwen_fetch.ops.snapshot import path
 
 _LAZY = {
-    "pull": "qwen_fetch.api", "verify": "qwen_fetch.api", "path": "qwen_fetch.snapshot_path",
+    "pull": "qwen_fetch.api", "verify": "qwen_fetch.api", "path": "qwen_fetch.ops.snapshot",
     "PulledModel": "qwen_fetch.api", "VerifiedModel": "qwen_fetch.api",
-    "QFError": "qwen_fetch.errors", "UsageError": "qwen_fetch.errors", "ConfigError": "qwen_fetch.errors",
-    "IntegrityError": "qwen_fetch.errors", "SourceError": "qwen_fetch.errors",
-    "NotFoundError": "qwen_fetch.errors", "SmokeError": "qwen_fetch.errors", "ExitCode": "qwen_fetch.errors",
+    "QFError": "qwen_fetch.core.errors", "UsageError": "qwen_fetch.core.errors", "ConfigError": "qwen_fetch.core.errors",
+    "IntegrityError": "qwen_fetch.core.errors", "SourceError": "qwen_fetch.core.errors",
+    "NotFoundError": "qwen_fetch.core.errors", "SmokeError": "qwen_fetch.core.errors", "ExitCode": "qwen_fetch.core.errors",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -54,22 +52,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
-
-
-class _Package(types.ModuleType):
-    """``qwen_fetch.pull`` and ``qwen_fetch.verify`` are the API functions, although
-    ``qwen_fetch/pull.py`` and ``qwen_fetch/verify.py`` are modules too.
-
-    Importing a submodule binds it on its package (``qwen_fetch.pull = <module>``), which
-    would shadow the function as soon as anything imported the module.  The binding is
-    dropped here (the module stays in ``sys.modules``, so ``from qwen_fetch.pull import
-    Puller`` works), and the name falls through to :func:`__getattr__`.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _LAZY:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -10,7 +10,7 @@
     qwen_fetch.verify("Qwen/Qwen3-VL-8B-Instruct")   # re-hash offline; raises on any difference
 
 Every function returns a frozen dataclass and raises the command line's errors:
-:class:`~qwen_fetch.errors.QFError` subclasses whose ``exit_code`` is the CLI's
+:class:`~qwen_fetch.core.errors.QFError` subclasses whose ``exit_code`` is the CLI's
 (``UsageError`` 2, ``IntegrityError`` 3, ``SourceError``/``NotFoundError`` 4),
 with ``message``, ``hint`` and ``context``.  Nothing is printed unless asked
 (``progress=True`` draws the CLI's progress bar on stderr).  The ``qwen-fetch``
@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwen_fetch.errors import IntegrityError, UsageError
-from qwen_fetch.lockfile import DEFAULT_LOCK_NAME
+from qwen_fetch.core.errors import IntegrityError, UsageError
+from qwen_fetch.core.lockfile import DEFAULT_LOCK_NAME
 
 if TYPE_CHECKING:
-    from qwen_fetch.progress import ProgressSink
-    from qwen_fetch.pull import PullResult
-    from qwen_fetch.verify import TargetReport
+    from qwen_fetch.core.progress import ProgressSink
+    from qwen_fetch.core.verify import TargetReport
+    from qwen_fetch.ops.pull import PullResult
 
 PathLike = str | os.PathLike[str]
 
@@ -82,11 +82,11 @@ def run_pull(model_id: str, *, revision: str | None = None, source: str | None =
              progress: ProgressSink | None = None, reverify: bool = False, offline: bool = False) -> PullResult:
     """:func:`pull` with the full internal result (what the CLI prints and ``--json`` reports)."""
     check_pull_flags(update=update, frozen=frozen, cache_dir=cache_dir, local_dir=local_dir)
-    from qwen_fetch.cache import check_repo_id
-    from qwen_fetch.config import default_cache_dir, load_config
     from qwen_fetch.net.deadline import Deadlines
     from qwen_fetch.net.jobs import EngineOptions
-    from qwen_fetch.pull import Puller, PullOptions
+    from qwen_fetch.ops.pull import Puller, PullOptions
+    from qwen_fetch.sources.config import default_cache_dir, load_config
+    from qwen_fetch.store.hfcache import check_repo_id
 
     check_repo_id(model_id)
     if connections is not None and connections < 1:
@@ -119,12 +119,12 @@ def pull(model_id: str, *, revision: str | None = None, source: str | None = Non
     verification stamp still matches is not read (``reverify=True`` re-hashes every one), so
     a warm call transfers nothing, and when all pinned files are there it makes no network
     request at all.  ``offline=True`` (or ``HF_HUB_OFFLINE=1`` / ``QWEN_FETCH_OFFLINE=1``)
-    forbids the network: anything missing raises :class:`~qwen_fetch.offline.OfflineError`.  ``cache_dir`` defaults to the Hugging Face
+    forbids the network: anything missing raises :class:`~qwen_fetch.net.offline.OfflineError`.  ``cache_dir`` defaults to the Hugging Face
     cache (``$HF_HUB_CACHE``...); ``local_dir`` writes a plain folder instead.
 
-    Raises :class:`~qwen_fetch.errors.QFError` subclasses (``exit_code`` as the CLI's).
+    Raises :class:`~qwen_fetch.core.errors.QFError` subclasses (``exit_code`` as the CLI's).
     """
-    from qwen_fetch.progress import make_progress
+    from qwen_fetch.cli.progress import make_progress
 
     sink = make_progress(f"pull {model_id}", json_mode=not progress)
     result = run_pull(model_id, revision=revision, source=source, config=config, cache_dir=cache_dir,
@@ -149,8 +149,8 @@ def verify(model_id: str | None = None, *, path: PathLike | None = None, revisio
     every snapshot link that does not point at its blob; ``reference`` ``not-cached`` when
     the pinned snapshot is not in the cache at all.
     """
-    from qwen_fetch.progress import make_progress
-    from qwen_fetch.verify_select import build_report, load_pins
+    from qwen_fetch.cli.progress import make_progress
+    from qwen_fetch.ops.verify_select import build_report, load_pins
 
     locks = [Path(lock)] if isinstance(lock, (str, os.PathLike)) else [Path(p) for p in lock]
     if model_id is None and path is None:

@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qwen_fetch.config import Config, SourceConfig
-from qwen_fetch.hashing import hash_file
-from qwen_fetch.lockfile import Lock, read_lock
-from qwen_fetch.pull import Puller, PullOptions
+from qwen_fetch.core.lockfile import Lock
+from qwen_fetch.ops.pull import Puller, PullOptions
+from qwen_fetch.sources.config import Config, SourceConfig
+from qwen_fetch.store.hasher import hash_file
+from qwen_fetch.store.lockio import read_lock
 
 HF_BIN = str(Path(sys.executable).with_name("hf"))
 

@@ -86,15 +86,15 @@ def test_errors_are_the_clis(call, error: str, code: int, sharded_repo: str, hub
 
 
 def test_names_stay_functions_after_the_modules_are_imported() -> None:
-    """qwen_fetch/pull.py and verify.py are modules too: importing them must not shadow the functions."""
-    import qwen_fetch.pull
-    import qwen_fetch.verify  # noqa: F401
+    """The API's names are functions; the modules behind them (ops/pull.py, core/verify.py) live in subpackages."""
+    import qwen_fetch.core.verify
+    import qwen_fetch.ops.pull  # noqa: F401
     from qwen_fetch.api import pull, verify
 
     assert qwen_fetch.pull is pull and qwen_fetch.verify is verify
-    from qwen_fetch.pull import Puller  # the module is still importable by name
+    from qwen_fetch.ops.pull import Puller
 
-    assert Puller.__module__ == "qwen_fetch.pull"
+    assert Puller.__module__ == "qwen_fetch.ops.pull"
 
 
 def test_importing_the_package_stays_cheap() -> None:

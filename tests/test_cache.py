@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.cache import RepoCache, repo_folder_name, repo_id_from_folder
-from qwen_fetch.paths import SafeRelPath
+from qwen_fetch.core.paths import SafeRelPath
+from qwen_fetch.store.hfcache import RepoCache, repo_folder_name, repo_id_from_folder
 
 
 def test_folder_names_roundtrip() -> None:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.config import BUILTIN, builtin_text, load_config, parse_config
-from qwen_fetch.errors import ConfigError, UsageError
+from qwen_fetch.core.errors import ConfigError, UsageError
+from qwen_fetch.sources.config import BUILTIN, builtin_text, load_config, parse_config
 from tests.conftest import REPO_ROOT
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.errors import ConfigError
+from qwen_fetch.core.errors import ConfigError
 from qwen_fetch.net.deadline import Deadlines, RateGuard, TooSlow
 from qwen_fetch.testing.drip import DripHeadersServer
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.errors import DiskFullError, ExitCode, IntegrityError, SourceError
+from qwen_fetch.core.errors import DiskFullError, ExitCode, IntegrityError, SourceError
+from qwen_fetch.core.progress import NullProgress
 from qwen_fetch.net import filetask
 from qwen_fetch.net.engine import FetchCancelled, fetch_all
 from qwen_fetch.net.http import make_client
 from qwen_fetch.net.jobs import FetchJob
 from qwen_fetch.net.partstate import state_path
 from qwen_fetch.net.scheduler import part_size_for
-from qwen_fetch.progress import NullProgress
 from qwen_fetch.testing.hub import Faults, HubServer
 from tests.test_engine_support import FAST, make_jobs, make_repo, options
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from qwen_fetch.core.progress import NullProgress
 from qwen_fetch.net.engine import fetch_all
 from qwen_fetch.net.jobs import FetchJob
 from qwen_fetch.net.partstate import BadState, load_state, state_path
-from qwen_fetch.progress import NullProgress
 from qwen_fetch.testing.hub import Faults, HubServer
 from tests.test_engine_support import FAST, make_jobs, make_repo, options
 
@@ -29,7 +29,7 @@ import json, sys
 from pathlib import Path
 from tests.test_engine_support import jobs_for, options
 from qwen_fetch.net.engine import fetch_all
-from qwen_fetch.progress import NullProgress
+from qwen_fetch.cli.progress import NullProgress
 spec = json.loads(sys.argv[1])
 jobs = jobs_for(Path(spec["cache"]), spec["commit"], spec["pins"], [("hub", spec["url"])])
 fetch_all(jobs, options(connections=2, min_split=1 << 40), NullProgress())

@@ -11,11 +11,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qwen_fetch.net.partstate import (BadState, PartState, block_sum, block_summer, head_line, journal_line,
-                                      parse_state, verify_partial)
+from qwen_fetch.core.ranges import (
+    backoff_delay,
+    missing_runs,
+    parse_content_range,
+    parse_retry_after,
+    plan_ranges,
+    retry_delay,
+    split_point,
+)
+from qwen_fetch.net.partstate import (
+    BadState,
+    PartState,
+    block_sum,
+    block_summer,
+    head_line,
+    journal_line,
+    parse_state,
+    verify_partial,
+)
 from qwen_fetch.net.rangeget import RangeRequest, Retryable, SourceFailed, check_response, request_headers
-from qwen_fetch.net.ranges import (backoff_delay, missing_runs, parse_content_range, parse_retry_after, plan_ranges,
-                                   retry_delay, split_point)
 
 KB = 1024
 SHA = "a" * 64
@@ -374,9 +389,9 @@ def test_blocks_are_written_whole_whichever_piece_size(tmp_path: object, monkeyp
     import threading
     from pathlib import Path
 
+    from qwen_fetch.core.paths import safe_relpath
     from qwen_fetch.net import filetask
     from qwen_fetch.net.jobs import FetchJob
-    from qwen_fetch.paths import safe_relpath
 
     d = Path(str(tmp_path))
     bs = 1 << 20
@@ -410,9 +425,9 @@ def test_a_fresh_start_replaces_the_partial_file_instead_of_truncating_it(tmp_pa
     """
     from pathlib import Path
 
+    from qwen_fetch.core.paths import safe_relpath
     from qwen_fetch.net import filetask
     from qwen_fetch.net.jobs import FetchJob
-    from qwen_fetch.paths import safe_relpath
 
     d = Path(str(tmp_path))
     job = FetchJob(path=safe_relpath("f.bin"), size=100, sha256=SHA, dest=d / "f", partial=d / "f.incomplete",
@@ -437,10 +452,10 @@ def test_heads_written_this_run_survive_a_compaction_unless_the_file_was_forgott
     import threading
     from pathlib import Path
 
+    from qwen_fetch.core.paths import safe_relpath
     from qwen_fetch.net import filetask
     from qwen_fetch.net.jobs import FetchJob
     from qwen_fetch.net.partstate import load_state, state_path
-    from qwen_fetch.paths import safe_relpath
 
     d = Path(str(tmp_path))
     data = os.urandom(40)

@@ -10,11 +10,11 @@ from urllib.parse import quote
 
 import httpx
 
-from qwen_fetch.cache import RepoCache
+from qwen_fetch.core.paths import safe_relpath
 from qwen_fetch.net.http import make_client
 from qwen_fetch.net.jobs import EngineOptions, FetchJob
-from qwen_fetch.paths import safe_relpath
 from qwen_fetch.sources.base import FileLocation
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing.repo import RepoStore
 
 REPO = "org/model"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.cache import RepoCache
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing.faultkit import cache_digest, new_outside, tree_state
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer, _tree_entries
@@ -38,7 +38,7 @@ def _assert_refused_cleanly(tmp_path: Path, before: dict[str, str], commit: str)
 
 
 def _is_bad_blob(p: Path) -> bool:
-    from qwen_fetch.hashing import hash_file
+    from qwen_fetch.store.hasher import hash_file
 
     return hash_file(p).sha256 != p.name
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.cache import RepoCache
-from qwen_fetch.lockfile import read_lock
+from qwen_fetch.store.hfcache import RepoCache
+from qwen_fetch.store.lockio import read_lock
 from qwen_fetch.testing.faultkit import HOSTILE_LOCKS, HOSTILE_MIRRORS, cache_digest
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.cache import RepoCache
-from qwen_fetch.hashing import hash_file
+from qwen_fetch.store.hasher import hash_file
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing.faultkit import (
     cache_digest,
     mount_small_fs,
@@ -166,10 +166,10 @@ def test_state_file_enospc_does_not_hide_the_disk_full_error(tmp_path: Path, mon
     once got a bare 'disk full while writing a file' from the cleanup's state save)."""
     import errno
 
-    from qwen_fetch.errors import DiskFullError
+    from qwen_fetch.core.errors import DiskFullError
+    from qwen_fetch.core.progress import NullProgress
     from qwen_fetch.net import engine, filetask
     from qwen_fetch.net.engine import fetch_all
-    from qwen_fetch.progress import NullProgress
     from tests.test_engine_support import FAST, make_jobs, make_repo
 
     store, commit, data = make_repo(tmp_path / "repo", {"a.safetensors": 3_000_000, "b.safetensors": 2_000_000})

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from qwen_fetch.cache import RepoCache
 from qwen_fetch.cli.app import app
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing.faultkit import run_qf
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 

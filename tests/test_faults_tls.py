@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from qwen_fetch.cache import RepoCache
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer
 from tests.conftest import write_mirrors

@@ -40,7 +40,8 @@ def test_frozen_update_is_a_usage_error_even_with_a_pin(cli, sharded_repo, hub: 
     ["verify", "--all"],
 ])
 def test_missing_cache_folder_is_an_error_not_an_empty_cache(cli, args: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from qwen_fetch.lockfile import Lock, write_lock
+    from qwen_fetch.core.lockfile import Lock
+    from qwen_fetch.store.lockio import write_lock
 
     write_lock(Path("qwen-fetch.lock"), Lock())
     r = cli(*args, "--cache-dir", str(tmp_path / "typo-cache"))

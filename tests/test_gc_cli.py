@@ -12,12 +12,12 @@ from filelock import FileLock
 from huggingface_hub import scan_cache_dir
 from typer.testing import CliRunner
 
-from qwen_fetch.cache import RepoCache
 from qwen_fetch.cli.app import app
 from qwen_fetch.cli.gc_cmd import build_policy, make_plan
-from qwen_fetch.gc import BLOB, PARTIAL, REVISION
-from qwen_fetch.gc_disk import TRASH_DIR, execute
-from qwen_fetch.manifest import Pin
+from qwen_fetch.core.gc import BLOB, PARTIAL, REVISION
+from qwen_fetch.core.manifest import Pin
+from qwen_fetch.store.gc_disk import TRASH_DIR, execute
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing.repo import RepoStore
 from tests.verify_gc_cache import disk_bytes, install, write_pins
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_fetch.errors import UsageError
-from qwen_fetch.gc import (
+from qwen_fetch.core.errors import UsageError
+from qwen_fetch.core.gc import (
     BLOB,
     DAY,
     PARTIAL,

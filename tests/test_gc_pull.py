@@ -13,9 +13,9 @@ import pytest
 from huggingface_hub import scan_cache_dir
 from typer.testing import CliRunner
 
-from qwen_fetch.cache import RepoCache
 from qwen_fetch.cli.app import app
 from qwen_fetch.cli.demo_cmd import bundled_model_dir
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore
 from tests.verify_gc_cache import disk_bytes

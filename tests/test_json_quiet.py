@@ -52,7 +52,6 @@ def test_pull_json_with_a_smoke_load_is_quiet(cli, tmp_path: Path) -> None:  # t
     from qwen_fetch.cli.demo_cmd import DEMO_MODEL, bundled_model_dir
     from qwen_fetch.testing.hub import HubServer
     from qwen_fetch.testing.repo import RepoStore
-
     from tests.conftest import write_mirrors
 
     src = bundled_model_dir()

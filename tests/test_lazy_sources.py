@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.config import ENV_ONLY, load_config
+from qwen_fetch.sources.config import ENV_ONLY, load_config
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
 from qwen_fetch.testing.hub import Faults, HubServer
 from qwen_fetch.testing.repo import RepoStore

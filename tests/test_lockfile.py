@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_fetch.errors import ConfigError
-from qwen_fetch.lockfile import Lock, dump_lock, parse_lock
-from qwen_fetch.manifest import Pin, PinnedFile, SourceRevision
-from qwen_fetch.paths import SafeRelPath, UnsafePathError, safe_relpath
-from qwen_fetch.revisions import revision_problem
+from qwen_fetch.core.errors import ConfigError
+from qwen_fetch.core.lockfile import Lock, dump_lock, parse_lock
+from qwen_fetch.core.manifest import Pin, PinnedFile, SourceRevision
+from qwen_fetch.core.paths import SafeRelPath, UnsafePathError, safe_relpath
+from qwen_fetch.core.revisions import revision_problem
 
 SHA = "a" * 64
 

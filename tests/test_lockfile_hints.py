@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.lockfile import read_lock
+from qwen_fetch.store.lockio import read_lock
 from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_fetch.errors import ExitCode, IntegrityError, QFError, SourceError
-from qwen_fetch.paths import UnsafePathError
+from qwen_fetch.core.errors import ExitCode, IntegrityError, QFError, SourceError
+from qwen_fetch.core.paths import UnsafePathError
 from qwen_fetch.sources.hf import ListingError
 from qwen_fetch.sources.modelscope import LISTING_CAP, parse_files, parse_revisions, unwrap
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qwen_fetch.config import SourceConfig, load_config, parse_config, with_modelscope_endpoint
-from qwen_fetch.errors import ConfigError, ExitCode, NotFoundError, SourceError
-from qwen_fetch.paths import safe_relpath
+from qwen_fetch.core.errors import ConfigError, ExitCode, NotFoundError, SourceError
+from qwen_fetch.core.paths import safe_relpath
 from qwen_fetch.sources.base import make_source
+from qwen_fetch.sources.config import SourceConfig, load_config, parse_config, with_modelscope_endpoint
 from qwen_fetch.sources.hf import ListingError
 from qwen_fetch.sources.modelscope import ModelScopeSource
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.cache import RepoCache
-from qwen_fetch.errors import IntegrityError
-from qwen_fetch.lockfile import read_lock
-from qwen_fetch.snapshot_path import path as snapshot_path
+from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.ops.snapshot import path as snapshot_path
+from qwen_fetch.store.hfcache import RepoCache
+from qwen_fetch.store.lockio import read_lock
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore
@@ -274,10 +274,10 @@ def test_path_of_an_unpulled_pin_is_exit_3(cli, sharded_repo, hub, mirrors) -> N
 
 
 def test_offline_guards_sit_where_connections_are_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from qwen_fetch.config import SourceConfig
     from qwen_fetch.net.http import make_client
-    from qwen_fetch.offline import OfflineError
+    from qwen_fetch.net.offline import OfflineError
     from qwen_fetch.sources.base import make_source
+    from qwen_fetch.sources.config import SourceConfig
     from qwen_fetch.store.backends import S3Store
 
     monkeypatch.setenv("QWEN_FETCH_OFFLINE", "1")

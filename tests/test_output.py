@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.progress import RichProgress
-from qwen_fetch.redact import redact, remember
+from qwen_fetch.cli.progress import RichProgress
+from qwen_fetch.core.redact import redact, remember
 from qwen_fetch.testing.faultkit import _file
 from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from qwen_fetch.paths import UnsafePathError, check_collisions, safe_relpath
-from qwen_fetch.paths import SafeRelPath as P
+from qwen_fetch.core.paths import SafeRelPath as P
+from qwen_fetch.core.paths import UnsafePathError, check_collisions, safe_relpath
 
 
 @pytest.mark.parametrize("raw", ["../x", "a/../../x", "/etc/passwd", "C:/x", "a\\b", "a\x00b", "a\nb", "a\x85b", "a\u2028b", "a\u202eb", "a//b", "./a",

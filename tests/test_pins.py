@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from qwen_fetch.errors import IntegrityError, UsageError
-from qwen_fetch.lockfile import Lock
-from qwen_fetch.manifest import Pin, PinnedFile, RemoteFile, RepoListing
-from qwen_fetch.paths import SafeRelPath as P
-from qwen_fetch.pins import check_against_pin, content_matches, matches, pick_pin
+from qwen_fetch.core.errors import IntegrityError, UsageError
+from qwen_fetch.core.lockfile import Lock
+from qwen_fetch.core.manifest import Pin, PinnedFile, RemoteFile, RepoListing
+from qwen_fetch.core.paths import SafeRelPath as P
+from qwen_fetch.core.pins import check_against_pin, content_matches, matches, pick_pin
 
 A, B = "a" * 64, "b" * 64
 OLD, NEW = "1" * 40, "2" * 40

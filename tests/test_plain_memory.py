@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.cache import RepoCache
-from qwen_fetch.hashing import hash_file
+from qwen_fetch.store.hasher import hash_file
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing import repo as repo_mod
 from qwen_fetch.testing.fixtures import _random_file
 from qwen_fetch.testing.repo import RepoStore

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.config import load_config
-from qwen_fetch.errors import ExitCode, SourceError
+from qwen_fetch.core.errors import ExitCode, SourceError
 from qwen_fetch.net.jobs import EngineOptions
+from qwen_fetch.net.plainfile import PlainSink
 from qwen_fetch.net.smallget import SmallGetError, get_small
-from qwen_fetch.plainfile import PlainSink
-from qwen_fetch.pull import Puller, PullOptions
+from qwen_fetch.ops.pull import Puller, PullOptions
 from qwen_fetch.sources.base import make_source
+from qwen_fetch.sources.config import load_config
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer
 
@@ -67,7 +67,7 @@ def test_permanent_500_is_a_source_error_naming_the_status(store, sharded_repo, 
 
 def test_wrong_bytes_on_one_source_and_500_on_the_other_is_an_integrity_error(store, sharded_repo, hub: HubServer,
                                                                               tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from qwen_fetch.errors import IntegrityError
+    from qwen_fetch.core.errors import IntegrityError
 
     with HubServer(store) as other:
         other.faults.statuses["config.json"] = [(500, {})] * 100

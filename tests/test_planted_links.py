@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.cache import RepoCache
+from qwen_fetch.core.ranges import block_count
 from qwen_fetch.net.partstate import PartState, save_state, state_path
-from qwen_fetch.net.ranges import block_count
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing.repo import RepoStore
 
 MODEL = "Org/tiny"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.config import parse_config
-from qwen_fetch.errors import ConfigError
-from qwen_fetch.proxy import ProxyParseError, ProxyPolicy, parse_no_proxy, parse_proxy
+from qwen_fetch.core.errors import ConfigError
+from qwen_fetch.core.proxy import ProxyParseError, ProxyPolicy, parse_no_proxy, parse_proxy
+from qwen_fetch.sources.config import parse_config
 
 NO_PROXY_CASES = [
     # (NO_PROXY, host, port, bypassed)

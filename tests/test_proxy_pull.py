@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from qwen_fetch.cache import RepoCache
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing import proxies
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from qwen_fetch.cache import RepoCache
-from qwen_fetch.errors import ConfigError
+from qwen_fetch.core.errors import ConfigError
 from qwen_fetch.net.http import tls_context
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing import proxies
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer

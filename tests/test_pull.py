@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.cache import RepoCache
-from qwen_fetch.hashing import hash_file
-from qwen_fetch.lockfile import dump_lock, read_lock, write_lock
-from qwen_fetch.manifest import Pin
+from qwen_fetch.core.lockfile import dump_lock
+from qwen_fetch.core.manifest import Pin
+from qwen_fetch.store.hasher import hash_file
+from qwen_fetch.store.hfcache import RepoCache
+from qwen_fetch.store.lockio import read_lock, write_lock
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
 from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore

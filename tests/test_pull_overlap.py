@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.cache import RepoCache
-from qwen_fetch.config import Config, SourceConfig
-from qwen_fetch.errors import IntegrityError
-from qwen_fetch.lockfile import read_lock
-from qwen_fetch.progress import NullProgress
-from qwen_fetch.pull import Puller, PullOptions
+from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.progress import NullProgress
+from qwen_fetch.ops.pull import Puller, PullOptions
+from qwen_fetch.sources.config import Config, SourceConfig
+from qwen_fetch.store.hfcache import RepoCache
+from qwen_fetch.store.lockio import read_lock
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.cache import RepoCache
-from qwen_fetch.errors import IntegrityError
-from qwen_fetch.manifest import RemoteFile, RepoListing
-from qwen_fetch.paths import SafeRelPath
-from qwen_fetch.revisions import is_commit_id, revision_problem
+from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.manifest import RemoteFile, RepoListing
+from qwen_fetch.core.paths import SafeRelPath
+from qwen_fetch.core.revisions import is_commit_id, revision_problem
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qwen_fetch.hashing import hash_file
-from qwen_fetch.lockfile import Lock
+from qwen_fetch.core.lockfile import Lock
 from qwen_fetch.store.backends import ObjectInfo, S3Store
+from qwen_fetch.store.hasher import hash_file
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore
@@ -214,10 +214,10 @@ def test_sync_survey_lists_blobs_across_pages(seaweed: SeaweedS3, bucket: str,
     agree with one HEAD per blob (page size 2 here, so 9 objects take 5 pages)."""
     import hashlib
 
-    from qwen_fetch.manifest import Pin, PinnedFile
-    from qwen_fetch.paths import safe_relpath
-    from qwen_fetch.store.layout import blob_key
-    from qwen_fetch.sync import plan_sync, survey
+    from qwen_fetch.core.manifest import Pin, PinnedFile
+    from qwen_fetch.core.paths import safe_relpath
+    from qwen_fetch.ops.sync import plan_sync, survey
+    from qwen_fetch.store.bucket import blob_key
 
     for k, v in seaweed.admin.env().items():
         monkeypatch.setenv(k, v)

@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qwen_fetch.lockfile import Lock, read_lock
-from qwen_fetch.serve import ServeServer
+from qwen_fetch.core.lockfile import Lock
+from qwen_fetch.serve.server import ServeServer
+from qwen_fetch.store.lockio import read_lock
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer
 from qwen_fetch.testing.repo import RepoStore

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.byteranges import select_span
-from qwen_fetch.paths import SafeRelPath
-from qwen_fetch.serve import repo_info_doc, resolve_headers, route, tree_doc
-from qwen_fetch.serve_catalog import ServedFile, Snapshot, git_oid_of, guess_lfs, lfs_pointer
-from qwen_fetch.stamps import FileStat
+from qwen_fetch.core.byteranges import select_span
+from qwen_fetch.core.paths import SafeRelPath
+from qwen_fetch.serve.catalog import ServedFile, Snapshot, git_oid_of, guess_lfs, lfs_pointer
+from qwen_fetch.serve.server import repo_info_doc, resolve_headers, route, tree_doc
+from qwen_fetch.store.stamps import FileStat
 
 SHA = "d88b0d6a6ff9c3f8151f9d3228f57092aaea997f09af009eefd7373a77b5abb9"
 

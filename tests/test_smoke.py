@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from qwen_fetch.cli.smoke_cmd import pinned_code_paths
-from qwen_fetch.errors import ExitCode, SmokeError, UsageError
-from qwen_fetch.smoke import (
+from qwen_fetch.core.errors import ExitCode, SmokeError, UsageError
+from qwen_fetch.smoke.check import (
     check_remote_code,
     check_weights,
     choose_auto_class,

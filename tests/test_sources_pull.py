@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.lockfile import read_lock
+from qwen_fetch.store.lockio import read_lock
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
 from qwen_fetch.testing.hub import Faults, HubServer
 from qwen_fetch.testing.modelscope_hub import DEFAULT_EXTRA_FILES, ModelScopeHubServer, MSFaults, ms_commit

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.config import SourceConfig
-from qwen_fetch.errors import ExitCode
-from qwen_fetch.select import ProbeResult, all_down_error, probe, probe_all, rank
+from qwen_fetch.core.errors import ExitCode
 from qwen_fetch.sources.base import make_source
+from qwen_fetch.sources.config import SourceConfig
+from qwen_fetch.sources.select import ProbeResult, all_down_error, probe, probe_all, rank
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
 from qwen_fetch.testing.hub import Faults, HubServer
 from qwen_fetch.testing.modelscope_hub import ModelScopeHubServer

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.hashing import hash_file
-from qwen_fetch.layout import Layout
-from qwen_fetch.manifest import PinnedFile
-from qwen_fetch.paths import SafeRelPath
-from qwen_fetch.stamps import RACY_NS, FileStat, Stamp, StampStore, decode, encode, file_stat, take, vouches
-from qwen_fetch.warm import check_in_place, stamp_key, stamp_store
+from qwen_fetch.core.manifest import PinnedFile
+from qwen_fetch.core.paths import SafeRelPath
+from qwen_fetch.store.hasher import hash_file
+from qwen_fetch.store.placement import Layout
+from qwen_fetch.store.stamps import RACY_NS, FileStat, Stamp, StampStore, decode, encode, file_stat, take, vouches
+from qwen_fetch.store.warm import check_in_place, stamp_key, stamp_store
 
 SHA = "a" * 64
 ST = FileStat(dev=2049, ino=1234, size=100, mtime_ns=1_700_000_000_000_000_000, ctime_ns=1_700_000_000_000_000_000)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.errors import IntegrityError
-from qwen_fetch.lockfile import Lock
+from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.lockfile import Lock
 from qwen_fetch.store.backends import DirStore
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer
@@ -102,8 +102,8 @@ def test_dry_run_changes_nothing(tmp_path: Path, cli, pulled) -> None:
 
 def test_a_blob_that_does_not_verify_after_upload_stops_before_the_manifest(tmp_path: Path, pulled) -> None:
     """The store acknowledges an upload but holds other bytes (a flaky NFS server, a broken gateway)."""
-    from qwen_fetch.store.layout import manifest_key, ref_key
-    from qwen_fetch.sync import SyncOptions, SyncResult, run_sync
+    from qwen_fetch.ops.sync import SyncOptions, SyncResult, run_sync
+    from qwen_fetch.store.bucket import manifest_key, ref_key
 
     class LossyStore(DirStore):
         def put_file(self, key: str, local: Path, *, sha256: str) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qwen_fetch.manifest import Pin, PinnedFile
-from qwen_fetch.paths import SafeRelPath
+from qwen_fetch.core.manifest import Pin, PinnedFile
+from qwen_fetch.core.paths import SafeRelPath
+from qwen_fetch.ops.sync import plan_sync
 from qwen_fetch.store.backends import ObjectInfo
-from qwen_fetch.store.layout import Manifest, StoreError, is_md5_etag, manifest_key, parse_manifest, ref_key, s3_etag
+from qwen_fetch.store.bucket import Manifest, StoreError, is_md5_etag, manifest_key, parse_manifest, ref_key, s3_etag
 from qwen_fetch.store.transport import FileTransport
-from qwen_fetch.sync import plan_sync
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 PIN = Pin(revision="main", commit="1" * 40, source="hf", files=(

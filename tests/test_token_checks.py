@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.config import load_config, mask_url, read_token
-from qwen_fetch.errors import ConfigError
-from qwen_fetch.redact import scrub
+from qwen_fetch.core.errors import ConfigError
+from qwen_fetch.core.redact import scrub
+from qwen_fetch.sources.config import load_config, mask_url, read_token
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer
 

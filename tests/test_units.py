@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from qwen_fetch.progress import RichProgress
-from qwen_fetch.units import format_bytes, format_progress, format_rate
+from qwen_fetch.cli.progress import RichProgress
+from qwen_fetch.core.units import format_bytes, format_progress, format_rate
 
 
 @pytest.mark.parametrize("n, text", [
@@ -29,7 +29,7 @@ def test_rate_and_progress_share_the_unit() -> None:
 
 
 def test_no_other_byte_formatter_in_the_package() -> None:
-    """Every size goes through qwen_fetch.units: no module divides by 1024 for display or names a unit."""
+    """Every size goes through qwen_fetch.core.units: no module divides by 1024 for display or names a unit."""
     pkg = Path(__file__).resolve().parent.parent / "qwen_fetch"
     offenders = []
     for f in pkg.rglob("*.py"):

@@ -13,9 +13,9 @@ import pytest
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from qwen_fetch.cache import RepoCache
 from qwen_fetch.cli.app import app
-from qwen_fetch.manifest import Pin
+from qwen_fetch.core.manifest import Pin
+from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
 from qwen_fetch.testing.repo import RepoStore
 from tests.verify_gc_cache import install, write_pins
@@ -255,7 +255,7 @@ class Recorder:
 
 
 def test_progress_counts_every_byte_once(env: Env) -> None:
-    from qwen_fetch.verify_disk import snapshot_targets, verify_targets
+    from qwen_fetch.store.verify_disk import snapshot_targets, verify_targets
 
     # Two snapshots sharing blobs: each shared blob is read (and counted) once.
     c2 = add_sharded_repo(env.store, QWEN3_VL_8B, shard_total=1 << 20, seed=1, revision="again",

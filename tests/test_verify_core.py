@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_fetch.hasher import HashResult, hash_files, hash_one
-from qwen_fetch.manifest import PinnedFile
-from qwen_fetch.paths import SafeRelPath
-from qwen_fetch.verify import (
+from qwen_fetch.core.manifest import PinnedFile
+from qwen_fetch.core.paths import SafeRelPath
+from qwen_fetch.core.verify import (
     BLOB_COMPLETE,
     DANGLING,
     NOT_A_LINK,
@@ -33,6 +32,7 @@ from qwen_fetch.verify import (
     classify_partial,
     compare,
 )
+from qwen_fetch.store.hasher import HashResult, hash_files, hash_one
 
 SHA_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 SHA_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -176,7 +176,7 @@ def test_hash_one_small_buffer_literal(tmp_path: Path, use_mmap: bool) -> None:
 def test_hash_one_auto_times_both_ways_then_keeps_the_faster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              size: int, faster: str) -> None:
     """Auto mode: windows alternate read/map (the sha256 just continues), then the cheaper way does the rest."""
-    from qwen_fetch import hasher
+    from qwen_fetch.store import hasher
 
     monkeypatch.setattr(hasher, "AUTO_MIN", 1)
     monkeypatch.setattr(hasher, "PROBE_WINDOW", 1000)
@@ -245,7 +245,7 @@ def test_hash_files_parallel_dedup_and_errors(tmp_path: Path) -> None:
 def test_hash_files_moves_a_files_sha256_between_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          use_mmap: bool | None) -> None:
     """Files are hashed in slices by whichever thread is free: every digest still comes out right."""
-    from qwen_fetch import hasher
+    from qwen_fetch.store import hasher
 
     monkeypatch.setattr(hasher, "SLICE", 4096)
     monkeypatch.setattr(hasher, "AUTO_MIN", 10_000)
@@ -291,7 +291,7 @@ def test_board_schedule_is_optimal_within_one_slice(sizes: list[int], workers: i
     """Simulated time: every thread hashes 1 unit per tick, slices of 1 unit (the real sizes scaled)."""
     import heapq
 
-    from qwen_fetch import hasher
+    from qwen_fetch.store import hasher
 
     monkeypatch.setattr(hasher, "SLICE", 1)
     jobs = [_FakeJob(s) for s in sorted(sizes, reverse=True)]

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_fetch.errors import ConfigError
-from qwen_fetch.yamlio import _CLoader, dump_yaml, load_yaml
+from qwen_fetch.core.errors import ConfigError
+from qwen_fetch.core.yamlio import _CLoader, dump_yaml, load_yaml
 
 # Strings that look like paths and ids, plus the ones YAML treats specially (quoted, typed, unicode, spaces).
 _words = st.one_of(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from qwen_fetch.cache import RepoCache
-from qwen_fetch.lockfile import Lock, write_lock
-from qwen_fetch.manifest import Pin, PinnedFile
-from qwen_fetch.paths import safe_relpath
+from qwen_fetch.core.lockfile import Lock
+from qwen_fetch.core.manifest import Pin, PinnedFile
+from qwen_fetch.core.paths import safe_relpath
+from qwen_fetch.store.hfcache import RepoCache
+from qwen_fetch.store.lockio import write_lock
 from qwen_fetch.testing.repo import RepoStore
 
 

@@ -8,7 +8,7 @@ import typer
 
 from qwen_fetch import __version__
 from qwen_fetch.cli.helpfmt import QFGroup, use_for_every_command
-from qwen_fetch.errors import EXIT_CODE_HELP
+from qwen_fetch.core.errors import EXIT_CODE_HELP
 
 app = typer.Typer(
     name="qwen-fetch",
@@ -34,14 +34,24 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
           offline: bool = typer.Option(False, "--offline",
                                        help="Make no network request in any command (as HF_HUB_OFFLINE=1).")) -> None:
     if offline:
-        from qwen_fetch.offline import set_offline
+        from qwen_fetch.net.offline import set_offline
 
         set_offline(True)
 
 
 def _register() -> None:
-    from qwen_fetch.cli import (demo_cmd, gc_cmd, lock_cmd, mirrors_cmd, path_cmd, pull_cmd, serve_cmd, smoke_cmd,
-                                sync_cmd, verify_cmd)
+    from qwen_fetch.cli import (
+        demo_cmd,
+        gc_cmd,
+        lock_cmd,
+        mirrors_cmd,
+        path_cmd,
+        pull_cmd,
+        serve_cmd,
+        smoke_cmd,
+        sync_cmd,
+        verify_cmd,
+    )
 
     for mod in (pull_cmd, lock_cmd, path_cmd, verify_cmd, gc_cmd, mirrors_cmd, smoke_cmd, serve_cmd, sync_cmd,
                 demo_cmd):

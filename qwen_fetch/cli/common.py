@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from qwen_fetch.errors import QFError
+from qwen_fetch.core.errors import QFError
 
 T = TypeVar("T")
 
@@ -26,13 +26,13 @@ OfflineOpt = Annotated[bool, typer.Option("--offline", help="Make no network req
 def go_offline(flag: bool) -> None:
     """Honour a command's ``--offline`` (the global flag and the environment are read where connections are made)."""
     if flag:
-        from qwen_fetch.offline import set_offline
+        from qwen_fetch.net.offline import set_offline
 
         set_offline(True)
 
 
 def emit_json(obj: Any) -> None:
-    from qwen_fetch.redact import redact_obj
+    from qwen_fetch.core.redact import redact_obj
 
     sys.stdout.write(json.dumps(redact_obj(obj), indent=2, sort_keys=True, default=str) + "\n")
     sys.stdout.flush()
@@ -59,7 +59,7 @@ def styled(text: str, style: str) -> Any:
 
 def fail(err: QFError, *, json_mode: bool) -> None:
     """Print a user-facing error as one line plus a hint (secrets masked), then exit with its code."""
-    from qwen_fetch.redact import redact
+    from qwen_fetch.core.redact import redact
 
     if json_mode:
         # One JSON document and nothing else: the error's message and hint are in it.
@@ -78,7 +78,7 @@ def _print_traceback() -> None:
     """``--debug``: the traceback of the exception being handled, on stderr, secrets masked."""
     import traceback
 
-    from qwen_fetch.redact import redact
+    from qwen_fetch.core.redact import redact
 
     sys.stderr.write(redact(traceback.format_exc()))
     sys.stderr.flush()
@@ -117,7 +117,7 @@ def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
             _print_traceback()
         fail(err, json_mode=json_mode)
     except KeyboardInterrupt:
-        from qwen_fetch.errors import Interrupted
+        from qwen_fetch.core.errors import Interrupted
 
         if debug:
             _print_traceback()
@@ -128,7 +128,7 @@ def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
             _print_traceback()
         import errno
 
-        from qwen_fetch.errors import DiskFullError, SourceError
+        from qwen_fetch.core.errors import DiskFullError, SourceError
 
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             fail(DiskFullError(f"disk full while writing {exc.filename or 'a file'}",

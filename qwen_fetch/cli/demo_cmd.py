@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pull, pin and verify a bundled tiny Qwen3-VL from a built-in loopback mirror (no internet)."""
         def body() -> None:
-            from qwen_fetch.errors import QFError
+            from qwen_fetch.core.errors import QFError
             from qwen_fetch.testing.hub import HubServer
             from qwen_fetch.testing.repo import RepoStore
 

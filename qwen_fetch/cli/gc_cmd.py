@@ -19,10 +19,10 @@ from qwen_fetch.cli.common import (
     run_command,
     styled,
 )
-from qwen_fetch.errors import EXIT_CODE_HELP, UsageError
-from qwen_fetch.gc import GcPlan, GcPolicy, parse_duration
-from qwen_fetch.lockfile import DEFAULT_LOCK_NAME
-from qwen_fetch.units import format_bytes
+from qwen_fetch.core.errors import EXIT_CODE_HELP, UsageError
+from qwen_fetch.core.gc import GcPlan, GcPolicy, parse_duration
+from qwen_fetch.core.lockfile import DEFAULT_LOCK_NAME
+from qwen_fetch.core.units import format_bytes
 
 
 def build_policy(lock: list[Path] | None, no_lock: bool, keep_last: int, older_than: str | None,
@@ -53,10 +53,10 @@ def build_policy(lock: list[Path] | None, no_lock: bool, keep_last: int, older_t
 
 
 def make_plan(cache_dir: Path | None, policy: GcPolicy) -> GcPlan:
-    from qwen_fetch.config import default_cache_dir
-    from qwen_fetch.gc import plan_gc
-    from qwen_fetch.gc_disk import scan_state
-    from qwen_fetch.verify_select import existing_cache
+    from qwen_fetch.core.gc import plan_gc
+    from qwen_fetch.ops.verify_select import existing_cache
+    from qwen_fetch.sources.config import default_cache_dir
+    from qwen_fetch.store.gc_disk import scan_state
 
     cache = existing_cache(Path(os.path.abspath(cache_dir or default_cache_dir())), explicit=cache_dir is not None)
     return plan_gc(scan_state(cache), policy)
@@ -85,7 +85,7 @@ def print_plan(plan: GcPlan, *, verbose_kept: bool = True) -> None:
 
 def do_gc(cache_dir: Path | None, lock: list[Path] | None, no_lock: bool, keep_last: int, older_than: str | None,
           incomplete_older_than: str, dry_run: bool, yes: bool, json_mode: bool) -> None:
-    from qwen_fetch.gc_disk import execute
+    from qwen_fetch.store.gc_disk import execute
 
     policy = build_policy(lock, no_lock, keep_last, older_than, incomplete_older_than)
     plan = make_plan(cache_dir, policy)

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from qwen_fetch.errors import EXIT_CODE_HELP
+from qwen_fetch.core.errors import EXIT_CODE_HELP
 
 # What each option's value is, by name: one word per kind of value, the same in every command.
 METAVARS = {

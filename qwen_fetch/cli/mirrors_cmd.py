@@ -9,18 +9,27 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from qwen_fetch.cli.common import (ConfigOpt, DebugOpt, JsonOpt, OfflineOpt, console, emit_json, go_offline, run_command,
-                                   styled)
-from qwen_fetch.errors import EXIT_CODE_HELP, ExitCode
+from qwen_fetch.cli.common import (
+    ConfigOpt,
+    DebugOpt,
+    JsonOpt,
+    OfflineOpt,
+    console,
+    emit_json,
+    go_offline,
+    run_command,
+    styled,
+)
+from qwen_fetch.core.errors import EXIT_CODE_HELP, ExitCode
 
 if TYPE_CHECKING:  # keep `qwen-fetch --help` free of httpx
-    from qwen_fetch.config import Config, SourceConfig
-    from qwen_fetch.select import ProbeResult, Ranking
+    from qwen_fetch.sources.config import Config, SourceConfig
+    from qwen_fetch.sources.select import ProbeResult, Ranking
 
 
 def redact(url: str) -> str:
     """An endpoint for display: user:password in the URL replaced by ``***``."""
-    from qwen_fetch.config import mask_url
+    from qwen_fetch.sources.config import mask_url
 
     return mask_url(url)
 
@@ -38,7 +47,7 @@ def source_row(sc: SourceConfig) -> dict[str, Any]:
 
 def _route(sc: SourceConfig) -> str:
     """Which proxy requests to the endpoint take (credentials redacted)."""
-    from qwen_fetch.proxy import ProxyParseError, ProxyPolicy
+    from qwen_fetch.core.proxy import ProxyParseError, ProxyPolicy
 
     try:
         policy = sc.proxy or ProxyPolicy.from_env()
@@ -65,7 +74,7 @@ def report(cfg: Config, results: list[ProbeResult] | None, ranking: Ranking | No
 
 
 def _speed(bps: float | None) -> str:
-    from qwen_fetch.units import format_rate
+    from qwen_fetch.core.units import format_rate
 
     return "-" if bps is None else format_rate(bps)
 
@@ -139,15 +148,15 @@ def register(app: typer.Typer) -> None:
         """
 
         def body() -> None:
-            from qwen_fetch.config import load_config
+            from qwen_fetch.sources.config import load_config
 
             go_offline(offline)
             cfg = load_config(config)
             results: list[ProbeResult] | None = None
             ranking: Ranking | None = None
             if probe or model:
-                from qwen_fetch.cache import check_repo_id
-                from qwen_fetch.select import probe_all, rank
+                from qwen_fetch.sources.select import probe_all, rank
+                from qwen_fetch.store.hfcache import check_repo_id
 
                 if model:
                     check_repo_id(model)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from qwen_fetch.cli.common import CacheDirOpt, DebugOpt, JsonOpt, emit_json, run_command
-from qwen_fetch.errors import EXIT_CODE_HELP
+from qwen_fetch.core.errors import EXIT_CODE_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         Example: vllm serve "$(qwen-fetch path Qwen/Qwen3-VL-8B-Instruct)"
         """
         def body() -> None:
-            from qwen_fetch.snapshot_path import path as snapshot_path
+            from qwen_fetch.ops.snapshot import path as snapshot_path
 
             folder = snapshot_path(model_id, revision, lock=lock, cache_dir=cache_dir)
             if json_out:

@@ -7,9 +7,19 @@ from typing import Annotated
 
 import typer
 
-from qwen_fetch.cli.common import (CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, OfflineOpt, console, emit_json,
-                                   go_offline, run_command, styled)
-from qwen_fetch.units import format_bytes, format_rate
+from qwen_fetch.cli.common import (
+    CacheDirOpt,
+    ConfigOpt,
+    DebugOpt,
+    JsonOpt,
+    OfflineOpt,
+    console,
+    emit_json,
+    go_offline,
+    run_command,
+    styled,
+)
+from qwen_fetch.core.units import format_bytes, format_rate
 
 RevisionOpt = Annotated[str | None, typer.Option("--revision", "-r", help="Branch, tag or commit (default: the pinned commit, else the source's default branch: main, or master on ModelScope).")]
 SourceOpt = Annotated[str | None, typer.Option("--source", help="Source name from mirrors.yaml, or 'auto' (default: by priority, with fallback).")]
@@ -55,9 +65,9 @@ def register(app: typer.Typer) -> None:
         """
         def body() -> None:
             from qwen_fetch.api import check_pull_flags, run_pull
-            from qwen_fetch.errors import UsageError
-            from qwen_fetch.progress import make_progress
-            from qwen_fetch.smoke import check_device
+            from qwen_fetch.cli.progress import make_progress
+            from qwen_fetch.core.errors import UsageError
+            from qwen_fetch.smoke.check import check_device
 
             # Every flag is checked before the network or the disk is touched.
             mode = "off" if no_smoke else smoke
@@ -127,9 +137,9 @@ def register(app: typer.Typer) -> None:
         """
         def body() -> None:
             from qwen_fetch.api import run_pull
-            from qwen_fetch.config import load_config
-            from qwen_fetch.lockfile import read_lock
-            from qwen_fetch.progress import NullProgress
+            from qwen_fetch.core.progress import NullProgress
+            from qwen_fetch.sources.config import load_config
+            from qwen_fetch.store.lockio import read_lock
 
             go_offline(offline)
             load_config(config)  # a broken mirrors.yaml is reported even when the pin exists

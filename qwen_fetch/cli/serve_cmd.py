@@ -10,13 +10,13 @@ from typing import Annotated
 import typer
 
 from qwen_fetch.cli.common import CacheDirOpt, DebugOpt, console, run_command, styled
-from qwen_fetch.errors import EXIT_CODE_HELP, UsageError
+from qwen_fetch.core.errors import EXIT_CODE_HELP, UsageError
 
 
 def start(cache_dir: Path | None, host: str, port: int, lock_path: Path | None, access_log: bool) -> None:
-    from qwen_fetch.config import default_cache_dir
-    from qwen_fetch.lockfile import read_lock
-    from qwen_fetch.serve import ServeServer
+    from qwen_fetch.serve.server import ServeServer
+    from qwen_fetch.sources.config import default_cache_dir
+    from qwen_fetch.store.lockio import read_lock
 
     cache = Path(os.path.abspath(cache_dir or default_cache_dir()))
     if not cache.is_dir():

@@ -21,9 +21,9 @@ from qwen_fetch.cli.common import (
     run_command,
     styled,
 )
-from qwen_fetch.errors import EXIT_CODE_HELP, IntegrityError, UsageError
-from qwen_fetch.revisions import is_commit_id
-from qwen_fetch.units import format_bytes, format_rate
+from qwen_fetch.core.errors import EXIT_CODE_HELP, IntegrityError, UsageError
+from qwen_fetch.core.revisions import is_commit_id
+from qwen_fetch.core.units import format_bytes, format_rate
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,8 @@ def resolve_target(target: str, *, cache_dir: Path | None, revision: str | None,
         inferred = infer_from_snapshot(folder)
         return SmokeTarget(folder, *(inferred or (None, None)))
 
-    from qwen_fetch.cache import RepoCache, check_repo_id
-    from qwen_fetch.config import default_cache_dir
+    from qwen_fetch.sources.config import default_cache_dir
+    from qwen_fetch.store.hfcache import RepoCache, check_repo_id
 
     model_id = check_repo_id(target)
     cache = Path(os.path.abspath(cache_dir or default_cache_dir()))
@@ -71,7 +71,7 @@ def pinned_code_paths(folder: Path, pin_files: dict[str, str]) -> set[str]:
 
     ``pin_files`` is ``{path: sha256}``.  Code is re-hashed here because it is about to run.
     """
-    from qwen_fetch.hashing import hash_file
+    from qwen_fetch.store.hasher import hash_file
 
     out: set[str] = set()
     for path, sha in pin_files.items():
@@ -91,7 +91,7 @@ def _lock_pin(lock_path: Path, explicit: bool, model_id: str | None, commit: str
         return None
     if model_id is None:
         return None
-    from qwen_fetch.lockfile import read_lock
+    from qwen_fetch.store.lockio import read_lock
 
     pins = read_lock(lock_path).pins(model_id)
     for pin in pins:
@@ -134,8 +134,8 @@ def print_report(d: dict[str, Any]) -> None:
 
 def do_smoke(target: str, *, cache_dir: Path | None, revision: str | None, lock: Path | None, device: str,
              dtype: str, trust_remote_code: bool, max_new_tokens: int, quiet_libs: bool) -> dict[str, Any]:
-    from qwen_fetch.lockfile import DEFAULT_LOCK_NAME
-    from qwen_fetch.smoke import run_smoke
+    from qwen_fetch.core.lockfile import DEFAULT_LOCK_NAME
+    from qwen_fetch.smoke.check import run_smoke
 
     # Everything is local: make sure no library reaches for a hub behind our back.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qwen_fetch.errors import SmokeError
+from qwen_fetch.core.errors import SmokeError
 
 
 def after_pull(result: Any, *, mode: str, device: str, json_mode: bool) -> dict[str, Any] | None:
@@ -14,7 +14,7 @@ def after_pull(result: Any, *, mode: str, device: str, json_mode: bool) -> dict[
     say so in one line and carry on.  ``require``: without them, exit 5.
     """
     try:
-        from qwen_fetch import smoke
+        from qwen_fetch.smoke import check as smoke
     except ImportError:
         smoke = None  # type: ignore[assignment]
     if smoke is None:

@@ -8,24 +8,34 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from qwen_fetch.cli.common import (CacheDirOpt, ConfigOpt, DebugOpt, JsonOpt, OfflineOpt, console, emit_json, go_offline,
-                                   run_command, styled)
-from qwen_fetch.errors import EXIT_CODE_HELP
-from qwen_fetch.lockfile import DEFAULT_LOCK_NAME
-from qwen_fetch.units import format_bytes
+from qwen_fetch.cli.common import (
+    CacheDirOpt,
+    ConfigOpt,
+    DebugOpt,
+    JsonOpt,
+    OfflineOpt,
+    console,
+    emit_json,
+    go_offline,
+    run_command,
+    styled,
+)
+from qwen_fetch.core.errors import EXIT_CODE_HELP
+from qwen_fetch.core.lockfile import DEFAULT_LOCK_NAME
+from qwen_fetch.core.units import format_bytes
 
 if TYPE_CHECKING:
+    from qwen_fetch.ops.sync import SyncPlan, SyncResult
     from qwen_fetch.store.backends import ObjectStore
-    from qwen_fetch.sync import SyncPlan, SyncResult
 
 
 def open_dest(dest: str, config: Path | None, s3_endpoint_url: str | None) -> ObjectStore:
     """``--to``: the name of a ``kind: dir``/``kind: s3`` source, ``s3://bucket/prefix``, or a directory."""
-    from qwen_fetch.errors import QFError, UsageError
+    from qwen_fetch.core.errors import QFError, UsageError
     from qwen_fetch.store.backends import open_store
 
     if "/" not in dest and ":" not in dest:
-        from qwen_fetch.config import load_config
+        from qwen_fetch.sources.config import load_config
 
         try:
             sc = load_config(config).get(dest)
@@ -41,9 +51,9 @@ def open_dest(dest: str, config: Path | None, s3_endpoint_url: str | None) -> Ob
 
 def do_sync(model: str, dest: str, lock: Path, cache_dir: Path | None, revision: str | None, config: Path | None,
             s3_endpoint_url: str | None, dry_run: bool, recheck: bool, workers: int | None) -> SyncPlan | SyncResult:
-    from qwen_fetch.config import default_cache_dir
-    from qwen_fetch.errors import UsageError
-    from qwen_fetch.sync import SyncOptions, default_workers, run_sync
+    from qwen_fetch.core.errors import UsageError
+    from qwen_fetch.ops.sync import SyncOptions, default_workers, run_sync
+    from qwen_fetch.sources.config import default_cache_dir
 
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1", hint="e.g. --workers 4")
@@ -81,7 +91,7 @@ def register(app: typer.Typer) -> None:
         only what is missing.  Layout: blobs/<sha256>, models/ORG/NAME/commits/<commit>.json,
         models/ORG/NAME/refs/<revision>.
         """
-        from qwen_fetch.sync import SyncPlan
+        from qwen_fetch.ops.sync import SyncPlan
 
         go_offline(offline)
         out = run_command(lambda: do_sync(model, to, lock, cache_dir, revision, config, s3_endpoint_url, dry_run,

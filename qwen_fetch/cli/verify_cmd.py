@@ -19,11 +19,11 @@ from qwen_fetch.cli.common import (
     run_command,
     styled,
 )
-from qwen_fetch.errors import EXIT_CODE_HELP, ExitCode, UsageError
-from qwen_fetch.lockfile import DEFAULT_LOCK_NAME
-from qwen_fetch.units import format_bytes
-from qwen_fetch.verify import TargetReport, VerifyReport
-from qwen_fetch.verify_select import (  # noqa: F401 - re-exported: other commands select pins the same way
+from qwen_fetch.core.errors import EXIT_CODE_HELP, ExitCode, UsageError
+from qwen_fetch.core.lockfile import DEFAULT_LOCK_NAME
+from qwen_fetch.core.units import format_bytes
+from qwen_fetch.core.verify import TargetReport, VerifyReport
+from qwen_fetch.ops.verify_select import (  # noqa: F401 - re-exported: other commands select pins the same way
     build_report,
     infer_from_snapshot,
     load_pins,
@@ -75,7 +75,7 @@ def print_report(report: VerifyReport) -> None:
 def do_verify(target: str | None, lock: list[Path] | None, cache_dir: Path | None, local_dir: Path | None,
               model_opt: str | None, revision: str | None, all_: bool, workers: int | None,
               json_mode: bool) -> VerifyReport:
-    from qwen_fetch.progress import make_progress
+    from qwen_fetch.cli.progress import make_progress
 
     progress = make_progress("verify", json_mode=json_mode, count_files=False)
     return build_report(target, lock, cache_dir, local_dir, model_opt, revision, all_, workers, progress)

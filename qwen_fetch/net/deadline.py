@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from qwen_fetch.errors import ConfigError
+from qwen_fetch.core.errors import ConfigError
 
 TIMEOUT_ENV = "QWEN_FETCH_TIMEOUT"
 MIN_RATE_ENV = "QWEN_FETCH_MIN_RATE"

@@ -17,15 +17,15 @@ import threading
 import time
 from collections.abc import Sequence
 
-from qwen_fetch.errors import DiskFullError, ExitCode, IntegrityError, QFError, SourceError
+from qwen_fetch.core.errors import DiskFullError, ExitCode, IntegrityError, QFError, SourceError
+from qwen_fetch.core.progress import ProgressSink
+from qwen_fetch.core.units import format_bytes
 from qwen_fetch.net.filetask import DiskFull, FileTask, Phase
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
 from qwen_fetch.net.partstate import block_summer, clear_leftovers
 from qwen_fetch.net.rangeget import Opened, RangeRequest, Retryable, SourceFailed, body_reader, open_range
 from qwen_fetch.net.scheduler import Assignment, Scheduler
-from qwen_fetch.progress import ProgressSink
-from qwen_fetch.safefs import clear_odd, is_regular
-from qwen_fetch.units import format_bytes
+from qwen_fetch.store.safefs import clear_odd, is_regular
 
 SAVE_INTERVAL = 1.0  # seconds between resume-state compactions (blocks are journaled as they finish)
 COMPACT_AFTER = 512  # journal lines before the snapshot is rewritten

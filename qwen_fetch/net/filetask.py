@@ -21,13 +21,20 @@ from enum import Enum
 
 import filelock
 
+from qwen_fetch.core.ranges import block_count, block_span
 from qwen_fetch.net.jobs import FetchJob
-from qwen_fetch.net.partstate import (BadState, PartState, head_line, journal_line, load_state, save_state,
-                                      state_path, verify_partial)
-from qwen_fetch.net.ranges import block_count, block_span
-from qwen_fetch.safefs import cache_lock, open_file, remove_file
+from qwen_fetch.net.partstate import (
+    BadState,
+    PartState,
+    head_line,
+    journal_line,
+    load_state,
+    save_state,
+    state_path,
+    verify_partial,
+)
 from qwen_fetch.sources.base import FileLocation
-
+from qwen_fetch.store.safefs import cache_lock, open_file, remove_file
 
 # Writes go to the page cache in pieces of one of these sizes, whichever is cheaper here (``PieceChooser``).
 # On a VM that reports free memory to its host, which sizes are dear depends on the VM's memory at the time

@@ -10,7 +10,7 @@ engine takes whatever the socket holds, up to the rest of its 1 MiB block, with 
 httpx still does everything above the wire — redirects, auth
 (:class:`~qwen_fetch.net.http.HostBearerAuth`), headers, content decoding,
 timeouts.  Proxies are chosen here, per request, by a
-:class:`~qwen_fetch.proxy.ProxyPolicy` (httpx itself ignores proxy variables
+:class:`~qwen_fetch.core.proxy.ProxyPolicy` (httpx itself ignores proxy variables
 once it is given a transport); a tunnel through a proxy (:mod:`qwen_fetch.net.tunnel`)
 is a plain socket once open, so proxied bodies take the same fast path.
 
@@ -32,8 +32,8 @@ from typing import Any
 
 import httpx
 
+from qwen_fetch.core.proxy import ProxyPolicy, ProxyURL
 from qwen_fetch.net.deadline import HeadersDeadline
-from qwen_fetch.proxy import ProxyPolicy, ProxyURL
 from qwen_fetch.net.tunnel import TunnelError, connection, forward
 
 BODY = "qwen_fetch.body"  # response extension: the Body, for readinto_some

@@ -4,7 +4,7 @@ Every HTTP request qwen-fetch makes (API calls, engine ranges, small files,
 health checks, ModelScope, presigned store URLs) goes through a client from
 :func:`make_client`, so one place decides:
 
-* the proxy (:mod:`qwen_fetch.proxy`): a source's ``proxy:`` key, else the
+* the proxy (:mod:`qwen_fetch.core.proxy`): a source's ``proxy:`` key, else the
   environment as curl reads it (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, ...);
 * TLS trust (:func:`tls_context`): a source's ``ca_bundle:``, else ``SSL_CERT_FILE``
   / ``SSL_CERT_DIR`` / ``REQUESTS_CA_BUNDLE``, else the operating system's trust
@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from qwen_fetch import __version__
-from qwen_fetch.errors import ConfigError, SourceError
+from qwen_fetch.core.errors import ConfigError, SourceError
+from qwen_fetch.core.proxy import ProxyParseError, ProxyPolicy, ProxyURL
 from qwen_fetch.net.h1 import PROXY, H1Transport
-from qwen_fetch.proxy import ProxyParseError, ProxyPolicy, ProxyURL
 
 USER_AGENT = f"qwen-fetch/{__version__}"
 
@@ -67,11 +67,11 @@ def make_client(*, token: str | None = None, endpoint: str | None = None, timeou
     ``proxy``: the source's policy (``proxy:`` in mirrors.yaml); None reads the
     environment.  ``ca_bundle``: the source's CA file or directory; None uses
     :func:`tls_context`'s environment/OS-store order.  Raises :class:`ConfigError`
-    for an unusable proxy variable or CA bundle, :class:`~qwen_fetch.offline.OfflineError`
+    for an unusable proxy variable or CA bundle, :class:`~qwen_fetch.net.offline.OfflineError`
     in offline mode.
     """
-    from qwen_fetch.config import mask_url
-    from qwen_fetch.offline import require_network
+    from qwen_fetch.net.offline import require_network
+    from qwen_fetch.sources.config import mask_url
 
     require_network(f"a connection to {mask_url(endpoint) if endpoint else 'a remote host'}")
     auth = HostBearerAuth(token, endpoint) if token and endpoint else None

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.net.deadline import DEFAULT_MIN_RATE, DEFAULT_RATE_WINDOW, DEFAULT_TIMEOUT, Deadlines
-from qwen_fetch.paths import SafeRelPath
 from qwen_fetch.sources.base import FileLocation
 
 

@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from glob import escape as glob_escape
 import os
 import secrets
 import zlib
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 
 import xxhash
 
-from qwen_fetch.net.ranges import block_count, block_span
-from qwen_fetch.safefs import UnsafeEntryError, create_new, open_file
+from qwen_fetch.core.ranges import block_count, block_span
+from qwen_fetch.store.safefs import UnsafeEntryError, create_new, open_file
 
 STATE_VERSION = 2
 STATE_SUFFIX = ".parts"

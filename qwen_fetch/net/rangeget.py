@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import httpx
 
+from qwen_fetch.core.ranges import is_strong_etag, parse_content_range, parse_retry_after
 from qwen_fetch.net.deadline import TooSlow
 from qwen_fetch.net.h1 import BODY
 from qwen_fetch.net.http import describe_exc
-from qwen_fetch.net.ranges import is_strong_etag, parse_content_range, parse_retry_after
 from qwen_fetch.sources.base import FileLocation
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})

@@ -32,13 +32,13 @@ from dataclasses import dataclass
 
 import xxhash
 
+from qwen_fetch.core.progress import ProgressSink
+from qwen_fetch.core.ranges import plan_ranges, retry_delay, split_point
 from qwen_fetch.net.diskio import start_writeback
-from qwen_fetch.net.filetask import FileTask, PieceChooser, Phase
+from qwen_fetch.net.filetask import FileTask, Phase, PieceChooser
 from qwen_fetch.net.jobs import EngineOptions
 from qwen_fetch.net.partstate import state_path
-from qwen_fetch.net.ranges import plan_ranges, retry_delay, split_point
-from qwen_fetch.progress import ProgressSink
-from qwen_fetch.safefs import UnsafeEntryError
+from qwen_fetch.store.safefs import UnsafeEntryError
 
 _jitter = random.Random()
 HASH_RUN_BLOCKS = 8  # blocks read back and hashed per call

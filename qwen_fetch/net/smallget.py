@@ -18,11 +18,11 @@ from typing import Protocol
 
 import httpx
 
+from qwen_fetch.core.ranges import retry_delay
 from qwen_fetch.net.deadline import TooSlow
 from qwen_fetch.net.http import describe_exc
 from qwen_fetch.net.jobs import EngineOptions
 from qwen_fetch.net.rangeget import RangeRequest, Retryable, SourceFailed, check_response, request_headers
-from qwen_fetch.net.ranges import retry_delay
 from qwen_fetch.sources.base import FileLocation
 
 
@@ -36,7 +36,7 @@ class SmallGetError(Exception):
 
 
 class Sink(Protocol):
-    """Where the body goes (:class:`qwen_fetch.plainfile.PlainSink`): written in order, started over on a retry."""
+    """Where the body goes (:class:`qwen_fetch.net.plainfile.PlainSink`): written in order, started over on a retry."""
 
     written: int
 

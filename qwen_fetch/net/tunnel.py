@@ -20,7 +20,7 @@ import socket
 import ssl
 import struct
 
-from qwen_fetch.proxy import ProxyURL
+from qwen_fetch.core.proxy import ProxyURL
 
 MAX_CONNECT_REPLY = 64 * 1024
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from qwen_fetch.config import SourceConfig
-from qwen_fetch.manifest import RepoListing
+from qwen_fetch.core.manifest import RepoListing
+from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.net.deadline import Deadlines
-from qwen_fetch.paths import SafeRelPath
+from qwen_fetch.sources.config import SourceConfig
 
 if TYPE_CHECKING:  # httpx is imported by the sources themselves: a pull served from the cache never needs it
     import httpx
@@ -48,7 +48,7 @@ def make_source(config: SourceConfig, *, timeout: float = 30.0, connections: int
                 deadlines: Deadlines | None = None) -> Source:
     """The source for ``config``; ``deadlines`` (default: the built-in ones) bound its API calls."""
     if config.kind != "dir":  # a local folder store is no network
-        from qwen_fetch.offline import require_network
+        from qwen_fetch.net.offline import require_network
 
         require_network(f"source {config.name!r}")
     if config.kind == "hf":
@@ -63,7 +63,7 @@ def make_source(config: SourceConfig, *, timeout: float = 30.0, connections: int
         from qwen_fetch.sources.store import StoreSource
 
         return StoreSource(config)
-    from qwen_fetch.errors import ConfigError
+    from qwen_fetch.core.errors import ConfigError
 
     raise ConfigError(f"source {config.name!r}: kind {config.kind!r} is not supported by this build",
                       hint="use kind: hf, modelscope, dir or s3")

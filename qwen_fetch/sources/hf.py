@@ -9,15 +9,15 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from qwen_fetch.config import SourceConfig
-from qwen_fetch.errors import NotFoundError, SourceError
-from qwen_fetch.hashing import is_sha1, is_sha256
-from qwen_fetch.manifest import ListingError, RemoteFile, RepoListing
+from qwen_fetch.core.digests import is_sha1, is_sha256
+from qwen_fetch.core.errors import NotFoundError, SourceError
+from qwen_fetch.core.manifest import ListingError, RemoteFile, RepoListing
+from qwen_fetch.core.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
+from qwen_fetch.core.revisions import is_commit_id
 from qwen_fetch.net.deadline import MIN_RATE_ENV, Deadlines, TooSlow
 from qwen_fetch.net.http import make_client, source_error
-from qwen_fetch.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
-from qwen_fetch.revisions import is_commit_id
 from qwen_fetch.sources.base import FileLocation
+from qwen_fetch.sources.config import SourceConfig
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_PAGES = 1000

@@ -32,23 +32,23 @@ maps the commit back to it.  File sha256s are what pin the bytes.
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import httpx
 
-from qwen_fetch.config import SourceConfig
-from qwen_fetch.errors import NotFoundError, SourceError
-from qwen_fetch.hashing import is_sha256
-from qwen_fetch.manifest import RemoteFile, RepoListing
+from qwen_fetch.core.digests import is_sha256
+from qwen_fetch.core.errors import NotFoundError, SourceError
+from qwen_fetch.core.manifest import RemoteFile, RepoListing
+from qwen_fetch.core.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
+from qwen_fetch.core.revisions import is_commit_id
 from qwen_fetch.net.deadline import Deadlines
 from qwen_fetch.net.http import HostBearerAuth, make_client
-from qwen_fetch.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
-from qwen_fetch.revisions import is_commit_id
 from qwen_fetch.sources.base import FileLocation
+from qwen_fetch.sources.config import SourceConfig
 from qwen_fetch.sources.hf import ListingError, read_json
 
 API_PREFIX = "/api/v1/models"

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import threading
 
-from qwen_fetch.config import SourceConfig
-from qwen_fetch.errors import NotFoundError
-from qwen_fetch.manifest import RemoteFile, RepoListing
-from qwen_fetch.paths import SafeRelPath
-from qwen_fetch.revisions import is_commit_id
+from qwen_fetch.core.errors import NotFoundError
+from qwen_fetch.core.manifest import RemoteFile, RepoListing
+from qwen_fetch.core.paths import SafeRelPath
+from qwen_fetch.core.revisions import is_commit_id
 from qwen_fetch.sources.base import FileLocation
+from qwen_fetch.sources.config import SourceConfig
 from qwen_fetch.store.backends import ObjectStore, open_store
-from qwen_fetch.store.layout import Manifest, StoreError, blob_key, manifest_key, parse_manifest, ref_key
+from qwen_fetch.store.bucket import Manifest, StoreError, blob_key, manifest_key, parse_manifest, ref_key
 
 
 class StoreSource:

@@ -18,10 +18,10 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
-from qwen_fetch.errors import SourceError, UsageError
-from qwen_fetch.hashing import hash_file, iter_file
-from qwen_fetch.proxy import ProxyPolicy
-from qwen_fetch.store.layout import S3_PART_SIZE, is_md5_etag, s3_etag
+from qwen_fetch.core.errors import SourceError, UsageError
+from qwen_fetch.core.proxy import ProxyPolicy
+from qwen_fetch.store.bucket import S3_PART_SIZE, is_md5_etag, s3_etag
+from qwen_fetch.store.hasher import hash_file, iter_file
 
 PRESIGN_SECONDS = 12 * 3600  # long enough for a 17.5 GB pull on a slow link
 
@@ -161,7 +161,7 @@ class S3Store:
     def __init__(self, url: str, endpoint_url: str | None = None, *, part_size: int = S3_PART_SIZE,
                  list_page_size: int = 1000, proxy: ProxyPolicy | None = None,
                  ca_bundle: str | None = None) -> None:
-        from qwen_fetch.offline import require_network
+        from qwen_fetch.net.offline import require_network
 
         require_network(f"the S3 store {url}")
         try:

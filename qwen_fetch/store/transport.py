@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from qwen_fetch.byteranges import select_span
-from qwen_fetch.hashing import is_sha256
+from qwen_fetch.core.byteranges import select_span
+from qwen_fetch.core.digests import is_sha256
 
 CHUNK = 1 << 20
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from qwen_fetch.hashing import hash_file
+from qwen_fetch.store.hasher import hash_file
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".msgpack", ".h5", ".npz")
 LFS_MIN_SIZE = 10 * 1024 * 1024

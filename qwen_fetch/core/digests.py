@@ -1,0 +1,45 @@
+"""Digests over byte chunks (sha256, git blob ids) and their textual checks: pure, testable with literal bytes.
+
+Reading files to hash them is :mod:`qwen_fetch.store.hasher`."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Digest:
+    algorithm: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.value}"
+
+
+def sha256_chunks(chunks: Iterable[bytes]) -> str:
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(c)
+    return h.hexdigest()
+
+
+def git_blob_header(size: int) -> bytes:
+    return b"blob %d\0" % size
+
+
+def git_blob_id_chunks(chunks: Iterable[bytes], size: int) -> str:
+    """Git's object id of a blob: sha1 over ``b"blob <size>\\0" + content``."""
+    h = hashlib.sha1(git_blob_header(size), usedforsecurity=False)
+    for c in chunks:
+        h.update(c)
+    return h.hexdigest()
+
+
+def is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def is_sha1(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
