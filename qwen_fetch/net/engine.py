@@ -23,6 +23,7 @@ from qwen_fetch.core.units import format_bytes
 from qwen_fetch.net.filetask import DiskFull, FileTask, Phase
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
 from qwen_fetch.net.partstate import block_summer, clear_leftovers
+from qwen_fetch.net.pools import Pools
 from qwen_fetch.net.rangeget import Opened, RangeRequest, Retryable, SourceFailed, body_reader, open_range
 from qwen_fetch.net.scheduler import Assignment, Scheduler
 from qwen_fetch.store.safefs import clear_odd, is_regular
@@ -39,7 +40,7 @@ class FetchCancelled(QFError):
 
 
 def fetch_all(jobs: Sequence[FetchJob], options: EngineOptions, progress: ProgressSink,
-              *, cancel: threading.Event | None = None) -> list[FetchOutcome]:
+              *, cancel: threading.Event | None = None, pools: Pools | None = None) -> list[FetchOutcome]:
     """Fetch every job into its ``dest``, verified; outcomes in job order.
 
     Raises :class:`IntegrityError` (some file had the wrong bytes on every
@@ -47,12 +48,16 @@ def fetch_all(jobs: Sequence[FetchJob], options: EngineOptions, progress: Progre
     :class:`DiskFullError` or :class:`FetchCancelled` — always after saving
     the resume state, with partial data kept for the next run.  The caller
     owns ``progress.begin``/``end``; the engine advances it by every byte
-    verified on disk, found valid from an earlier run, or reused.
+    verified on disk, found valid from an earlier run, or reused.  Connections come from ``pools`` (the
+    caller's, shared with its sources' API calls), else from pools of its own, closed at the end.
     """
+    if pools is None:
+        with Pools.for_engine(options) as own:
+            return fetch_all(jobs, options, progress, cancel=cancel, pools=own)
     cancel = cancel or threading.Event()
     tasks = [FileTask(job, i, options.block_size) for i, job in enumerate(jobs)]
     sched = Scheduler(tasks, options, progress, cancel)
-    workers = [threading.Thread(target=_worker, args=(sched,), name=f"qwen-fetch-conn-{i}", daemon=True)
+    workers = [threading.Thread(target=_worker, args=(sched, pools), name=f"qwen-fetch-conn-{i}", daemon=True)
                for i in range(max(1, options.connections))]
     for w in workers:
         w.start()
@@ -163,20 +168,20 @@ def _save(sched: Scheduler, t: FileTask) -> None:
 
 # -- connections ---------------------------------------------------------------
 
-def _worker(sched: Scheduler) -> None:
+def _worker(sched: Scheduler, pools: Pools) -> None:
     while True:
         a = sched.next_assignment()
         if a is None:
             return
         try:
-            _run(sched, a)
+            _run(sched, a, pools)
         except DiskFull as exc:
             sched.set_fatal(exc)
         except Exception as exc:  # a bug: stop everything rather than hang
             sched.set_fatal(exc)
 
 
-def _run(sched: Scheduler, a: Assignment) -> None:
+def _run(sched: Scheduler, a: Assignment, pools: Pools) -> None:
     t, o = a.task, sched.options
     with sched.cond:
         if a.gen != t.gen:
@@ -186,7 +191,7 @@ def _run(sched: Scheduler, a: Assignment) -> None:
         req = RangeRequest(a.start + a.head, a.end, t.job.size, t.etag if t.etag_source == loc.source else None)
     begin = a.pos + a.head
     try:
-        with open_range(loc, req, connect_timeout=o.request_timeout, stall_timeout=o.stall_timeout) as op:
+        with open_range(pools, loc, req, connect_timeout=o.request_timeout, stall_timeout=o.stall_timeout) as op:
             if op.ignored_range:
                 if not sched.to_stream(a, changed=req.if_range is not None and op.etag != req.if_range,
                                        etag=op.etag):

@@ -23,6 +23,7 @@ import filelock
 
 from qwen_fetch.core.ranges import block_count, block_span
 from qwen_fetch.net.jobs import FetchJob
+from qwen_fetch.net.location import FileLocation
 from qwen_fetch.net.partstate import (
     BadState,
     PartState,
@@ -33,7 +34,6 @@ from qwen_fetch.net.partstate import (
     state_path,
     verify_partial,
 )
-from qwen_fetch.sources.base import FileLocation
 from qwen_fetch.store.safefs import cache_lock, open_file, remove_file
 
 # Writes go to the page cache in pieces of one of these sizes, whichever is cheaper here (``PieceChooser``).

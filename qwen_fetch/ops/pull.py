@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qwen_fetch.core.errors import IntegrityError, QFError, SourceError, UsageError
 from qwen_fetch.core.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
@@ -32,10 +33,11 @@ from qwen_fetch.core.pins import check_against_pin, content_matches, known_plain
 from qwen_fetch.core.progress import NullProgress, ProgressSink
 from qwen_fetch.core.revisions import is_commit_id, revision_problem
 from qwen_fetch.core.units import format_bytes
-from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
+from qwen_fetch.net.jobs import SMALL_FETCHES, EngineOptions, FetchJob, FetchOutcome
+from qwen_fetch.net.location import FileLocation
 from qwen_fetch.net.offline import OfflineError, offline_reason
 from qwen_fetch.net.plainfile import FetchedPlain, PlainSink
-from qwen_fetch.sources.base import FileLocation, RevisionContext, Source
+from qwen_fetch.sources.base import RevisionContext, Source
 from qwen_fetch.sources.chain import LazyListings, first_and_more
 from qwen_fetch.sources.config import Config, SourceConfig
 from qwen_fetch.sources.registry import default_revision, kind_of, make_source
@@ -43,6 +45,9 @@ from qwen_fetch.store.hfcache import RepoCache, check_repo_id
 from qwen_fetch.store.lockio import read_lock, write_lock
 from qwen_fetch.store.placement import Layout, quarantine
 from qwen_fetch.store.warm import CacheCheck, already_linked, check_in_place, stamp_promoted
+
+if TYPE_CHECKING:  # httpx: a pull served from the cache never imports it
+    from qwen_fetch.net.pools import Pools
 
 MAX_PLAIN_FILE = 64 * 1024 * 1024  # git (non-LFS) files are small; refuse a huge one
 
@@ -128,6 +133,7 @@ class Puller:
         self.progress = progress or NullProgress()
         self.sources: dict[str, Source] = {}
         self._sources_lock = threading.Lock()  # fallbacks are opened from the engine's and the plain files' threads
+        self._pools: Pools | None = None  # the pull's connections, opened with the first source
         self.failures: list[tuple[str, str]] = []
         self._verified: set[Path] = set()  # destinations this run found (or made) verified
         self._damaged: set[Path] = set()  # destinations found not to hold their pinned bytes, still in place
@@ -138,6 +144,17 @@ class Puller:
     def close(self) -> None:
         for s in self.sources.values():
             s.close()
+        if self._pools is not None:
+            self._pools.close()
+
+    def _http(self) -> Pools:
+        """The pull's connections: the sources' API calls, the engine and the small files share them."""
+        with self._sources_lock:
+            if self._pools is None:
+                from qwen_fetch.net.pools import Pools
+
+                self._pools = Pools.for_engine(self.opts.engine)
+            return self._pools
 
     # -- sources ------------------------------------------------------------
     def candidate_configs(self) -> list[SourceConfig]:
@@ -146,11 +163,10 @@ class Puller:
         return list(self.config.ordered())
 
     def _source(self, sc: SourceConfig) -> Source:
+        http = self._http()
         with self._sources_lock:
             if sc.name not in self.sources:
-                self.sources[sc.name] = make_source(sc, timeout=self.opts.engine.request_timeout,
-                                                    connections=self.opts.engine.connections,
-                                                    deadlines=self.opts.engine.deadlines)
+                self.sources[sc.name] = make_source(sc, http=http, deadlines=self.opts.engine.deadlines)
             return self.sources[sc.name]
 
     def _revision_for(self, sc: SourceConfig, pin: Pin | None, primary: RepoListing | None) -> str:
@@ -236,7 +252,7 @@ class Puller:
                     continue
                 loc = self._source(self.config.get(lst.source)).locate(self.opts.model_id, lst.commit, rf.path)
                 try:
-                    get_small(loc, rf.size, self.opts.engine, sink, note=self.progress.note)
+                    get_small(self._http(), loc, rf.size, self.opts.engine, sink, note=self.progress.note)
                 except SmallGetError as exc:
                     errors.append(f"{lst.source}: {exc.reason}")
                     wrong_bytes = wrong_bytes or exc.integrity
@@ -494,7 +510,7 @@ class Puller:
                             len(jobs) + (plain.count if plain is not None else 0))
         try:
             try:
-                outcomes = fetch_all(jobs, o.engine, self.progress, cancel=cancel) if jobs else []
+                outcomes = fetch_all(jobs, o.engine, self.progress, cancel=cancel, pools=self._http()) if jobs else []
             except FetchCancelled:
                 if plain is not None and plain.failed:
                     plain.files()  # raises the plain file's own error
@@ -561,7 +577,7 @@ class PlainFetch:
         self._puller, self._listings, self._layout = puller, listings, layout
         if layout is not None:
             layout.ensure()  # the sinks live in the folder their blobs go to
-        self._ex = ThreadPoolExecutor(max_workers=8, thread_name_prefix="qwen-fetch-plain")
+        self._ex = ThreadPoolExecutor(max_workers=SMALL_FETCHES, thread_name_prefix="qwen-fetch-plain")
         self._futures = {rf.path: self._ex.submit(self._fetch, rf) for rf in need_bytes}
         self._failed = threading.Event()
         self._callbacks: list[Callable[[], None]] = []

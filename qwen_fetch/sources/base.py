@@ -6,7 +6,8 @@ and found through :mod:`qwen_fetch.sources.registry`:
 * a :class:`SourceKind`: what is known from ``mirrors.yaml`` alone, with no
   connection — its config keys, its default branch, which revision to ask it for;
 * a :class:`Source`, opened from it: resolve a revision and list files, locate a
-  file, check the endpoint's health.
+  file (a :class:`~qwen_fetch.net.location.FileLocation`: where, not a connection),
+  check the endpoint's health.
 
 Nothing here imports a concrete source, so a kind module may import this one.
 """
@@ -20,22 +21,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from qwen_fetch.core.manifest import Pin, RepoListing
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.core.revisions import is_commit_id
+from qwen_fetch.net.location import FileLocation
 
-if TYPE_CHECKING:  # httpx is imported by the sources themselves: a pull served from the cache never needs it
-    import httpx
-
+if TYPE_CHECKING:
     from qwen_fetch.core.errors import ConfigError
     from qwen_fetch.net.deadline import Deadlines
+    from qwen_fetch.net.pools import Pools
     from qwen_fetch.sources.config import Config, SourceConfig
-
-
-@dataclass(frozen=True)
-class FileLocation:
-    """Where one file's bytes can be fetched with GET (+ Range)."""
-
-    source: str
-    url: str
-    client: httpx.Client  # carries the source's auth, bound to its own host
 
 
 @dataclass(frozen=True)
@@ -61,7 +53,7 @@ class Source(Protocol):
         ...
 
     def locate(self, repo_id: str, commit: str, path: SafeRelPath) -> FileLocation:
-        """A URL for one file at one commit."""
+        """Where one file at one commit is: URL, headers, route (no connection: the caller's pools read it)."""
         ...
 
     def reach(self) -> Reachability | None:
@@ -111,9 +103,10 @@ class SourceKind(Protocol):
         """The revision (branch/tag name or commit id) to ask a source of this kind for."""
         ...
 
-    def open(self, config: SourceConfig, *, timeout: float, connections: int,
+    def open(self, config: SourceConfig, *, http: Pools | None, timeout: float,
              deadlines: Deadlines | None) -> Source:
-        """The source itself (may raise :class:`~qwen_fetch.core.errors.QFError` for an unusable setting)."""
+        """The source itself, making its API calls through ``http`` (None: a small pool of its own, closed
+        with it).  May raise :class:`~qwen_fetch.core.errors.QFError` for an unusable setting."""
         ...
 
 
