@@ -66,9 +66,13 @@ def _task_cpu() -> dict[int, tuple[str, float]]:
 
 
 def trace_pull(config: Path, model: str, work: Path, connections: int | None = None,
-               hash_piece: int | None = None) -> dict[str, Any]:
-    """One traced pull; ``hash_piece`` overrides the engine's read-back piece (an A/B of that constant)."""
+               hash_piece: int | None = None, roots: bool | None = None) -> dict[str, Any]:
+    """One traced pull; ``hash_piece`` overrides the engine's read-back piece and ``roots`` whether chunk roots
+    are computed (A/Bs of those settings)."""
+    from dataclasses import replace
+
     from qwen_fetch.api import run_pull
+    from qwen_fetch.net import jobs as jobs_mod
     from qwen_fetch.net import filetask as task_mod
     from qwen_fetch.net import scheduler as sched_mod
 
@@ -142,6 +146,10 @@ def trace_pull(config: Path, model: str, work: Path, connections: int | None = N
     task_mod.FileTask._pwrite = pwrite  # type: ignore[method-assign]
     if hash_piece:
         sched_mod.HASH_PIECE = hash_piece
+    orig_from = jobs_mod.EngineOptions.from_deadlines
+    if roots is not None:
+        jobs_mod.EngineOptions.from_deadlines = classmethod(  # type: ignore[method-assign]
+            lambda cls, d, connections=None: replace(orig_from(d, connections), roots=roots))
     threads = [threading.Thread(target=sampler, daemon=True, name="trace-sampler"),
                threading.Thread(target=gil_probe, daemon=True, name="trace-gil")]
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -157,6 +165,7 @@ def trace_pull(config: Path, model: str, work: Path, connections: int | None = N
         sched_mod.Scheduler.hash_prefix = orig_hash_prefix  # type: ignore[method-assign]
         task_mod.FileTask._pwrite = orig_pwrite  # type: ignore[method-assign]
         sched_mod.HASH_PIECE = orig_piece
+        jobs_mod.EngineOptions.from_deadlines = orig_from  # type: ignore[method-assign]
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     for th in threads:
@@ -181,7 +190,8 @@ def trace_pull(config: Path, model: str, work: Path, connections: int | None = N
     return {
         "wall_s": wall, "bytes": total, "gb_per_s": total / wall / 1e9, "cpu_s": cpu, "cpu_s_per_gb": cpu / (total / 1e9),
         "connections": scheds[-1].options.connections if scheds else None,
-        "hash_piece": hash_piece or orig_piece, "writes": writes,
+        "hash_piece": hash_piece or orig_piece, "writes": writes, "roots": roots,
+        "rooted_files": sum(1 for f in result.files if f.root is not None),
         "files": files,
         "files_hashing_at_once": {"mean_while_any": statistics.fmean(busy) if busy else 0.0,
                                   "max": max(busy, default=0), "samples": len(hashing_now)},
@@ -199,7 +209,7 @@ def summary(r: dict[str, Any]) -> str:
              f"max {r['files_hashing_at_once']['max']}",
              f"GIL probe (1 ms sleep) late by: median {r['gil_probe_late_ms']['median']:.2f} ms, "
              f"p90 {r['gil_probe_late_ms']['p90'] or 0:.2f} ms",
-             f"hash piece {r['hash_piece'] >> 10} KiB; pwrite: wall {r['writes']['pwrite_wall']:.2f} s, "
+             f"hash piece {r['hash_piece'] >> 10} KiB, roots {r['roots']} ({r['rooted_files']} files); pwrite: wall {r['writes']['pwrite_wall']:.2f} s, "
              f"CPU {r['writes']['pwrite_cpu']:.2f} s, {int(r['writes']['pwrite_calls'])} calls",
              "thread CPU-s: " + ", ".join(f"{k} {v}" for k, v in sorted(r["thread_cpu_s"].items(), key=lambda kv: -kv[1])),
              "| file | MB | on disk at s | hashed at s | sha256 stream busy s | in update: wall s / CPU s | calls |",
@@ -220,10 +230,12 @@ def main() -> int:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--connections", type=int)
     ap.add_argument("--hash-piece-kib", type=int)
+    ap.add_argument("--roots", choices=("on", "off"))
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     r = trace_pull(args.config, args.model, args.work, args.connections,
-                   args.hash_piece_kib << 10 if args.hash_piece_kib else None)
+                   args.hash_piece_kib << 10 if args.hash_piece_kib else None,
+                   None if args.roots is None else args.roots == "on")
     print(summary(r))
     if args.json:
         args.json.write_text(json.dumps(r, indent=1))

@@ -98,3 +98,25 @@ def test_a_lock_without_roots_is_checked_by_sha256(pulled: Path) -> None:
     assert code == 0
     t = report["targets"][0]
     assert t["checked_by"] == {ROOT_ALGORITHM: 0, "sha256": t["files_checked"]}
+
+
+def test_roots_are_computed_only_for_a_pin_the_pull_writes(pulled: Path, mirrors: Path) -> None:
+    """A pull against an existing pin (``--frozen`` in CI, every node of a fleet) spends no core on roots."""
+    import shutil
+
+    from qwen_fetch.api import run_pull
+
+    shutil.rmtree("cache")
+    before = pulled.read_text()
+    result = run_pull(QWEN3_VL_8B, config=mirrors, cache_dir="cache", lock=pulled, frozen=True)
+    fetched = [x for x in result.outcomes if not x.reused]
+    assert fetched and all(x.root is None for x in fetched)
+    assert pulled.read_text() == before
+    code, _ = _verify()
+    assert code == 0
+    # A fresh pin does compute them.
+    pulled.unlink()
+    shutil.rmtree("cache")
+    result = run_pull(QWEN3_VL_8B, config=mirrors, cache_dir="cache", lock=pulled)
+    assert {x.path for x in result.outcomes if x.root is not None} == {
+        f.path for f in _pin(pulled).files if f.root is not None} != set()

@@ -357,6 +357,9 @@ class Puller:
         outcomes: list[FetchOutcome] = []
         cached = 0
         target: Path
+        if o.engine.roots and (pin is not None or not o.write_lock):
+            # Chunk roots are recorded only in a pin this pull writes: otherwise they would cost a core for nothing.
+            o = self.opts = replace(o, engine=replace(o.engine, roots=False))
         try:
             if o.download:
                 target, outcomes, cached, files = self.materialise(files, commit, revision, listings, plain)
