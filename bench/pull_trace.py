@@ -72,8 +72,8 @@ def trace_pull(config: Path, model: str, work: Path, connections: int | None = N
     from dataclasses import replace
 
     from qwen_fetch.api import run_pull
-    from qwen_fetch.net import jobs as jobs_mod
     from qwen_fetch.net import filetask as task_mod
+    from qwen_fetch.net import jobs as jobs_mod
     from qwen_fetch.net import scheduler as sched_mod
 
     cache, lock = work / "trace-cache", work / "trace.lock"
