@@ -120,3 +120,35 @@ def test_roots_are_computed_only_for_a_pin_the_pull_writes(pulled: Path, mirrors
     result = run_pull(QWEN3_VL_8B, config=mirrors, cache_dir="cache", lock=pulled)
     assert {x.path for x in result.outcomes if x.root is not None} == {
         f.path for f in _pin(pulled).files if f.root is not None} != set()
+
+
+def test_a_pull_that_rechecks_the_cache_uses_the_roots(pulled: Path, mirrors: Path) -> None:
+    """``pull --reverify`` checks rooted files by their chunks: a damaged chunk is caught and fetched again."""
+    from qwen_fetch.api import run_pull
+
+    f = _pin(pulled).by_path()[SHARD]
+    blob = RepoCache(Path("cache"), QWEN3_VL_8B).blob_path(f.sha256)
+    good = blob.read_bytes()
+    data = bytearray(good)
+    data[-1] ^= 0x80  # the last byte of the last chunk
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    result = run_pull(QWEN3_VL_8B, config=mirrors, cache_dir="cache", lock=pulled, frozen=True, reverify=True)
+    assert [x.path for x in result.outcomes if not x.reused] == [SHARD]
+    assert blob.read_bytes() == good
+
+
+def test_the_recheck_reads_the_root_not_the_sha256(pulled: Path, mirrors: Path) -> None:
+    """Intact bytes against a root that does not describe them fail the check: the root is what was compared."""
+    from dataclasses import replace
+
+    from qwen_fetch.api import run_pull
+    from qwen_fetch.core.digests import Digest
+
+    lock = parse_lock(pulled.read_text())
+    pin = _pin(pulled)
+    wrong = Digest(ROOT_ALGORITHM, "0" * 64)
+    pin = replace(pin, files=tuple(replace(f, root=wrong) if f.path == SHARD else f for f in pin.files))
+    pulled.write_text(dump_lock(lock.with_pin(QWEN3_VL_8B, pin)))
+    result = run_pull(QWEN3_VL_8B, config=mirrors, cache_dir="cache", lock=pulled, frozen=True, reverify=True)
+    assert [x.path for x in result.outcomes if not x.reused] == [SHARD]
