@@ -11,7 +11,7 @@ Runs ``qwen_fetch.api.run_pull`` into a fresh cache with the engine instrumented
   hashing thread waited to get the GIL (or a core) back after hashing a piece;
 * a GIL probe thread that sleeps 1 ms in a loop and records how late it wakes (the GIL's queue, plus
   the run queue on a machine with fewer cores than runnable threads);
-* per-thread CPU (``/proc/self/task``) by thread kind, and the process's CPU per GB.
+* the process's CPU per GB.
 
 Prints a summary and writes the raw numbers as JSON.  Used by ``bench/host_many_cores.py``.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import statistics
@@ -51,20 +50,6 @@ class _TimedHash:
         return getattr(self._inner, name)
 
 
-def _task_cpu() -> dict[int, tuple[str, float]]:
-    """CPU seconds of every live thread, with its kind (its name less a trailing number), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, tuple[str, float]] = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            name = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
-            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[int(tid)] = (name.rstrip("0123456789-") or name, (int(fields[11]) + int(fields[12])) / tick)
-    return out
-
-
 def trace_pull(config: Path, model: str, work: Path, connections: int | None = None,
                hash_piece: int | None = None, roots: bool | None = None) -> dict[str, Any]:
     """One traced pull; ``hash_piece`` overrides the engine's read-back piece and ``roots`` whether chunk roots
@@ -89,7 +74,6 @@ def trace_pull(config: Path, model: str, work: Path, connections: int | None = N
     orig_piece = sched_mod.HASH_PIECE
     writes = dict.fromkeys(("pwrite_wall", "pwrite_cpu", "pwrite_calls"), 0.0)
     wlock = threading.Lock()
-    tids: dict[int, tuple[str, float]] = {}
 
     def init(self: Any, tasks: Any, *a: Any, **k: Any) -> None:
         orig_init(self, tasks, *a, **k)
@@ -121,11 +105,7 @@ def trace_pull(config: Path, model: str, work: Path, connections: int | None = N
                 writes["pwrite_calls"] += 1
 
     def sampler() -> None:
-        n = 0
         while not stop.is_set():
-            n += 1
-            if n % 10 == 0:
-                tids.update(_task_cpu())
             if scheds:
                 s = scheds[-1]
                 with s.cond:
@@ -153,7 +133,6 @@ def trace_pull(config: Path, model: str, work: Path, connections: int | None = N
     threads = [threading.Thread(target=sampler, daemon=True, name="trace-sampler"),
                threading.Thread(target=gil_probe, daemon=True, name="trace-gil")]
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    before = _task_cpu()
     t0 = time.perf_counter()
     for th in threads:
         th.start()
@@ -184,9 +163,6 @@ def trace_pull(config: Path, model: str, work: Path, connections: int | None = N
     for (ta, a), (_, b) in zip(samples, samples[1:]):
         hashing_now.append(sum(1 for p in b if b[p][1] > a.get(p, (0, 0))[1]))
     busy = [n for n in hashing_now if n]
-    kinds: dict[str, float] = {}
-    for tid, (kind, used) in tids.items():
-        kinds[kind] = round(kinds.get(kind, 0.0) + used - before.get(tid, (kind, 0.0))[1], 2)
     return {
         "wall_s": wall, "bytes": total, "gb_per_s": total / wall / 1e9, "cpu_s": cpu, "cpu_s_per_gb": cpu / (total / 1e9),
         "connections": scheds[-1].options.connections if scheds else None,
@@ -198,7 +174,6 @@ def trace_pull(config: Path, model: str, work: Path, connections: int | None = N
         "gil_probe_late_ms": {"median": statistics.median(lateness) * 1e3 if lateness else None,
                               "p90": statistics.quantiles(lateness, n=10)[-1] * 1e3 if len(lateness) > 10 else None,
                               "n": len(lateness)},
-        "thread_cpu_s": kinds,
     }
 
 
@@ -209,9 +184,8 @@ def summary(r: dict[str, Any]) -> str:
              f"max {r['files_hashing_at_once']['max']}",
              f"GIL probe (1 ms sleep) late by: median {r['gil_probe_late_ms']['median']:.2f} ms, "
              f"p90 {r['gil_probe_late_ms']['p90'] or 0:.2f} ms",
-             f"hash piece {r['hash_piece'] >> 10} KiB, roots {r['roots']} ({r['rooted_files']} files); pwrite: wall {r['writes']['pwrite_wall']:.2f} s, "
+             f"hash piece {r['hash_piece'] >> 10} KiB, roots {'default' if r['roots'] is None else r['roots']} ({r['rooted_files']} files rooted); pwrite: wall {r['writes']['pwrite_wall']:.2f} s, "
              f"CPU {r['writes']['pwrite_cpu']:.2f} s, {int(r['writes']['pwrite_calls'])} calls",
-             "thread CPU-s: " + ", ".join(f"{k} {v}" for k, v in sorted(r["thread_cpu_s"].items(), key=lambda kv: -kv[1])),
              "| file | MB | on disk at s | hashed at s | sha256 stream busy s | in update: wall s / CPU s | calls |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for path, f in sorted(r["files"].items(), key=lambda kv: -kv[1]["size"]):
