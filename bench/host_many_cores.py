@@ -11,9 +11,9 @@ Everything runs on loopback on one machine, in this order, each command a fresh 
    by ``sendfile``; the servers' CPU is reported per step;
 3. ``pull`` x2 into a fresh cache with a fresh lock (these record chunk roots), then one ``pull --frozen``
    into a fresh cache against that lock (roots not computed: what every CI run or fleet node does);
-4. two traced in-process pulls (``bench/pull_trace.py``), the engine's read-back piece at 256 KiB and
-   4 MiB: per-file hashing timelines, time inside sha256 ``update`` (wall vs CPU: the GIL's share), GIL
-   lateness;
+4. three traced in-process pulls (``bench/pull_trace.py``): the engine's read-back piece at 256 KiB and
+   4 MiB with the default connections, then 4 MiB with 24: per-file hashing timelines, time inside sha256
+   ``update`` (wall vs CPU: the GIL's share), GIL lateness;
 5. ``verify`` x2 with the roots in the lock and x2 with a copy of the lock without roots (sha256), interleaved;
 6. the no-op ``pull --frozen`` x2 (stamps trusted: nothing read), and once with ``--reverify``.
 
@@ -252,12 +252,15 @@ class Bench:
                 r = run_cmd(pull[:-4] + ["--lock", str(lock), "--frozen", "--no-smoke", "--json"], self.env,
                             a.timeout)
                 self.row("pull --frozen (pinned: no roots)", r, total, server_cpu=farm.cpu_s() - c0)
-            for piece in (256 << 10, 4 << 20):
+            # The engine's read-back piece before (256 KiB) and now (4 MiB); then fewer connections, fewer
+            # threads contending for the GIL.
+            for piece, conns in ((256 << 10, None), (4 << 20, None), (4 << 20, 24)):
                 if self.left() < 120:
-                    self.res["notes"].append(f"trace with {piece >> 10} KiB pieces skipped: budget")
+                    self.res["notes"].append(f"trace with {piece >> 10} KiB pieces, {conns} connections "
+                                             "skipped: budget")
                     break
                 c0 = farm.cpu_s()
-                tr = pull_trace.trace_pull(mirrors, MODEL, self.work, hash_piece=piece)
+                tr = pull_trace.trace_pull(mirrors, MODEL, self.work, connections=conns, hash_piece=piece)
                 tr["server_cpu_s"] = farm.cpu_s() - c0
                 shutil.rmtree(self.work / "trace-cache", ignore_errors=True)
                 self.res["traces"].append(tr)
@@ -307,7 +310,8 @@ def render(res: dict[str, Any]) -> str:
         lines.append(f"| {r['step']} | {r['wall_s']:.2f} | {gbs} | {r['cpu_s']:.1f} | {_mb(r['peak_rss'])} | "
                      f"{_mb(r['peak_anon'])} | {_mb(r['peak_file'])} | {srv} | {r['load1']:.1f} | {note} |")
     for tr in res["traces"]:
-        lines += ["", f"Traced pull, read-back piece {tr['hash_piece'] >> 10} KiB (server CPU "
+        lines += ["", f"Traced pull, read-back piece {tr['hash_piece'] >> 10} KiB, {tr['connections']} connections "
+                      f"(server CPU "
                       f"{tr.get('server_cpu_s', 0):.1f} s):", "", pull_trace.summary(tr)]
     for note in res["notes"]:
         lines += ["", f"Note: {note}"]

@@ -165,7 +165,7 @@ def trace_pull(config: Path, model: str, work: Path, connections: int | None = N
     busy = [n for n in hashing_now if n]
     return {
         "wall_s": wall, "bytes": total, "gb_per_s": total / wall / 1e9, "cpu_s": cpu, "cpu_s_per_gb": cpu / (total / 1e9),
-        "connections": scheds[-1].options.connections if scheds else None,
+        "connections": scheds[-1].options.connections if scheds else connections,
         "hash_piece": hash_piece or orig_piece, "writes": writes, "roots": roots,
         "rooted_files": sum(1 for f in result.files if f.root is not None),
         "files": files,
@@ -186,7 +186,7 @@ def summary(r: dict[str, Any]) -> str:
              f"p90 {r['gil_probe_late_ms']['p90'] or 0:.2f} ms",
              f"hash piece {r['hash_piece'] >> 10} KiB, roots {'default' if r['roots'] is None else r['roots']} ({r['rooted_files']} files rooted); pwrite: wall {r['writes']['pwrite_wall']:.2f} s, "
              f"CPU {r['writes']['pwrite_cpu']:.2f} s, {int(r['writes']['pwrite_calls'])} calls",
-             "| file | MB | on disk at s | hashed at s | sha256 stream busy s | in update: wall s / CPU s | calls |",
+             "| file | MB | on disk at s | hashed at s | in hash_prefix, all threads s | in update: wall s / CPU s | calls |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for path, f in sorted(r["files"].items(), key=lambda kv: -kv[1]["size"]):
         if f["size"] < 16 << 20:
