@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from qwen_fetch.net.deadline import Deadlines
     from qwen_fetch.net.pools import Pools
     from qwen_fetch.sources.config import Config, SourceConfig
+    from qwen_fetch.store.backends import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class SourceKind(Protocol):
     name: str  # the ``kind:`` value in mirrors.yaml
     keys: frozenset[str]  # config keys only this kind accepts (beyond the common ones)
     needs_network: bool  # False: opening it is allowed offline (a local folder)
+    stores: bool  # ``qwen-fetch sync`` can write into it (see :meth:`open_store`)
     commit_mismatch_hint: str  # the hint when it resolves a pinned revision to another commit
 
     def configure(self, raw: Mapping[str, Any], config: SourceConfig, fail: Fail) -> SourceConfig:
@@ -101,6 +103,11 @@ class SourceKind(Protocol):
 
     def revision_for(self, config: SourceConfig, ctx: RevisionContext) -> str:
         """The revision (branch/tag name or commit id) to ask a source of this kind for."""
+        ...
+
+    def open_store(self, config: SourceConfig, *, s3_endpoint_url: str | None = None) -> ObjectStore | None:
+        """The store ``sync`` writes into for this source (None for a hub); ``s3_endpoint_url`` overrides the
+        source's own."""
         ...
 
     def open(self, config: SourceConfig, *, http: Pools | None, timeout: float,

@@ -170,6 +170,7 @@ class HFKind:
     name = "hf"
     keys: frozenset[str] = frozenset()
     needs_network = True
+    stores = False
     commit_mismatch_hint = "the mirror is stale or hostile; use another --source"
 
     def configure(self, raw: Mapping[str, Any], config: SourceConfig, fail: Fail) -> SourceConfig:
@@ -186,6 +187,9 @@ class HFKind:
     def revision_for(self, config: SourceConfig, ctx: RevisionContext) -> str:
         return hub_revision(config, ctx, default=self.default_revision(config), by_name=False,
                             same_family=self.same_family)
+
+    def open_store(self, config: SourceConfig, *, s3_endpoint_url: str | None = None) -> None:
+        return None
 
     def open(self, config: SourceConfig, *, http: Pools | None, timeout: float,
              deadlines: Deadlines | None) -> HFSource:

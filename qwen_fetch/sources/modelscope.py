@@ -299,6 +299,7 @@ class ModelScopeKind:
     name = "modelscope"
     keys: frozenset[str] = frozenset()
     needs_network = True
+    stores = False
     # Its listing's commit is derived from the files of a branch: another commit means the branch moved.
     commit_mismatch_hint = "the pinned branch moved on this hub: review and run with --update"
 
@@ -316,6 +317,9 @@ class ModelScopeKind:
     def revision_for(self, config: SourceConfig, ctx: RevisionContext) -> str:
         return hub_revision(config, ctx, default=self.default_revision(config), by_name=True,
                             same_family=self.same_family)
+
+    def open_store(self, config: SourceConfig, *, s3_endpoint_url: str | None = None) -> None:
+        return None
 
     def open(self, config: SourceConfig, *, http: Pools | None, timeout: float,
              deadlines: Deadlines | None) -> ModelScopeSource:

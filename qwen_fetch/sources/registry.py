@@ -49,6 +49,11 @@ def kind_of(config: SourceConfig) -> SourceKind:
     return source_kind(config.kind, config.name)
 
 
+def store_kinds() -> tuple[str, ...]:
+    """The kinds ``qwen-fetch sync`` can write into."""
+    return tuple(k for k in KIND_NAMES if source_kind(k).stores)
+
+
 def default_revision(config: SourceConfig) -> str:
     """The branch ``config``'s source is asked for when the user names none (no connection made)."""
     return kind_of(config).default_revision(config)

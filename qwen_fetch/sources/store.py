@@ -104,6 +104,7 @@ class StoreKind:
     """A store written by ``qwen-fetch sync``: one manifest per commit, so it is asked for commits."""
 
     keys: frozenset[str] = frozenset()
+    stores = True
     commit_mismatch_hint = "the mirror is stale or hostile; use another --source"
 
     def __init__(self, name: str, *, needs_network: bool) -> None:
@@ -124,6 +125,11 @@ class StoreKind:
             return ctx.primary.commit
         return hub_revision(config, ctx, default=self.default_revision(config), by_name=False,
                             same_family=lambda other: other == self.name)
+
+    def open_store(self, config: SourceConfig, *, s3_endpoint_url: str | None = None) -> ObjectStore:
+        from qwen_fetch.store.backends import open_store
+
+        return open_store(config.endpoint, kind=self.name, s3_endpoint_url=s3_endpoint_url or config.s3_endpoint_url)
 
     def open(self, config: SourceConfig, *, http: Pools | None, timeout: float,
              deadlines: Deadlines | None) -> StoreSource:
