@@ -38,7 +38,7 @@ class SmokeTarget:
 def resolve_target(target: str, *, cache_dir: Path | None, revision: str | None,
                    lock_commit: str | None = None) -> SmokeTarget:
     """A PATH is used as is; a MODEL_ID goes through the cache: refs/<rev> -> snapshots/<commit>."""
-    from qwen_fetch.cli.verify_cmd import infer_from_snapshot, looks_like_path
+    from qwen_fetch.ops.verify_select import infer_from_snapshot, looks_like_path
 
     if looks_like_path(target):
         folder = Path(target).expanduser()
@@ -140,7 +140,7 @@ def do_smoke(target: str, *, cache_dir: Path | None, revision: str | None, lock:
     # Everything is local: make sure no library reaches for a hub behind our back.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     lock_path = lock or Path(DEFAULT_LOCK_NAME)
-    from qwen_fetch.cli.verify_cmd import looks_like_path
+    from qwen_fetch.ops.verify_select import looks_like_path
 
     model_id = None if looks_like_path(target) else target
     current = _lock_pin(lock_path, lock is not None, model_id, None) if model_id and not revision else None
