@@ -41,3 +41,15 @@ def test_each_command_is_registered_by_its_own_module() -> None:
         app = typer.Typer()
         mod.register(app)
         assert [c.name or c.callback.__name__ for c in app.registered_commands] == expected
+
+
+def test_the_package_does_not_import_test_support() -> None:
+    # Test hubs and fault kits live in tests/support/, outside the wheel: a module of the
+    # package that imported them would work from a checkout and break once installed.
+    offenders = {}
+    for path in sorted(PKG.rglob("*.py")):
+        bad = sorted(m for m in imported_modules(path) if m.split(".")[0] == "tests" or m.startswith("qwen_fetch.testing"))
+        if bad:
+            offenders[path.relative_to(PKG).as_posix()] = bad
+    assert offenders == {}
+    assert not (PKG / "testing").exists()

@@ -31,7 +31,7 @@ Qwen3-VL checkpoint without internet.  Regenerate with `python tools/make_demo_m
 
 def build(dest: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from qwen_fetch.testing.tiny_model import build_tiny_qwen3_vl
+    from tests.support.tiny_model import build_tiny_qwen3_vl
 
     build_tiny_qwen3_vl(dest, seed=SEED)
     (dest / "README.md").write_text(README)
