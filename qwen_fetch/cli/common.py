@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from qwen_fetch.core.errors import QFError
+from qwen_fetch.core.errors import QFError, Ref
 
 T = TypeVar("T")
 
@@ -139,7 +139,7 @@ def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
             fail(DiskFullError(f"disk full while writing {exc.filename or 'a file'}",
                                hint="free space (qwen-fetch gc) and rerun: partial downloads resume"), json_mode=json_mode)
         fail(SourceError(f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc),
-                         hint="check permissions and free space", reference="os-error"), json_mode=json_mode)
+                         hint="check permissions and free space", reference=Ref.OS_ERROR), json_mode=json_mode)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             _print_traceback()

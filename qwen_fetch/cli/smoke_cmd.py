@@ -21,7 +21,7 @@ from qwen_fetch.cli.common import (
     run_command,
     styled,
 )
-from qwen_fetch.core.errors import EXIT_CODE_HELP, IntegrityError, UsageError
+from qwen_fetch.core.errors import EXIT_CODE_HELP, IntegrityError, Ref, UsageError
 from qwen_fetch.core.revisions import is_commit_id
 from qwen_fetch.core.units import format_bytes, format_rate
 
@@ -62,7 +62,7 @@ def resolve_target(target: str, *, cache_dir: Path | None, revision: str | None,
                              hint=f"download it first: qwen-fetch pull {model_id}"
                                   + (f" --revision {revision}" if revision else "")
                                   + (f" --cache-dir {cache_dir}" if cache_dir else ""),
-                             reference="not-cached")
+                             reference=Ref.NOT_CACHED)
     return SmokeTarget(repo.snapshot_dir(commit), model_id, commit)
 
 

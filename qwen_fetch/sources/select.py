@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from qwen_fetch.core.errors import QFError, SourceError
+from qwen_fetch.core.errors import QFError, Ref, SourceError
 from qwen_fetch.net.http import describe_exc
 from qwen_fetch.sources.base import Source, make_source
 from qwen_fetch.sources.config import SourceConfig
@@ -97,7 +97,7 @@ def all_down_error(ranking: Ranking, what: str = "any source") -> SourceError:
                        context=[f"{sc.name}: {reason}" for sc, reason in ranking.skipped] or ["no source configured"],
                        hint="check the network and proxy (HTTPS_PROXY/NO_PROXY), or the endpoints in mirrors.yaml; "
                             "`qwen-fetch mirrors --probe` tests each source",
-                       reference="all-sources-failed")
+                       reference=Ref.ALL_SOURCES_FAILED)
 
 
 # -- the probe adapter --------------------------------------------------------------

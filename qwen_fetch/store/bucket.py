@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwen_fetch.core.digests import is_sha1, is_sha256
-from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.errors import IntegrityError, Ref
 from qwen_fetch.core.manifest import Pin, PinnedFile
 from qwen_fetch.core.paths import UnsafePathError, check_collisions, safe_relpath
 from qwen_fetch.core.revisions import is_commit_id, revision_problem
@@ -34,7 +34,7 @@ S3_PART_SIZE = 64 * 1024 * 1024  # multipart chunk size; also what the expected 
 
 
 class StoreError(IntegrityError):
-    reference = "bad-store"
+    ref = Ref.BAD_STORE
 
 
 def blob_key(sha256: str) -> str:
