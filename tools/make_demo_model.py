@@ -56,8 +56,10 @@ def main() -> int:
     build(tmp_dest)
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     tmp_dest.rename(DEMO_DIR)
+    from qwen_fetch.core.units import format_bytes
+
     total = sum(p.stat().st_size for p in DEMO_DIR.iterdir())
-    print(f"wrote {DEMO_DIR.relative_to(ROOT)} ({total / 1e6:.2f} MB)")
+    print(f"wrote {DEMO_DIR.relative_to(ROOT)} ({format_bytes(total)})")
     return 0
 
 
