@@ -1,4 +1,4 @@
-"""The package's layering, read from its import statements: what may import what."""
+"""Where modules may reach, beside tests/test_layers.py: command modules stand alone, test support stays out."""
 
 from __future__ import annotations
 
