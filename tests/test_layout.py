@@ -48,7 +48,7 @@ def test_the_package_does_not_import_test_support() -> None:
     # package that imported them would work from a checkout and break once installed.
     offenders = {}
     for path in sorted(PKG.rglob("*.py")):
-        bad = sorted(m for m in imported_modules(path) if m.split(".")[0] == "tests" or m.startswith("qwen_fetch.testing"))
+        bad = sorted(m for m in imported_modules(path) if m.split(".")[0] == "tests" or m.startswith("tests.support"))
         if bad:
             offenders[path.relative_to(PKG).as_posix()] = bad
     assert offenders == {}

@@ -35,9 +35,10 @@ from qwen_fetch.core.units import format_bytes
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
 from qwen_fetch.net.offline import OfflineError, offline_reason
 from qwen_fetch.net.plainfile import FetchedPlain, PlainSink
-from qwen_fetch.sources.base import FileLocation, Source, make_source
+from qwen_fetch.sources.base import FileLocation, RevisionContext, Source
 from qwen_fetch.sources.chain import LazyListings, first_and_more
 from qwen_fetch.sources.config import Config, SourceConfig
+from qwen_fetch.sources.registry import default_revision, kind_of, make_source
 from qwen_fetch.store.hfcache import RepoCache, check_repo_id
 from qwen_fetch.store.lockio import read_lock, write_lock
 from qwen_fetch.store.placement import Layout, quarantine
@@ -153,47 +154,15 @@ class Puller:
             return self.sources[sc.name]
 
     def _revision_for(self, sc: SourceConfig, pin: Pin | None, primary: RepoListing | None) -> str:
-        """The revision to ask ``sc`` for.  Commits are only meaningful within one hub family, and
-        ModelScope is addressed by branch/tag name (it does not reliably accept a commit id)."""
-        by_name = sc.kind == "modelscope"
-        if sc.kind in ("dir", "s3"):
-            # A private store (`qwen-fetch sync`) keeps one manifest per commit under the pin's commit id.
-            if pin is not None:
-                return pin.commit
-            if primary is not None:
-                return primary.commit
-        if pin is not None:
-            if sc.name == pin.source:
-                return pin.revision if by_name else pin.commit
-            sr = pin.source_revision(sc.name)
-            if sr is not None:
-                return sr.revision if by_name else sr.commit
-            if self._same_kind(sc, pin.source):
-                return pin.revision if by_name else pin.commit
-            # Another hub: its default branch; the pinned content hashes decide what it may serve.
-            return self._source_default(sc)
-        if primary is not None and self._same_kind(sc, primary.source):
-            return primary.revision if by_name else primary.commit
-        rev = self.opts.revision
-        if rev is None or rev in ("main", "master") or (primary is not None and is_commit_id(rev)):
-            return self._source_default(sc)
-        return rev
+        """The revision to ask ``sc`` for: its kind decides (see ``SourceKind.revision_for``)."""
+        ctx = RevisionContext.within(self.config, pin=pin, primary=primary, requested=self.opts.revision)
+        return kind_of(sc).revision_for(sc, ctx)
 
     def _optional_of(self, source: str) -> tuple[str, ...]:
         try:
             return self.config.get(source).optional_files
         except QFError:
             return ()
-
-    def _source_default(self, sc: SourceConfig) -> str:
-        return sc.revision or ("master" if sc.kind == "modelscope" else "main")
-
-    def _same_kind(self, sc: SourceConfig, other_name: str) -> bool:
-        try:
-            other = self.config.get(other_name)
-        except QFError:
-            return sc.kind == "hf"
-        return other.kind == sc.kind
 
     def _resolve_one(self, sc: SourceConfig, revision: str) -> RepoListing:
         listing = self._source(sc).resolve(self.opts.model_id, revision)
@@ -219,9 +188,7 @@ class Puller:
             if pin is not None and primary.commit != pin.commit and sc.name == pin.source:
                 raise IntegrityError(f"source {sc.name!r} resolved {self.opts.model_id} to commit {primary.commit}, "
                                      f"but the lock pins {pin.commit}",
-                                     hint=("the pinned branch moved on this hub: review and run with --update"
-                                           if sc.kind == "modelscope" else
-                                           "the mirror is stale or hostile; use another --source"),
+                                     hint=kind_of(sc).commit_mismatch_hint,
                                      reference=Ref.COMMIT_MISMATCH)
             rest = configs[i + 1:]
             break
@@ -336,7 +303,7 @@ class Puller:
             files = tuple(f for f in wanted if f not in unavailable)
             revision, commit = pin.revision, pin.commit
         else:
-            revision = o.revision or self._source_default(src_cfg)
+            revision = o.revision or default_revision(src_cfg)
             self._check_ref_free(revision)
             commit = primary.commit
             chosen = [rf for rf in primary.files if matches(rf.path, o.include, o.exclude)]
