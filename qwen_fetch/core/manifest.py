@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from qwen_fetch.core.digests import Digest
 from qwen_fetch.core.errors import IntegrityError, Ref
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.core.revisions import is_commit_id
@@ -81,6 +82,10 @@ class PinnedFile:
     sha256: str
     lfs: bool = False
     git_oid: str | None = None  # plain git files: the blob id, which names the cache blob
+    # The chunk root (``core.digests.ROOT_ALGORITHM``) of the bytes whose sha256 matched, recorded when a pull
+    # verified them: ``verify`` checks it on every core instead of the sha256's one sequential stream.  Files
+    # of one chunk have none.  The sha256 stays the pin: it ties the lock to the hub's published digest.
+    root: Digest | None = None
 
     @property
     def blob_name(self) -> str:

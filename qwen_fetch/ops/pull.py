@@ -324,6 +324,9 @@ class Puller:
         outcomes: list[FetchOutcome] = []
         cached = 0
         target: Path
+        if o.engine.roots and (pin is not None or not o.write_lock):
+            # Chunk roots are recorded only in a pin this pull writes: otherwise they would cost a core for nothing.
+            o = self.opts = replace(o, engine=replace(o.engine, roots=False))
         try:
             if o.download:
                 target, outcomes, cached, files = self.materialise(files, commit, revision, listings, plain)
@@ -337,6 +340,7 @@ class Puller:
 
         lock_written = False
         if o.write_lock and (pin is None):
+            files = with_roots(files, outcomes, lock.pins(o.model_id))
             new_pin = Pin(revision=revision, commit=commit, source=primary.source, files=files,
                           sources=tuple(sorted((lst.source, SourceRevision(lst.revision, lst.commit))
                                                for lst in listings.contacted() if lst.commit != commit)))
@@ -641,6 +645,16 @@ def _check_space(layout: Layout, plain_bytes: int, jobs: Sequence[FetchJob]) -> 
                             hint="free some space (qwen-fetch gc) or point the cache elsewhere (HF_HUB_CACHE); "
                                  "partial downloads are kept and resume",
                             context=[f"cache: {where}"])
+
+
+def with_roots(files: Sequence[PinnedFile], outcomes: Iterable[FetchOutcome], earlier: Iterable[Pin]
+               ) -> tuple[PinnedFile, ...]:
+    """``files`` with the chunk roots this pull computed over their verified bytes, or an earlier pin recorded
+    for the same content (so a file that was not fetched again keeps its root)."""
+    roots = {(p.sha256, p.size): p.root for pin in earlier for p in pin.files if p.root is not None}
+    fetched = {x.sha256: x.root for x in outcomes if x.root is not None}
+    return tuple(replace(f, root=fetched.get(f.sha256) or roots.get((f.sha256, f.size))) if f.root is None else f
+                 for f in files)
 
 
 def check_revision_option(revision: str | None) -> None:

@@ -146,9 +146,11 @@ def verify_many(pairs: Sequence[tuple[Path, PinnedFile]]) -> list[bool]:
     """Whether each path holds exactly its pinned bytes, hashed from the page cache as ``verify`` does.
 
     One parallel hasher run for all of them (a big file's sha256 moves between threads, so the
-    threads finish together); a file of the wrong size is not read at all.
+    threads finish together; a file whose pin has a chunk root is checked by its chunks, on every
+    thread); a file of the wrong size is not read at all.
     """
     sized: list[Path] = []
+    rooted: set[Path] = set()
     for path, f in pairs:
         try:
             st = path.lstat()  # a link is never taken for the file: its target may change under us
@@ -156,11 +158,15 @@ def verify_many(pairs: Sequence[tuple[Path, PinnedFile]]) -> list[bool]:
             continue
         if stat.S_ISREG(st.st_mode) and st.st_size == f.size:
             sized.append(path)
-    hashes = hash_files(sized)
+            if f.root is not None:
+                rooted.add(path)
+    hashes = hash_files(sized, chunked=rooted)
     out = []
     for path, f in pairs:
         r = hashes.get(path)
-        out.append(r is not None and r.error is None and r.size == f.size and r.sha256 == f.sha256)
+        digest_ok = r is not None and (r.root == f.root.value if f.root is not None and r.root is not None
+                                       else r.sha256 == f.sha256)
+        out.append(r is not None and r.error is None and r.size == f.size and digest_ok)
     return out
 
 
