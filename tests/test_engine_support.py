@@ -12,7 +12,7 @@ from qwen_fetch.core.paths import safe_relpath
 from qwen_fetch.net.jobs import EngineOptions, FetchJob
 from qwen_fetch.net.location import FileLocation, OriginToken, auth_headers
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.repo import RepoStore
 
 REPO = "org/model"
 

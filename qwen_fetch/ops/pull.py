@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwen_fetch.core.errors import IntegrityError, QFError, SourceError, UsageError
+from qwen_fetch.core.errors import IntegrityError, QFError, Ref, SourceError, UsageError
 from qwen_fetch.core.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
 from qwen_fetch.core.pins import check_against_pin, content_matches, known_plain_contents, matches, pick_pin
 from qwen_fetch.core.progress import NullProgress, ProgressSink
@@ -205,7 +205,7 @@ class Puller:
                 raise IntegrityError(f"source {sc.name!r} resolved {self.opts.model_id} to commit {primary.commit}, "
                                      f"but the lock pins {pin.commit}",
                                      hint=kind_of(sc).commit_mismatch_hint,
-                                     reference="commit-mismatch")
+                                     reference=Ref.COMMIT_MISMATCH)
             rest = configs[i + 1:]
             break
         if primary is None:
@@ -215,10 +215,10 @@ class Puller:
             if any(isinstance(e, IntegrityError) for e in errors):
                 raise IntegrityError(f"no source served a trustworthy listing of {self.opts.model_id}",
                                      context=reasons, hint="a mirror is broken or hostile; see each reason",
-                                     reference="all-sources-failed")
+                                     reference=Ref.NO_TRUSTED_LISTING)
             raise SourceError(f"no source could resolve {self.opts.model_id}", context=reasons,
                               hint="check the network/proxy, the model id and --revision; `qwen-fetch mirrors --probe` tests each source",
-                              reference="all-sources-failed")
+                              reference=Ref.ALL_SOURCES_FAILED)
         first = primary
 
         def resolve(sc: SourceConfig) -> RepoListing:
@@ -271,7 +271,7 @@ class Puller:
         if wrong_bytes:
             raise IntegrityError(f"{rf.path}: no source served bytes matching its listing", context=errors,
                                  hint="the mirror is broken or hostile; try another --source")
-        raise SourceError(f"{rf.path} could not be fetched from any source", context=errors, reference="fetch-failed",
+        raise SourceError(f"{rf.path} could not be fetched from any source", context=errors, reference=Ref.FETCH_FAILED,
                           hint="the sources may be down or overloaded: rerun later, or add another source in "
                                "mirrors.yaml / pick one with --source")
 
@@ -308,7 +308,7 @@ class Puller:
                 raise IntegrityError(f"source {primary.source!r} does not match the lock for {o.model_id}",
                                      context=problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else []),
                                      hint="nothing was downloaded; if the change is intended run with --update and review the lockfile diff",
-                                     reference="not-allowlisted")
+                                     reference=Ref.NOT_ALLOWLISTED)
             # Files only the pin's own hub publishes (ModelScope's configuration.json): when no
             # reachable source has them, they are skipped and reported, not an integrity failure.
             pin_optional = self._optional_of(pin.source)
@@ -402,7 +402,7 @@ class Puller:
                     context=[f"{p}: {'does not match its pin' if p in damaged else 'missing'}" for p in gone[:50]]
                     + ([f"... and {len(gone) - 50} more"] if len(gone) > 50 else []),
                     hint=f"with network access run `qwen-fetch pull {o.model_id} --frozen`, then retry offline",
-                    reference="offline-missing")
+                    reference=Ref.OFFLINE_MISSING)
         elif gone:
             self._not_cached = gone
             return None
@@ -426,7 +426,7 @@ class Puller:
             what = f"--update resolves {o.model_id} on a source"
         else:
             what = f"{o.model_id} has no pin in {o.lock_path}, so it must be resolved on a source"
-        return OfflineError(f"offline ({reason}): {what}", reference="offline",
+        return OfflineError(f"offline ({reason}): {what}", reference=Ref.OFFLINE,
                             hint=f"with network access run `qwen-fetch lock {o.model_id}` and commit the lockfile; "
                                  "offline, `pull` serves pinned models from the cache")
 
