@@ -16,7 +16,7 @@ from qwen_fetch.net.location import FileLocation, OriginToken, Route
 from qwen_fetch.net.pools import Pools
 from qwen_fetch.sources.config import SourceConfig
 from qwen_fetch.sources.registry import make_source
-from qwen_fetch.testing.hub import HubServer
+from tests.support.hub import HubServer
 from tests.test_engine_support import REPO, make_jobs, make_repo, options
 
 
