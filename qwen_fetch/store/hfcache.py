@@ -111,25 +111,18 @@ class RepoCache:
         for d in (self.blobs_dir, self.snapshots_dir, self.refs_dir, self.locks_dir):
             make_dirs(self.cache_dir, d)
 
-    def link_snapshot(self, commit: str, path: SafeRelPath, blob_name: str, made: set[Path] | None = None) -> Path:
-        """Point ``snapshots/<commit>/<path>`` at ``blobs/<blob_name>`` (relative link).
-
-        ``made``: folders this pass has already created and checked (a pass links every file of a
-        snapshot; without it each link walked the whole path from the cache folder three times).
-        """
-        made = set() if made is None else made
+    def link_snapshot(self, commit: str, path: SafeRelPath, blob_name: str) -> Path:
+        """Point ``snapshots/<commit>/<path>`` at ``blobs/<blob_name>`` (relative link)."""
         snap = self.snapshot_dir(commit)
+        make_dirs(self.cache_dir, snap)  # a planted symlinked snapshots/<commit> would take our links elsewhere
         link = join_safe(snap, path)
-        # A planted symlinked snapshots/<commit> (or sub-folder) would take our links elsewhere.  The
-        # temporary link lives in .locks/, never in the snapshot: a SIGKILL between the two steps must
-        # not leave an extra file in a snapshot (verify and scan_cache_dir would see it).
-        for folder in (snap, link.parent, self.locks_dir):
-            if folder not in made:
-                make_dirs(self.cache_dir, folder)
-                made.add(folder)
+        make_dirs(self.cache_dir, link.parent)
         rel = os.path.relpath(self.blob_path(blob_name), link.parent)
         if link.is_symlink() and os.readlink(link) == rel:
             return link
+        # The temporary link lives in .locks/, never in the snapshot: a SIGKILL between the two
+        # steps must not leave an extra file in a snapshot (verify and scan_cache_dir would see it).
+        make_dirs(self.cache_dir, self.locks_dir)
         atomic_symlink(rel, link, tmp_dir=self.locks_dir)
         return link
 

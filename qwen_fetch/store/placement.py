@@ -122,7 +122,6 @@ class Layout:
         # never taken for an abandoned one.  The ref comes last: a reader (or a crash) never sees a
         # ref naming an incomplete snapshot.
         listed = Leftovers(self.repo.blobs_dir)  # listed once: one pass over the files, not one per file
-        made: set[Path] = set()  # folders created (and checked) by this pass
         with self.locks.hold(self.repo.snapshot_lock_path(commit).name):
             for f in files:
                 # Link under the blob's lock: `gc` deletes a blob only while holding that lock and
@@ -134,7 +133,7 @@ class Layout:
                         raise IntegrityError(f"{f.path}: its verified blob disappeared before it was linked",
                                              hint="a concurrent `qwen-fetch gc` or a manual deletion removed it; "
                                                   "rerun the pull", reference="blob-vanished")
-                    self.repo.link_snapshot(commit, f.path, f.sha256, made)
+                    self.repo.link_snapshot(commit, f.path, f.sha256)
             if not all(os.path.exists(self.repo.snapshot_file(commit, f.path)) for f in files):
                 raise IntegrityError(f"snapshot {commit[:12]} changed while it was being linked",
                                      hint="something removed files from it concurrently; rerun the pull "
