@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwen_fetch.core.errors import IntegrityError, UsageError
+from qwen_fetch.core.errors import IntegrityError, Ref, UsageError
 from qwen_fetch.core.lockfile import DEFAULT_LOCK_NAME
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def verify(model_id: str | None = None, *, path: PathLike | None = None, revisio
     target = report.targets[0]
     if not report.ok:
         raise IntegrityError(f"{target.model}@{target.commit[:12]} does not match the lock ({target.location})",
-                             context=problems(target), reference="verify-failed",
+                             context=problems(target), reference=Ref.VERIFY_FAILED,
                              hint=f"fetch the bad files again: qwen-fetch pull {target.model}")
     return VerifiedModel(model_id=target.model, commit=target.commit, path=Path(os.path.abspath(target.location)),
                          files_checked=target.files_checked, bytes_hashed=target.bytes_hashed)
@@ -176,7 +176,8 @@ def problems(t: TargetReport) -> list[str]:
     """One line per difference, sorted as ``qwen-fetch verify`` prints them."""
     out = [f"missing     {p}" for p in t.missing]
     out += [f"extra       {p}" for p in t.extra]
-    out += [f"mismatched  {m.path} ({', '.join(m.fields) or 'unreadable'}): expected sha256 {m.expected.sha256}, "
-            f"actual {m.actual.sha256}" for m in t.mismatched]
+    out += [f"mismatched  {m.path} ({', '.join(m.fields) or 'unreadable'}): "
+            + (f"expected root {m.expected.root}, actual {m.actual.root}" if m.expected.root is not None
+               else f"expected sha256 {m.expected.sha256}, actual {m.actual.sha256}") for m in t.mismatched]
     out += [f"bad link    {b.path} ({b.problem})" for b in t.bad_links]
     return out

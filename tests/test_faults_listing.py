@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from qwen_fetch.cli.app import app
-from qwen_fetch.testing.faultkit import HOSTILE_LISTINGS, new_outside, tree_state
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer, _tree_entries
+from tests.support.faultkit import HOSTILE_LISTINGS, new_outside, tree_state
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer, _tree_entries
 
 ESCAPE_ABS = Path("/tmp/qwen-fetch-escape.txt")
 
@@ -77,7 +77,7 @@ def test_collision_error_tells_the_two_names_apart(store, sharded_repo, hub: Hub
 
 
 def test_oversized_listing_is_refused(cli, store, sharded_repo, hub: HubServer, mirrors: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from qwen_fetch.sources.hf import MAX_JSON_BYTES
+    from qwen_fetch.sources.hubhttp import MAX_JSON_BYTES
 
     entry = b'{"type": "file", "path": "f%07d.json", "size": 3, "oid": "' + b"b" * 40 + b'"},'
     count = MAX_JSON_BYTES // len(entry) + 10

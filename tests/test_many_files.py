@@ -20,7 +20,7 @@ from qwen_fetch.net.filetask import FileTask, Ledger, Phase
 from qwen_fetch.net.jobs import FetchJob
 from qwen_fetch.net.partstate import Leftovers, blob_temporaries, block_sum, state_path
 from qwen_fetch.store import flocks
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.repo import RepoStore
 
 MODEL = "Org/many"
 

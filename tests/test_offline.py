@@ -12,9 +12,9 @@ from qwen_fetch.core.errors import IntegrityError
 from qwen_fetch.ops.snapshot import path as snapshot_path
 from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.store.lockio import read_lock
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 SHARD1 = "model-00001-of-00004.safetensors"
 NFILES = 15
@@ -276,8 +276,8 @@ def test_path_of_an_unpulled_pin_is_exit_3(cli, sharded_repo, hub, mirrors) -> N
 def test_offline_guards_sit_where_connections_are_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from qwen_fetch.net.http import make_client
     from qwen_fetch.net.offline import OfflineError
-    from qwen_fetch.sources.base import make_source
     from qwen_fetch.sources.config import SourceConfig
+    from qwen_fetch.sources.registry import make_source
     from qwen_fetch.store.backends import S3Store
 
     monkeypatch.setenv("QWEN_FETCH_OFFLINE", "1")

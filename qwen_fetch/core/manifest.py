@@ -6,7 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.digests import Digest
+from qwen_fetch.core.errors import IntegrityError, Ref
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.core.revisions import is_commit_id
 
@@ -14,7 +15,7 @@ from qwen_fetch.core.revisions import is_commit_id
 class ListingError(IntegrityError):
     """A listing (from a hub, a store or a lock) that contradicts itself or names an unusable commit."""
 
-    reference = "bad-listing"
+    ref = Ref.BAD_LISTING
 
 
 def digest_size_conflicts(files: Iterable[tuple[str, str | None, int]]) -> list[str]:
@@ -67,7 +68,7 @@ class RepoListing:
             raise ListingError(f"source {self.source!r}: the listing of {self.repo_id}@{self.revision} gives "
                                f"one sha256 two sizes", context=conflicts[:20],
                                hint="the mirror is broken or hostile; nothing was downloaded; use another --source",
-                               reference="digest-size-conflict")
+                               reference=Ref.DIGEST_SIZE_CONFLICT)
 
     def by_path(self) -> Mapping[str, RemoteFile]:
         """The files by path, built once: a pull looks each of its files up here."""
@@ -87,6 +88,10 @@ class PinnedFile:
     sha256: str
     lfs: bool = False
     git_oid: str | None = None  # plain git files: the blob id, which names the cache blob
+    # The chunk root (``core.digests.ROOT_ALGORITHM``) of the bytes whose sha256 matched, recorded when a pull
+    # verified them: ``verify`` checks it on every core instead of the sha256's one sequential stream.  Files
+    # of one chunk have none.  The sha256 stays the pin: it ties the lock to the hub's published digest.
+    root: Digest | None = None
 
     @property
     def blob_name(self) -> str:

@@ -24,7 +24,8 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-from qwen_fetch.core.errors import DiskFullError, ExitCode, IntegrityError, QFError, SourceError
+from qwen_fetch.core.digests import wants_root
+from qwen_fetch.core.errors import DiskFullError, ExitCode, IntegrityError, QFError, Ref, SourceError
 from qwen_fetch.core.progress import ProgressSink
 from qwen_fetch.core.units import format_bytes
 from qwen_fetch.net.filetask import DiskFull, FileTask, Ledger, Phase
@@ -45,7 +46,7 @@ FDS_PER_FILE = 3  # an open file holds its lock, its partial and its journal
 
 class FetchCancelled(QFError):
     exit_code = ExitCode.INTERRUPTED
-    reference = "cancelled"
+    ref = Ref.CANCELLED
 
 
 def fetch_all(jobs: Sequence[FetchJob], options: EngineOptions, progress: ProgressSink,
@@ -61,7 +62,8 @@ def fetch_all(jobs: Sequence[FetchJob], options: EngineOptions, progress: Progre
     """
     cancel = cancel or threading.Event()
     ledger = Ledger()
-    tasks = [FileTask(job, i, options.block_size, ledger) for i, job in enumerate(jobs)]
+    tasks = [FileTask(job, i, options.block_size, ledger, want_roots=options.roots and wants_root(job.size))
+             for i, job in enumerate(jobs)]
     sched = Scheduler(tasks, options, progress, cancel)
     workers = [threading.Thread(target=_worker, args=(sched,), name=f"qwen-fetch-conn-{i}", daemon=True)
                for i in range(max(1, options.connections))]
@@ -79,6 +81,7 @@ def fetch_all(jobs: Sequence[FetchJob], options: EngineOptions, progress: Progre
         deadline = time.monotonic() + (STOP_GRACE if cancel.is_set() else options.stall_timeout + 5)
         for w in workers:
             w.join(timeout=max(0.0, deadline - time.monotonic()))
+        sched.close()
         for t in tasks:
             try:
                 _save(sched, t)
@@ -339,17 +342,17 @@ def _outcomes_or_raise(tasks: list[FileTask]) -> list[FetchOutcome]:
                    for t in failed]
         if any(t.integrity_failure for t in failed):
             raise IntegrityError(f"{len(failed)} file(s) did not match their pinned sha256 on any source",
-                                 context=context, reference="hash-mismatch",
+                                 context=context, reference=Ref.HASH_MISMATCH,
                                  hint="the sources serve other bytes than the lockfile pins: check the pin "
                                       "(qwen-fetch lock) or the mirror; nothing unverified was cached")
         raise SourceError(f"{len(failed)} file(s) could not be fetched from any source", context=context,
-                          reference="fetch-failed",
+                          reference=Ref.FETCH_FAILED,
                           hint="partial data is kept: rerun the same command to resume, or add another "
                                "source in mirrors.yaml / pick one with --source")
     return [FetchOutcome(path=t.job.path, sha256=t.job.sha256, source=t.source,
                          bytes_transferred=t.bytes_transferred, resumed_bytes=t.resumed_bytes,
                          retries=t.retries, reused=t.reused, failed_sources=tuple(t.failed_sources),
-                         promoted=t.promoted)
+                         promoted=t.promoted, root=t.root)
             for t in tasks]
 
 

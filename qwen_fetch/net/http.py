@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from qwen_fetch import __version__
-from qwen_fetch.core.errors import ConfigError, SourceError
+from qwen_fetch.core.errors import ConfigError, Ref, SourceError
 from qwen_fetch.core.proxy import ProxyParseError, ProxyPolicy, ProxyURL
 from qwen_fetch.net.h1 import PROXY, H1Transport
 
@@ -38,11 +38,13 @@ class HostBearerAuth(httpx.Auth):
     httpx applies auth to the first request and drops the header on a
     cross-origin redirect; this class additionally refuses to attach the token
     to any request whose origin differs, so a CDN or hostile redirect target
-    never sees it.
+    never sees it.  ``session_cookie`` names a cookie that carries the token too
+    (ModelScope's older endpoints read only that).
     """
 
-    def __init__(self, token: str, endpoint: str) -> None:
+    def __init__(self, token: str, endpoint: str, session_cookie: str | None = None) -> None:
         self._token = token
+        self._cookie = session_cookie
         parts = urlsplit(endpoint)
         self._origin = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
@@ -56,11 +58,14 @@ class HostBearerAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self.matches(request.url):
             request.headers["Authorization"] = f"Bearer {self._token}"
+            if self._cookie:
+                # Set per request, not through a cookie jar: httpx then never carries it into a redirect.
+                request.headers["Cookie"] = f"{self._cookie}={self._token}"
         yield request
 
 
-def make_client(*, token: str | None = None, endpoint: str | None = None, timeout: float = 30.0,
-                connections: int = 32, proxy: ProxyPolicy | None = None,
+def make_client(*, token: str | None = None, endpoint: str | None = None, session_cookie: str | None = None,
+                timeout: float = 30.0, connections: int = 32, proxy: ProxyPolicy | None = None,
                 ca_bundle: str | None = None) -> httpx.Client:
     """The one httpx client factory.
 
@@ -74,7 +79,7 @@ def make_client(*, token: str | None = None, endpoint: str | None = None, timeou
     from qwen_fetch.sources.config import mask_url
 
     require_network(f"a connection to {mask_url(endpoint) if endpoint else 'a remote host'}")
-    auth = HostBearerAuth(token, endpoint) if token and endpoint else None
+    auth = HostBearerAuth(token, endpoint, session_cookie) if token and endpoint else None
     if proxy is None:
         proxy = env_proxy_policy()
     return httpx.Client(
@@ -95,7 +100,7 @@ def env_proxy_policy() -> ProxyPolicy:
         return ProxyPolicy.from_env()
     except ProxyParseError as exc:
         var = str(exc).split(":", 1)[0]
-        raise ConfigError(f"the proxy in {exc}", reference="bad-proxy",
+        raise ConfigError(f"the proxy in {exc}", reference=Ref.BAD_PROXY,
                           hint=f"set {var} to scheme://[user:password@]host:port with scheme http, socks5 or "
                                f"socks5h, e.g. http://proxy.example:3128, or unset it") from None
 
@@ -128,7 +133,7 @@ def _bundle_context(cafile: str | None, capath: str | None, what: str) -> ssl.SS
     except (OSError, ssl.SSLError) as exc:
         where = cafile or capath
         reason = "no such file" if isinstance(exc, FileNotFoundError) else "not a PEM certificate bundle"
-        raise ConfigError(f"cannot load CA certificates from {where} ({what}): {reason}", reference="bad-ca-bundle",
+        raise ConfigError(f"cannot load CA certificates from {where} ({what}): {reason}", reference=Ref.BAD_CA_BUNDLE,
                           hint=f"point {what} at a PEM file of CA certificates, or unset it to use the "
                                f"system's trust store") from None
     ctx.set_alpn_protocols(["http/1.1"])
@@ -198,4 +203,4 @@ def source_error(source: str, exc: BaseException) -> SourceError:
     else:
         hint = ("check the network and the source's endpoint in mirrors.yaml, or pick another --source; "
                 "behind a proxy, set HTTPS_PROXY (or proxy: on the source in mirrors.yaml)")
-    return SourceError(f"source {source!r} unreachable: {reason}", hint=hint, reference="source-unreachable")
+    return SourceError(f"source {source!r} unreachable: {reason}", hint=hint, reference=Ref.SOURCE_UNREACHABLE)

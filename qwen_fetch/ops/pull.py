@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from qwen_fetch.core.errors import IntegrityError, QFError, SourceError, UsageError
+from qwen_fetch.core.errors import IntegrityError, QFError, Ref, SourceError, UsageError
 from qwen_fetch.core.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
 from qwen_fetch.core.pins import check_against_pin, content_matches, known_plain_contents, matches, pick_pin
 from qwen_fetch.core.progress import NullProgress, ProgressSink
@@ -35,9 +35,10 @@ from qwen_fetch.core.units import format_bytes
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
 from qwen_fetch.net.offline import OfflineError, offline_reason
 from qwen_fetch.net.plainfile import FetchedPlain, PlainSink
-from qwen_fetch.sources.base import FileLocation, Source, make_source
+from qwen_fetch.sources.base import FileLocation, RevisionContext, Source
 from qwen_fetch.sources.chain import LazyListings, first_and_more
 from qwen_fetch.sources.config import Config, SourceConfig
+from qwen_fetch.sources.registry import default_revision, kind_of, make_source
 from qwen_fetch.store.hfcache import RepoCache, check_repo_id
 from qwen_fetch.store.lockio import read_lock, write_lock
 from qwen_fetch.store.placement import Layout, quarantine
@@ -153,47 +154,15 @@ class Puller:
             return self.sources[sc.name]
 
     def _revision_for(self, sc: SourceConfig, pin: Pin | None, primary: RepoListing | None) -> str:
-        """The revision to ask ``sc`` for.  Commits are only meaningful within one hub family, and
-        ModelScope is addressed by branch/tag name (it does not reliably accept a commit id)."""
-        by_name = sc.kind == "modelscope"
-        if sc.kind in ("dir", "s3"):
-            # A private store (`qwen-fetch sync`) keeps one manifest per commit under the pin's commit id.
-            if pin is not None:
-                return pin.commit
-            if primary is not None:
-                return primary.commit
-        if pin is not None:
-            if sc.name == pin.source:
-                return pin.revision if by_name else pin.commit
-            sr = pin.source_revision(sc.name)
-            if sr is not None:
-                return sr.revision if by_name else sr.commit
-            if self._same_kind(sc, pin.source):
-                return pin.revision if by_name else pin.commit
-            # Another hub: its default branch; the pinned content hashes decide what it may serve.
-            return self._source_default(sc)
-        if primary is not None and self._same_kind(sc, primary.source):
-            return primary.revision if by_name else primary.commit
-        rev = self.opts.revision
-        if rev is None or rev in ("main", "master") or (primary is not None and is_commit_id(rev)):
-            return self._source_default(sc)
-        return rev
+        """The revision to ask ``sc`` for: its kind decides (see ``SourceKind.revision_for``)."""
+        ctx = RevisionContext.within(self.config, pin=pin, primary=primary, requested=self.opts.revision)
+        return kind_of(sc).revision_for(sc, ctx)
 
     def _optional_of(self, source: str) -> tuple[str, ...]:
         try:
             return self.config.get(source).optional_files
         except QFError:
             return ()
-
-    def _source_default(self, sc: SourceConfig) -> str:
-        return sc.revision or ("master" if sc.kind == "modelscope" else "main")
-
-    def _same_kind(self, sc: SourceConfig, other_name: str) -> bool:
-        try:
-            other = self.config.get(other_name)
-        except QFError:
-            return sc.kind == "hf"
-        return other.kind == sc.kind
 
     def _resolve_one(self, sc: SourceConfig, revision: str) -> RepoListing:
         listing = self._source(sc).resolve(self.opts.model_id, revision)
@@ -219,10 +188,8 @@ class Puller:
             if pin is not None and primary.commit != pin.commit and sc.name == pin.source:
                 raise IntegrityError(f"source {sc.name!r} resolved {self.opts.model_id} to commit {primary.commit}, "
                                      f"but the lock pins {pin.commit}",
-                                     hint=("the pinned branch moved on this hub: review and run with --update"
-                                           if sc.kind == "modelscope" else
-                                           "the mirror is stale or hostile; use another --source"),
-                                     reference="commit-mismatch")
+                                     hint=kind_of(sc).commit_mismatch_hint,
+                                     reference=Ref.COMMIT_MISMATCH)
             rest = configs[i + 1:]
             break
         if primary is None:
@@ -232,10 +199,10 @@ class Puller:
             if any(isinstance(e, IntegrityError) for e in errors):
                 raise IntegrityError(f"no source served a trustworthy listing of {self.opts.model_id}",
                                      context=reasons, hint="a mirror is broken or hostile; see each reason",
-                                     reference="all-sources-failed")
+                                     reference=Ref.NO_TRUSTED_LISTING)
             raise SourceError(f"no source could resolve {self.opts.model_id}", context=reasons,
                               hint="check the network/proxy, the model id and --revision; `qwen-fetch mirrors --probe` tests each source",
-                              reference="all-sources-failed")
+                              reference=Ref.ALL_SOURCES_FAILED)
         first = primary
 
         def resolve(sc: SourceConfig) -> RepoListing:
@@ -288,7 +255,7 @@ class Puller:
         if wrong_bytes:
             raise IntegrityError(f"{rf.path}: no source served bytes matching its listing", context=errors,
                                  hint="the mirror is broken or hostile; try another --source")
-        raise SourceError(f"{rf.path} could not be fetched from any source", context=errors, reference="fetch-failed",
+        raise SourceError(f"{rf.path} could not be fetched from any source", context=errors, reference=Ref.FETCH_FAILED,
                           hint="the sources may be down or overloaded: rerun later, or add another source in "
                                "mirrors.yaml / pick one with --source")
 
@@ -325,7 +292,7 @@ class Puller:
                 raise IntegrityError(f"source {primary.source!r} does not match the lock for {o.model_id}",
                                      context=problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else []),
                                      hint="nothing was downloaded; if the change is intended run with --update and review the lockfile diff",
-                                     reference="not-allowlisted")
+                                     reference=Ref.NOT_ALLOWLISTED)
             # Files only the pin's own hub publishes (ModelScope's configuration.json): when no
             # reachable source has them, they are skipped and reported, not an integrity failure.
             pin_optional = self._optional_of(pin.source)
@@ -336,7 +303,7 @@ class Puller:
             files = tuple(f for f in wanted if f not in unavailable)
             revision, commit = pin.revision, pin.commit
         else:
-            revision = o.revision or self._source_default(src_cfg)
+            revision = o.revision or default_revision(src_cfg)
             self._check_ref_free(revision)
             commit = primary.commit
             chosen = [rf for rf in primary.files if matches(rf.path, o.include, o.exclude)]
@@ -357,6 +324,9 @@ class Puller:
         outcomes: list[FetchOutcome] = []
         cached = 0
         target: Path
+        if o.engine.roots and (pin is not None or not o.write_lock):
+            # Chunk roots are recorded only in a pin this pull writes: otherwise they would cost a core for nothing.
+            o = self.opts = replace(o, engine=replace(o.engine, roots=False))
         try:
             if o.download:
                 target, outcomes, cached, files = self.materialise(files, commit, revision, listings, plain)
@@ -370,6 +340,7 @@ class Puller:
 
         lock_written = False
         if o.write_lock and (pin is None):
+            files = with_roots(files, outcomes, lock.pins(o.model_id))
             new_pin = Pin(revision=revision, commit=commit, source=primary.source, files=files,
                           sources=tuple(sorted((lst.source, SourceRevision(lst.revision, lst.commit))
                                                for lst in listings.contacted() if lst.commit != commit)))
@@ -415,7 +386,7 @@ class Puller:
                     context=[f"{p}: {'does not match its pin' if p in damaged else 'missing'}" for p in gone[:50]]
                     + ([f"... and {len(gone) - 50} more"] if len(gone) > 50 else []),
                     hint=f"with network access run `qwen-fetch pull {o.model_id} --frozen`, then retry offline",
-                    reference="offline-missing")
+                    reference=Ref.OFFLINE_MISSING)
         elif gone:
             self._not_cached = gone
             return None
@@ -439,7 +410,7 @@ class Puller:
             what = f"--update resolves {o.model_id} on a source"
         else:
             what = f"{o.model_id} has no pin in {o.lock_path}, so it must be resolved on a source"
-        return OfflineError(f"offline ({reason}): {what}", reference="offline",
+        return OfflineError(f"offline ({reason}): {what}", reference=Ref.OFFLINE,
                             hint=f"with network access run `qwen-fetch lock {o.model_id}` and commit the lockfile; "
                                  "offline, `pull` serves pinned models from the cache")
 
@@ -674,6 +645,16 @@ def _check_space(layout: Layout, plain_bytes: int, jobs: Sequence[FetchJob]) -> 
                             hint="free some space (qwen-fetch gc) or point the cache elsewhere (HF_HUB_CACHE); "
                                  "partial downloads are kept and resume",
                             context=[f"cache: {where}"])
+
+
+def with_roots(files: Sequence[PinnedFile], outcomes: Iterable[FetchOutcome], earlier: Iterable[Pin]
+               ) -> tuple[PinnedFile, ...]:
+    """``files`` with the chunk roots this pull computed over their verified bytes, or an earlier pin recorded
+    for the same content (so a file that was not fetched again keeps its root)."""
+    roots = {(p.sha256, p.size): p.root for pin in earlier for p in pin.files if p.root is not None}
+    fetched = {x.sha256: x.root for x in outcomes if x.root is not None}
+    return tuple(replace(f, root=fetched.get(f.sha256) or roots.get((f.sha256, f.size))) if f.root is None else f
+                 for f in files)
 
 
 def check_revision_option(revision: str | None) -> None:

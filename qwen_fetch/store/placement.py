@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.errors import IntegrityError, Ref
 from qwen_fetch.core.manifest import PinnedFile
 from qwen_fetch.net.partstate import Leftovers, clear_leftovers
 from qwen_fetch.net.plainfile import PlainSink
@@ -132,12 +132,12 @@ class Layout:
                     if not is_regular(self.repo.blob_path(f.sha256)):
                         raise IntegrityError(f"{f.path}: its verified blob disappeared before it was linked",
                                              hint="a concurrent `qwen-fetch gc` or a manual deletion removed it; "
-                                                  "rerun the pull", reference="blob-vanished")
+                                                  "rerun the pull", reference=Ref.BLOB_VANISHED)
                     self.repo.link_snapshot(commit, f.path, f.sha256)
             if not all(os.path.exists(self.repo.snapshot_file(commit, f.path)) for f in files):
                 raise IntegrityError(f"snapshot {commit[:12]} changed while it was being linked",
                                      hint="something removed files from it concurrently; rerun the pull "
-                                          "(the blobs are kept)", reference="snapshot-vanished")
+                                          "(the blobs are kept)", reference=Ref.SNAPSHOT_VANISHED)
             if revision != commit:
                 self.repo.write_ref(revision, commit)
         return self.repo.snapshot_dir(commit)
@@ -147,9 +147,11 @@ def verify_many(pairs: Sequence[tuple[Path, PinnedFile]]) -> list[bool]:
     """Whether each path holds exactly its pinned bytes, hashed from the page cache as ``verify`` does.
 
     One parallel hasher run for all of them (a big file's sha256 moves between threads, so the
-    threads finish together); a file of the wrong size is not read at all.
+    threads finish together; a file whose pin has a chunk root is checked by its chunks, on every
+    thread); a file of the wrong size is not read at all.
     """
     sized: list[Path] = []
+    rooted: set[Path] = set()
     for path, f in pairs:
         try:
             st = path.lstat()  # a link is never taken for the file: its target may change under us
@@ -157,11 +159,15 @@ def verify_many(pairs: Sequence[tuple[Path, PinnedFile]]) -> list[bool]:
             continue
         if stat.S_ISREG(st.st_mode) and st.st_size == f.size:
             sized.append(path)
-    hashes = hash_files(sized)
+            if f.root is not None:
+                rooted.add(path)
+    hashes = hash_files(sized, chunked=rooted)
     out = []
     for path, f in pairs:
         r = hashes.get(path)
-        out.append(r is not None and r.error is None and r.size == f.size and r.sha256 == f.sha256)
+        digest_ok = r is not None and (r.root == f.root.value if f.root is not None and r.root is not None
+                                       else r.sha256 == f.sha256)
+        out.append(r is not None and r.error is None and r.size == f.size and digest_ok)
     return out
 
 
