@@ -97,3 +97,41 @@ def test_nothing_below_the_cli_imports_the_cli() -> None:
                     continue
                 bad.append(f"{rel}:{line}: imports {name}")
     assert bad == []
+
+
+LONG = 420  # "about 400 lines"
+
+
+def test_a_long_module_says_why_at_its_top() -> None:
+    """Small modules named for what they hold; one that grows past ~400 lines says why it stays one."""
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") <= LONG:
+            continue
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if "One module, though long:" not in doc:
+            bad.append(f"{path.relative_to(PKG)}: {text.count(chr(10))} lines, no 'One module, though long:' reason")
+    assert bad == []
+
+
+NO_KIND_TESTS = ["ops/pull.py", "ops/pull_fetch.py", "ops/pull_place.py", "ops/pull_plain.py", "ops/sync.py",
+                 "cli/mirrors_cmd.py", "cli/pull_cmd.py", "cli/sync_cmd.py", "sources/select.py", "sources/chain.py"]
+
+
+@pytest.mark.parametrize("rel", NO_KIND_TESTS)
+def test_operations_never_test_a_sources_kind(rel: str) -> None:
+    """What a kind does differently lives in its module (sources/<kind>.py), found through the registry."""
+    path = PKG / rel
+    if not path.exists():
+        pytest.skip(f"{rel} is not in this tree")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Compare, ast.match_case)):
+            parts = [node.left, *node.comparators] if isinstance(node, ast.Compare) else []
+            if any(isinstance(x, ast.Attribute) and x.attr == "kind" for p in parts for x in ast.walk(p)):
+                bad.append(f"{rel}:{node.lineno}: compares a .kind")
+        elif isinstance(node, ast.Match) and isinstance(node.subject, ast.Attribute) and node.subject.attr == "kind":
+            bad.append(f"{rel}:{node.lineno}: matches on a .kind")
+    assert bad == []

@@ -6,6 +6,9 @@ file's writes (``wlock``) and the incremental hash (``hash_lock``).  ``gen``
 next source, a restart after an ETag or sha256 change, a switch to a single
 stream — so writes and block marks from connections of an older generation
 are dropped instead of landing on top of newer bytes.
+
+One module, though long: the task, its phases and its ledger of missing bytes change together
+under the scheduler's lock, and the piece chooser reads the same block map.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ non-transient one (wrong size, 404), the file falls back to its next location.
 The coordinator (engine.py, the calling thread) takes each file's lock,
 recovers its resume state and compacts block maps; the worker that completes a
 file verifies and promotes it.
+
+One module, though long: the queue, the workers' loop, the prefix hashing and the fallback
+rules share one lock and one set of invariants (a block is queued, in flight or done, never two
+at once); split across modules they would have to reach into each other's state.
 """
 
 from __future__ import annotations

@@ -18,9 +18,10 @@ blob linked from two snapshots) are hashed once.
 A file whose pin has a chunk root (``core.digests``) can instead be checked on
 every core: each of its chunks is a job of its own (a byte range with its own
 sha256, always read with ``readinto``, never mapped), and the chunk digests are
-folded into the root at the end.  (Over ~400 lines: the scheduling board, the
-two ways of reading and the range jobs share the job type; apart they would
-only pass it around.)
+folded into the root at the end.
+
+One module, though long: the scheduling board, the two ways of reading and the
+range jobs share the job type; apart they would only pass it around.
 """
 
 from __future__ import annotations
