@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from qwen_fetch.core.digests import Digest, digest_matches, sha256_digest
 from qwen_fetch.core.errors import IntegrityError
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.core.revisions import is_commit_id
@@ -44,6 +45,11 @@ class RemoteFile:
     git_oid: str | None  # git blob id of the content (HF plain files only)
     lfs: bool
 
+    @property
+    def digest(self) -> Digest | None:
+        """The content digest the source lists, if it lists one."""
+        return sha256_digest(self.sha256) if self.sha256 is not None else None
+
 
 @dataclass(frozen=True)
 class RepoListing:
@@ -81,6 +87,15 @@ class PinnedFile:
     sha256: str
     lfs: bool = False
     git_oid: str | None = None  # plain git files: the blob id, which names the cache blob
+
+    @property
+    def digest(self) -> Digest:
+        """The pinned content digest (the lockfile's ``sha256`` field)."""
+        return sha256_digest(self.sha256)
+
+    def matches(self, size: int | None, digest: Digest | str | None) -> bool:
+        """Do ``size`` bytes with ``digest`` (observed, listed, stamped or stored) hold this pinned content?"""
+        return size == self.size and digest_matches(self.digest, digest)
 
     @property
     def blob_name(self) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from qwen_fetch.core.digests import digest_matches
 from qwen_fetch.core.manifest import PinnedFile
 
 # Problems with a snapshot link (``snapshots/<commit>/<path>`` -> ``../../blobs/<sha256>``).
@@ -70,7 +71,7 @@ class Mismatch:
         out = []
         if self.expected.size != self.actual.size:
             out.append("size")
-        if self.expected.sha256 != self.actual.sha256:
+        if self.expected.sha256 is None or not digest_matches(self.expected.sha256, self.actual.sha256):
             out.append("sha256")
         return tuple(out)
 
@@ -236,7 +237,7 @@ def compare(
                 mismatched.append(Mismatch(path, Facts(f.size, f.sha256), Facts(obs.size, obs.sha256)))
             continue
         hashed += obs.size
-        if obs.size != f.size or obs.sha256 != f.sha256:
+        if not f.matches(obs.size, obs.sha256):
             mismatched.append(Mismatch(path, Facts(f.size, f.sha256), Facts(obs.size, obs.sha256)))
     return TargetReport(
         model=model, commit=commit, location=location, kind="snapshot" if snapshot else "folder",

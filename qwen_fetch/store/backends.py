@@ -18,6 +18,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
+from qwen_fetch.core.digests import digest_matches
 from qwen_fetch.core.errors import SourceError, UsageError
 from qwen_fetch.core.proxy import ProxyPolicy
 from qwen_fetch.store.bucket import S3_PART_SIZE, is_md5_etag, s3_etag
@@ -127,7 +128,7 @@ class DirStore:
 
     def check_blob(self, key: str, local: Path, *, sha256: str, size: int) -> str | None:
         h = hash_file(self.path(key))  # read back: on NFS this is what the server stored
-        if h.size != size or h.sha256 != sha256:
+        if h.size != size or not digest_matches(sha256, h.sha256):
             return f"read back {h.size} bytes with sha256 {h.sha256}, expected {size} bytes {sha256}"
         return None
 
@@ -257,7 +258,7 @@ class S3Store:
         info = self.head(key)
         if info is None:
             return "not found after upload"
-        if info.size != size or info.sha256 != sha256:
+        if info.size != size or not digest_matches(sha256, info.sha256):
             return f"stored {info.size} bytes (sha256 metadata {info.sha256}), expected {size} bytes {sha256}"
         if info.etag and is_md5_etag(info.etag):
             want = s3_etag(iter_file(local), size, self.part_size)

@@ -167,7 +167,7 @@ def _refresh_stamps(t: Target, observed: dict[str, Observed], seen: dict[Path, t
     store, where = place
     for f in t.pin.files:
         o = observed.get(f.path)
-        if o is None or o.sha256 != f.sha256 or o.size != f.size or (t.snapshot and o.blob != f.blob_name):
+        if o is None or not f.matches(o.size, o.sha256) or (t.snapshot and o.blob != f.blob_name):
             continue
         key, path = where(f)
         if path in seen:
