@@ -233,19 +233,25 @@ def _blobs_complete(cache: Path, served: Served) -> Callable[[], None]:
     return check
 
 
-def qwen_fetch_tool(connections: int | None = None) -> Tool:
+def qwen_fetch_tool(connections: int | None = None, baseline: Path | None = None) -> Tool:
+    """``baseline``: a folder holding another tree's ``qwen_fetch`` package, run in place of this one (before/after)."""
     def prepare(endpoint: str, out: Path, served: Served) -> Run:
         cfg = out / "mirrors.yaml"
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(f"sources:\n  - name: bench\n    kind: hf\n    endpoint: {endpoint}\n    priority: 1\n")
         cache = out / "cache"
-        argv = [str(VENV_BIN / "qwen-fetch"), "pull", QWEN3_VL_8B, "--config", str(cfg), "--cache-dir", str(cache),
+        cli = [str(VENV_BIN / "qwen-fetch")] if baseline is None else [str(VENV_BIN / "python"), "-m", "qwen_fetch"]
+        argv = [*cli, "pull", QWEN3_VL_8B, "--config", str(cfg), "--cache-dir", str(cache),
                 "--lock", str(out / "qwen-fetch.lock"), "--source", "bench", "--json", "--smoke", "off"]
         if connections:
             argv += ["--connections", str(connections)]
-        return Run(argv, _base_env(out), _blobs_complete(cache, served))
+        env = _base_env(out)
+        if baseline is not None:
+            env["PYTHONPATH"] = str(baseline)  # ahead of the editable install of this tree
+        return Run(argv, env, _blobs_complete(cache, served))
 
-    name = "qwen-fetch pull" + (f" -c {connections}" if connections else "")
+    name = "qwen-fetch pull" + (f" -c {connections}" if connections else "") + (
+        f" ({baseline.name} tree)" if baseline is not None else "")
     return Tool(name, prepare, lambda: (VENV_BIN / "qwen-fetch").exists())
 
 
@@ -524,7 +530,12 @@ def main() -> None:
     ap.add_argument("--run-timeout", type=float, default=240.0, help="seconds before a tool's run is killed")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "download.md")
     ap.add_argument("--qf-connections", default="", help="extra qwen-fetch rows with --connections N (comma-separated)")
+    ap.add_argument("--qf-baseline", type=Path, default=None,
+                    help="a folder with another tree's qwen_fetch package (e.g. a git worktree of an older commit): "
+                         "adds its pull as a row, interleaved with this tree's, for before/after in one run")
     args = ap.parse_args()
+    if args.qf_baseline is not None:
+        TOOLS.insert(1, qwen_fetch_tool(baseline=args.qf_baseline.resolve()))
     for n in filter(None, args.qf_connections.split(",")):
         TOOLS.insert(1, qwen_fetch_tool(int(n)))
     if not shutil.which("nginx"):

@@ -150,6 +150,8 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--work", type=Path, default=Path("/tmp/qf-bench-verify"))
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "verify.md")
+    ap.add_argument("--qf-baseline", type=Path, default=None,
+                    help="a folder with another tree's qwen_fetch package: adds its verify as a row, interleaved")
     a = ap.parse_args()
 
     store, cache, lock, pin = build(a.work, a.gib)
@@ -169,6 +171,9 @@ def main() -> None:
                                                          "sha256sum", "sh", *files],
             "read only (cat > /dev/null)": ["sh", "-c", "cat \"$@\" > /dev/null", "sh", *files],
         }
+        if a.qf_baseline is not None:  # another tree's qwen_fetch ahead of this one on the path: before/after
+            tools[f"qwen-fetch verify ({a.qf_baseline.name} tree)"] = [
+                "env", f"PYTHONPATH={a.qf_baseline.resolve()}", *tools["qwen-fetch verify"]]
         times: dict[str, list[float]] = {k: [] for k in tools}
         engine = "hasher only (in-process: no interpreter start, imports, lock parsing)"
         times[engine] = []

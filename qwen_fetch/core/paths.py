@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import NewType
 
 from qwen_fetch.core.errors import IntegrityError
@@ -132,16 +132,3 @@ def check_collisions(paths: Iterable[SafeRelPath]) -> None:
                     f"refused file listing: {str(parent)!r} is both a file and a directory",
                     hint="the source's file listing is hostile or corrupt")
             parent = parent.parent
-
-
-def join_safe(root: Path, rel: SafeRelPath) -> Path:
-    """Join a validated relative path to ``root``; asserts it stays inside."""
-    target = root.joinpath(*rel.split("/"))
-    # Defence in depth: a symlinked *parent* inside root could still escape.  The
-    # final component itself may be a symlink (snapshot links point into blobs/).
-    resolved_root = root.resolve()
-    parent = target.parent.resolve()
-    if parent != resolved_root and not str(parent).startswith(str(resolved_root) + "/"):
-        raise UnsafePathError(f"refused file path {rel!r}: escapes {root}",
-                              hint="a symlink inside the target directory points outside it")
-    return target

@@ -30,6 +30,10 @@ ORPHAN_PARTS = "orphan-parts"  # a .parts state file without its .incomplete
 NOT_PINNED = "not-pinned"  # no pin of this repo expects that blob
 RESUMABLE = "resumable"  # a pinned blob still missing: the next pull resumes it (not a failure)
 
+# huggingface_hub names a download in progress blobs/<sha256>.incomplete; the engine keeps its resume state beside it
+# in <blob>.incomplete.parts.  The cache adapters (store/) and this classification share the one spelling.
+INCOMPLETE = ".incomplete"
+
 
 @dataclass(frozen=True)
 class Observed:
@@ -266,8 +270,6 @@ def classify_partial(name: str, blobs: frozenset[str], partial_names: frozenset[
     name there (to pair ``.parts`` with its ``.incomplete``); ``pinned_blobs``: blobs any pin
     of this repo expects.
     """
-    from qwen_fetch.store.hfcache import INCOMPLETE
-
     base = name
     if base.endswith(".parts"):
         base = base[: -len(".parts")]

@@ -11,7 +11,6 @@ then report it at its line ("expected an integer, got '24:22'").
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -193,18 +192,6 @@ def load_yaml(text: str, where: str, key_lines: LineMap | None = None) -> tuple[
         return None, {}
     lines: LineMap = {}
     return _construct(node, (), lines, where, keys=key_lines), lines
-
-
-def read_yaml_file(path: Path) -> tuple[Any, LineMap]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", hint="check the path and permissions") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text", hint="save the file as UTF-8") from None
-    return load_yaml(text, str(path))
 
 
 def line_of(lines: LineMap, path: tuple[object, ...]) -> int | None:

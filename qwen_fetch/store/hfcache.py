@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qwen_fetch.core.errors import UsageError
-from qwen_fetch.core.paths import SafeRelPath, join_safe
+from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.core.revisions import is_commit_id, revision_problem
-from qwen_fetch.store.safefs import atomic_write_text, is_regular, make_dirs
+from qwen_fetch.core.verify import INCOMPLETE  # noqa: F401  (the cache's spelling; re-exported)
+from qwen_fetch.store.safefs import atomic_write_text, is_regular, join_safe, make_dirs
 
 # huggingface_hub's rules (``validate_repo_id``): [namespace/]name, each 1-96 of [A-Za-z0-9_.-], starting and
 # ending with a letter, digit or "_", no "--" or "..", not ending in ".git".  "--" matters most: the cache
 # folder is ``models--`` + the id with "/" as "--", so an id holding "--" could not be read back from it.
 _NAME = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
 _REPO_ID_RE = re.compile(rf"^(?:{_NAME}/)?{_NAME}$")
-INCOMPLETE = ".incomplete"
 
 
 def check_repo_id(repo_id: str) -> str:

@@ -11,12 +11,11 @@ from pathlib import Path
 
 from qwen_fetch.core.errors import IntegrityError
 from qwen_fetch.core.manifest import PinnedFile
-from qwen_fetch.core.paths import join_safe
 from qwen_fetch.net.partstate import STATE_SUFFIX, clear_leftovers
 from qwen_fetch.net.plainfile import PlainSink
 from qwen_fetch.store.hasher import hash_file, hash_files
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.store.safefs import cache_lock, create_new, is_regular, make_dirs, remove_file
+from qwen_fetch.store.safefs import cache_lock, create_new, is_regular, join_safe, make_dirs, remove_file
 
 
 class Layout:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.paths import SafeRelPath, UnsafePathError
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -176,3 +177,16 @@ def atomic_write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None) -> 
 
 def atomic_write_text(path: Path, text: str, tmp_dir: Path | None = None) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), tmp_dir)
+
+
+def join_safe(root: Path, rel: SafeRelPath) -> Path:
+    """Join a validated relative path to ``root``; asserts it stays inside."""
+    target = root.joinpath(*rel.split("/"))
+    # Defence in depth: a symlinked *parent* inside root could still escape.  The
+    # final component itself may be a symlink (snapshot links point into blobs/).
+    resolved_root = root.resolve()
+    parent = target.parent.resolve()
+    if parent != resolved_root and not str(parent).startswith(str(resolved_root) + "/"):
+        raise UnsafePathError(f"refused file path {rel!r}: escapes {root}",
+                              hint="a symlink inside the target directory points outside it")
+    return target

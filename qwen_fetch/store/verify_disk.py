@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qwen_fetch.core.manifest import Pin, PinnedFile
-from qwen_fetch.core.paths import join_safe
 from qwen_fetch.core.progress import ProgressSink
 from qwen_fetch.core.verify import (
     BLOB_NOT_A_FILE,
@@ -31,7 +30,7 @@ from qwen_fetch.core.verify import (
 )
 from qwen_fetch.store.hasher import HashResult, hash_files
 from qwen_fetch.store.hfcache import INCOMPLETE, RepoCache, repo_id_from_folder
-from qwen_fetch.store.safefs import is_regular
+from qwen_fetch.store.safefs import is_regular, join_safe
 from qwen_fetch.store.stamps import FileStat, StampStore, file_stat, folder_stamps, path_key, repo_stamps, take
 
 # Folders a --local-dir download may hold that are not part of the model.
