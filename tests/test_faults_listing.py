@@ -77,7 +77,7 @@ def test_collision_error_tells_the_two_names_apart(store, sharded_repo, hub: Hub
 
 
 def test_oversized_listing_is_refused(cli, store, sharded_repo, hub: HubServer, mirrors: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from qwen_fetch.sources.hf import MAX_JSON_BYTES
+    from qwen_fetch.sources.hubhttp import MAX_JSON_BYTES
 
     entry = b'{"type": "file", "path": "f%07d.json", "size": 3, "oid": "' + b"b" * 40 + b'"},'
     count = MAX_JSON_BYTES // len(entry) + 10

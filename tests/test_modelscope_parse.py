@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qwen_fetch.core.errors import ExitCode, IntegrityError, QFError, SourceError
+from qwen_fetch.core.manifest import ListingError
 from qwen_fetch.core.paths import UnsafePathError
-from qwen_fetch.sources.hf import ListingError
 from qwen_fetch.sources.modelscope import LISTING_CAP, parse_files, parse_revisions, unwrap
 
 SHA_A = "a" * 64

@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from qwen_fetch.core.errors import ConfigError, ExitCode, NotFoundError, SourceError
+from qwen_fetch.core.manifest import ListingError
 from qwen_fetch.core.paths import safe_relpath
-from qwen_fetch.sources.base import make_source
 from qwen_fetch.sources.config import SourceConfig, load_config, parse_config, with_modelscope_endpoint
-from qwen_fetch.sources.hf import ListingError
 from qwen_fetch.sources.modelscope import ModelScopeSource
+from qwen_fetch.sources.registry import make_source
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
 from qwen_fetch.testing.modelscope_hub import DEFAULT_EXTRA_FILES, ModelScopeHubServer, MSFaults, ms_commit
 from qwen_fetch.testing.repo import RepoStore
@@ -229,9 +229,10 @@ def test_modelscope_domain_reaches_the_source(ms: ModelScopeHubServer, monkeypat
 
 def test_http_client_follows_no_token_to_other_hosts_even_when_forced() -> None:
     """The auth class itself refuses a foreign origin (defence in depth beyond httpx's redirect rule)."""
-    from qwen_fetch.sources.modelscope import ModelScopeAuth
+    from qwen_fetch.net.http import HostBearerAuth
+    from qwen_fetch.sources.modelscope import SESSION_COOKIE
 
-    auth = ModelScopeAuth(TOKEN, "https://www.modelscope.cn")
+    auth = HostBearerAuth(TOKEN, "https://www.modelscope.cn", SESSION_COOKIE)
     req = httpx.Request("GET", "https://oss.example/obj")
     out = next(auth.auth_flow(req))
     assert "Authorization" not in out.headers and "Cookie" not in out.headers

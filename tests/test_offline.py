@@ -276,8 +276,8 @@ def test_path_of_an_unpulled_pin_is_exit_3(cli, sharded_repo, hub, mirrors) -> N
 def test_offline_guards_sit_where_connections_are_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from qwen_fetch.net.http import make_client
     from qwen_fetch.net.offline import OfflineError
-    from qwen_fetch.sources.base import make_source
     from qwen_fetch.sources.config import SourceConfig
+    from qwen_fetch.sources.registry import make_source
     from qwen_fetch.store.backends import S3Store
 
     monkeypatch.setenv("QWEN_FETCH_OFFLINE", "1")

@@ -17,8 +17,8 @@ from qwen_fetch.net.jobs import EngineOptions
 from qwen_fetch.net.plainfile import PlainSink
 from qwen_fetch.net.smallget import SmallGetError, get_small
 from qwen_fetch.ops.pull import Puller, PullOptions
-from qwen_fetch.sources.base import make_source
 from qwen_fetch.sources.config import load_config
+from qwen_fetch.sources.registry import make_source
 from qwen_fetch.testing.fixtures import QWEN3_VL_8B
 from qwen_fetch.testing.hub import HubServer
 

@@ -14,6 +14,7 @@ from qwen_fetch.core.pullplan import (
     MAX_PLAIN_FILE,
     PullPlan,
     PullRequest,
+    check_pinned_commit,
     hashed_pin,
     new_pin,
     plain_mismatch,
@@ -88,6 +89,15 @@ def test_serves(rf: RemoteFile | None, want: bool) -> None:
 
 
 # -- with a pin -------------------------------------------------------------------
+
+def test_the_pins_own_source_must_resolve_the_pinned_commit() -> None:
+    check_pinned_commit(PIN, "hf", COMMIT, "o/m", "h")
+    check_pinned_commit(PIN, "mirror", OTHER, "o/m", "h")  # another source: its content is checked, not its commit
+    with pytest.raises(IntegrityError) as ei:
+        check_pinned_commit(PIN, "hf", OTHER, "o/m", "the branch moved")
+    assert ei.value.message == f"source 'hf' resolved o/m to commit {OTHER}, but the lock pins {COMMIT}"
+    assert ei.value.hint == "the branch moved" and ei.value.reference == "commit-mismatch"
+
 
 def test_a_listing_that_honours_the_pin_plans_every_wanted_file() -> None:
     plan = plan_pinned(REQ, PIN, listing(listed(CONFIG, sha256=None), listed(SHARD)), [],

@@ -23,8 +23,8 @@ from qwen_fetch.cli.common import (
 from qwen_fetch.core.errors import EXIT_CODE_HELP, ExitCode
 
 if TYPE_CHECKING:  # keep `qwen-fetch --help` free of httpx
+    from qwen_fetch.core.ranking import ProbeResult, Ranking
     from qwen_fetch.sources.config import Config, SourceConfig
-    from qwen_fetch.sources.select import ProbeResult, Ranking
 
 
 def redact(url: str) -> str:
@@ -36,10 +36,12 @@ def redact(url: str) -> str:
 
 def source_row(sc: SourceConfig) -> dict[str, Any]:
     """One source as data (``--json`` and the table): never the token itself."""
+    from qwen_fetch.sources.registry import default_revision
+
     return {
         "name": sc.name, "kind": sc.kind, "endpoint": redact(sc.endpoint), "priority": sc.priority,
         "endpoint_env": sc.endpoint_env, "token_env": sc.token_env, "token_set": sc.token() is not None,
-        "default_revision": sc.revision or ("master" if sc.kind == "modelscope" else "main"),
+        "default_revision": default_revision(sc),
         "model_map": {m.prefix: m.to for m in sc.model_map}, "optional_files": list(sc.optional_files),
         "proxy": _route(sc), "ca_bundle": sc.ca_bundle,
     }
@@ -56,7 +58,7 @@ def _route(sc: SourceConfig) -> str:
     return policy.route(sc.endpoint)
 
 
-def report(cfg: Config, results: list[ProbeResult] | None, ranking: Ranking | None) -> dict[str, Any]:
+def report(cfg: Config, results: list[ProbeResult] | None, ranking: Ranking[SourceConfig] | None) -> dict[str, Any]:
     """Everything ``mirrors`` shows, as one JSON-able document (pure)."""
     by_name = {r.name: r for r in results or []}
     rows = []
@@ -153,9 +155,10 @@ def register(app: typer.Typer) -> None:
             go_offline(offline)
             cfg = load_config(config)
             results: list[ProbeResult] | None = None
-            ranking: Ranking | None = None
+            ranking: Ranking[SourceConfig] | None = None
             if probe or model:
-                from qwen_fetch.sources.select import probe_all, rank
+                from qwen_fetch.core.ranking import rank
+                from qwen_fetch.sources.select import probe_all
                 from qwen_fetch.store.hfcache import check_repo_id
 
                 if model:

@@ -61,6 +61,14 @@ def choose_pin(lock: Lock, req: PullRequest) -> Pin | None:
     return pick_pin(lock, req.model_id, req.revision, req.update, req.frozen)
 
 
+def check_pinned_commit(pin: Pin, source: str, commit: str, model_id: str, hint: str) -> None:
+    """The pin's own source must resolve the pinned revision to the pinned commit (``hint``: what the
+    source's kind says such a move means: a branch moved on a hub addressed by name, or a stale mirror)."""
+    if source == pin.source and commit != pin.commit:
+        raise IntegrityError(f"source {source!r} resolved {model_id} to commit {commit}, but the lock pins {pin.commit}",
+                             hint=hint, reference="commit-mismatch")
+
+
 def is_optional(path: str, globs: Sequence[str]) -> bool:
     """Is ``path`` among a source's optional files (published by that hub only, e.g. ModelScope's
     ``configuration.json``)?"""

@@ -38,11 +38,13 @@ class HostBearerAuth(httpx.Auth):
     httpx applies auth to the first request and drops the header on a
     cross-origin redirect; this class additionally refuses to attach the token
     to any request whose origin differs, so a CDN or hostile redirect target
-    never sees it.
+    never sees it.  ``session_cookie`` names a cookie that carries the token too
+    (ModelScope's older endpoints read only that).
     """
 
-    def __init__(self, token: str, endpoint: str) -> None:
+    def __init__(self, token: str, endpoint: str, session_cookie: str | None = None) -> None:
         self._token = token
+        self._cookie = session_cookie
         parts = urlsplit(endpoint)
         self._origin = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
@@ -56,11 +58,14 @@ class HostBearerAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self.matches(request.url):
             request.headers["Authorization"] = f"Bearer {self._token}"
+            if self._cookie:
+                # Set per request, not through a cookie jar: httpx then never carries it into a redirect.
+                request.headers["Cookie"] = f"{self._cookie}={self._token}"
         yield request
 
 
-def make_client(*, token: str | None = None, endpoint: str | None = None, timeout: float = 30.0,
-                connections: int = 32, proxy: ProxyPolicy | None = None,
+def make_client(*, token: str | None = None, endpoint: str | None = None, session_cookie: str | None = None,
+                timeout: float = 30.0, connections: int = 32, proxy: ProxyPolicy | None = None,
                 ca_bundle: str | None = None) -> httpx.Client:
     """The one httpx client factory.
 
@@ -74,7 +79,7 @@ def make_client(*, token: str | None = None, endpoint: str | None = None, timeou
     from qwen_fetch.sources.config import mask_url
 
     require_network(f"a connection to {mask_url(endpoint) if endpoint else 'a remote host'}")
-    auth = HostBearerAuth(token, endpoint) if token and endpoint else None
+    auth = HostBearerAuth(token, endpoint, session_cookie) if token and endpoint else None
     if proxy is None:
         proxy = env_proxy_policy()
     return httpx.Client(

@@ -36,6 +36,7 @@ from qwen_fetch.core.progress import NullProgress, ProgressSink
 from qwen_fetch.core.pullplan import (
     PullPlan,
     PullRequest,
+    check_pinned_commit,
     choose_pin,
     is_optional,
     new_pin,
@@ -48,9 +49,10 @@ from qwen_fetch.net.offline import OfflineError, offline_reason
 from qwen_fetch.ops.pull_fetch import materialise
 from qwen_fetch.ops.pull_place import InPlace
 from qwen_fetch.ops.pull_plain import PlainFetch
-from qwen_fetch.sources.base import FileLocation, Source, make_source
+from qwen_fetch.sources.base import FileLocation, RevisionContext, Source
 from qwen_fetch.sources.chain import LazyListings
 from qwen_fetch.sources.config import Config, SourceConfig
+from qwen_fetch.sources.registry import default_revision, kind_of, make_source
 from qwen_fetch.store.hfcache import RepoCache, check_repo_id
 from qwen_fetch.store.lockio import read_lock, write_lock
 from qwen_fetch.store.placement import Layout
@@ -154,47 +156,15 @@ class Puller:
         return self._source(self.config.get(listing.source)).locate(self.opts.model_id, listing.commit, path)
 
     def _revision_for(self, sc: SourceConfig, pin: Pin | None, primary: RepoListing | None) -> str:
-        """The revision to ask ``sc`` for.  Commits are only meaningful within one hub family, and
-        ModelScope is addressed by branch/tag name (it does not reliably accept a commit id)."""
-        by_name = sc.kind == "modelscope"
-        if sc.kind in ("dir", "s3"):
-            # A private store (`qwen-fetch sync`) keeps one manifest per commit under the pin's commit id.
-            if pin is not None:
-                return pin.commit
-            if primary is not None:
-                return primary.commit
-        if pin is not None:
-            if sc.name == pin.source:
-                return pin.revision if by_name else pin.commit
-            sr = pin.source_revision(sc.name)
-            if sr is not None:
-                return sr.revision if by_name else sr.commit
-            if self._same_kind(sc, pin.source):
-                return pin.revision if by_name else pin.commit
-            # Another hub: its default branch; the pinned content hashes decide what it may serve.
-            return self._source_default(sc)
-        if primary is not None and self._same_kind(sc, primary.source):
-            return primary.revision if by_name else primary.commit
-        rev = self.opts.revision
-        if rev is None or rev in ("main", "master") or (primary is not None and is_commit_id(rev)):
-            return self._source_default(sc)
-        return rev
+        """The revision to ask ``sc`` for: its kind decides (see ``SourceKind.revision_for``)."""
+        ctx = RevisionContext.within(self.config, pin=pin, primary=primary, requested=self.opts.revision)
+        return kind_of(sc).revision_for(sc, ctx)
 
     def _optional_of(self, source: str) -> tuple[str, ...]:
         try:
             return self.config.get(source).optional_files
         except QFError:
             return ()
-
-    def _source_default(self, sc: SourceConfig) -> str:
-        return sc.revision or ("master" if sc.kind == "modelscope" else "main")
-
-    def _same_kind(self, sc: SourceConfig, other_name: str) -> bool:
-        try:
-            other = self.config.get(other_name)
-        except QFError:
-            return sc.kind == "hf"
-        return other.kind == sc.kind
 
     def _resolve_one(self, sc: SourceConfig, revision: str) -> RepoListing:
         listing = self._source(sc).resolve(self.opts.model_id, revision)
@@ -217,13 +187,8 @@ class Puller:
                 self.failures.append((sc.name, exc.message))
                 self.progress.note(f"{sc.name}: {exc.message}")
                 continue
-            if pin is not None and primary.commit != pin.commit and sc.name == pin.source:
-                raise IntegrityError(f"source {sc.name!r} resolved {self.opts.model_id} to commit {primary.commit}, "
-                                     f"but the lock pins {pin.commit}",
-                                     hint=("the pinned branch moved on this hub: review and run with --update"
-                                           if sc.kind == "modelscope" else
-                                           "the mirror is stale or hostile; use another --source"),
-                                     reference="commit-mismatch")
+            if pin is not None:
+                check_pinned_commit(pin, sc.name, primary.commit, self.opts.model_id, kind_of(sc).commit_mismatch_hint)
             rest = configs[i + 1:]
             break
         if primary is None:
@@ -247,6 +212,7 @@ class Puller:
             self.progress.note(f"{sc.name}: {exc.message}")
 
         return primary, LazyListings(primary, rest, resolve, failed)
+
     # -- main -----------------------------------------------------------------
     def run(self) -> PullResult:
         t0 = time.monotonic()
@@ -311,7 +277,7 @@ class Puller:
                                primary_optional=self._optional_of(primary.source) if primary.source != pin.source
                                else (),
                                pin_optional=self._optional_of(pin.source))
-        revision = self.opts.revision or self._source_default(self.config.get(primary.source))
+        revision = self.opts.revision or default_revision(self.config.get(primary.source))
         self._check_ref_free(revision)
         # --update: files an earlier pin hashed (same git blob id) are not fetched to be hashed again.
         return plan_fresh(self.request, primary, revision, lock.pins(self.opts.model_id))

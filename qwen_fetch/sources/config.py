@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -15,10 +16,10 @@ from qwen_fetch.core.proxy import ProxyParseError, ProxyPolicy, parse_proxy
 from qwen_fetch.core.redact import remember
 from qwen_fetch.core.revisions import revision_problem
 from qwen_fetch.core.yamlio import LineMap, line_of, load_yaml
+from qwen_fetch.sources.registry import KIND_NAMES as KINDS
+from qwen_fetch.sources.registry import source_kind
 
-KINDS = ("hf", "modelscope", "dir", "s3")
 ENV_SOURCE = "env"
-MODELSCOPE_TOKEN_ENV = "MODELSCOPE_API_TOKEN"
 # The official client: MODELSCOPE_ENDPOINT wins over the older MODELSCOPE_DOMAIN.
 MODELSCOPE_ENDPOINT_ENVS = ("MODELSCOPE_ENDPOINT", "MODELSCOPE_DOMAIN")
 BUILTIN = "<built-in default>"
@@ -86,9 +87,14 @@ class Config:
         names = ", ".join(s.name for s in self.ordered())
         raise UsageError(f"unknown source {name!r}", hint=f"configured sources ({self.origin}): {names}")
 
+    def kind_of(self, name: str) -> str | None:
+        """The kind of the source named ``name``; None when no such source is configured."""
+        return next((s.kind for s in self.sources if s.name == name), None)
 
+
+# Keys every kind accepts; a kind adds its own (``SourceKind.keys``).
 _SOURCE_KEYS = {"name", "kind", "endpoint", "priority", "token_env", "model_map", "revision", "optional_files",
-                "s3_endpoint_url", "proxy", "ca_bundle"}
+                "proxy", "ca_bundle"}
 
 
 def read_token(var: str) -> str | None:
@@ -141,9 +147,6 @@ def _parse_source(obj: Any, i: int, where: str, lines: LineMap) -> SourceConfig:
     path: tuple[object, ...] = ("sources", i)
     if not isinstance(obj, dict):
         raise _err(where, lines, path, "each source must be a mapping with name, kind and endpoint")
-    for k in obj:
-        if k not in _SOURCE_KEYS:
-            raise _err(where, lines, path + (k,), f"unknown key {k!r} (allowed: {', '.join(sorted(_SOURCE_KEYS))})")
     for k in ("name", "kind", "endpoint"):
         if k not in obj:
             raise _err(where, lines, path, f"source is missing {k!r}")
@@ -157,19 +160,11 @@ def _parse_source(obj: Any, i: int, where: str, lines: LineMap) -> SourceConfig:
     if not isinstance(endpoint, str):
         raise _err(where, lines, path + ("endpoint",), "endpoint must be a string")
     endpoint = endpoint.rstrip("/")
-    parts = urlsplit(endpoint)
-    if kind in ("hf", "modelscope") and (parts.scheme not in ("http", "https") or not parts.hostname):
-        raise _err(where, lines, path + ("endpoint",), f"endpoint {endpoint!r} must be an http(s) URL")
-    if kind == "s3" and parts.scheme != "s3":
-        raise _err(where, lines, path + ("endpoint",), f"endpoint {endpoint!r} must look like s3://bucket/prefix")
-    if kind == "dir" and not (endpoint.startswith(("/", "~", "file://"))):
-        raise _err(where, lines, path + ("endpoint",), f"endpoint {endpoint!r} must be an absolute path or file:// URL")
-    s3_url = obj.get("s3_endpoint_url")
-    if s3_url is not None:
-        sp = urlsplit(s3_url) if isinstance(s3_url, str) else None
-        if kind != "s3" or sp is None or sp.scheme not in ("http", "https") or not sp.hostname:
-            raise _err(where, lines, path + ("s3_endpoint_url",),
-                       "s3_endpoint_url must be an http(s) URL, on a kind: s3 source")
+    spec = source_kind(kind, name)
+    allowed = _SOURCE_KEYS | spec.keys
+    for k in obj:
+        if k not in allowed:
+            raise _err(where, lines, path + (k,), f"unknown key {k!r} (allowed: {', '.join(sorted(allowed))})")
     priority = obj.get("priority", 50)
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise _err(where, lines, path + ("priority",), f"priority must be an integer, got {priority!r}")
@@ -186,23 +181,29 @@ def _parse_source(obj: Any, i: int, where: str, lines: LineMap) -> SourceConfig:
     opt = obj.get("optional_files") or []
     if not isinstance(opt, list) or not all(isinstance(g, str) and g for g in opt):
         raise _err(where, lines, path + ("optional_files",), "optional_files must be a list of globs")
-    proxy = _parse_proxy_key(obj.get("proxy"), name, kind, where, lines, path + ("proxy",))
+    proxy = _parse_proxy_key(obj.get("proxy"), name, where, lines, path + ("proxy",))
     ca_bundle = _parse_ca_bundle(obj.get("ca_bundle"), where, lines, path + ("ca_bundle",))
-    if kind == "modelscope":
-        revision = revision or "master"
-        if "optional_files" not in obj:
-            opt = ["configuration.json", "README.md", ".gitattributes"]
-        if "token_env" not in obj:
-            token_env = MODELSCOPE_TOKEN_ENV  # what the official client reads
-    return SourceConfig(
+    common = SourceConfig(
         name=name, kind=kind, endpoint=endpoint, priority=priority, token_env=token_env,
         model_map=tuple(ModelMap(k, v) for k, v in sorted(mm_raw.items(), key=lambda kv: -len(kv[0]))),
-        revision=revision, optional_files=tuple(opt), s3_endpoint_url=s3_url.rstrip("/") if s3_url else None,
-        proxy=proxy, ca_bundle=ca_bundle,
+        revision=revision, optional_files=tuple(opt), proxy=proxy, ca_bundle=ca_bundle,
     )
 
+    def fail(key: str, msg: str) -> ConfigError:
+        return _err(where, lines, path + (key,), msg)
 
-def _parse_proxy_key(value: Any, name: str, kind: str, where: str, lines: LineMap,
+    return spec.configure(obj, common, fail)  # the kind's own keys and defaults
+
+
+def http_endpoint(endpoint: str, fail: Callable[[str, str], ConfigError]) -> str:
+    """``endpoint`` if it is an http(s) URL of a host (what the hub kinds talk to), else ``fail``'s error."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise fail("endpoint", f"endpoint {endpoint!r} must be an http(s) URL")
+    return endpoint
+
+
+def _parse_proxy_key(value: Any, name: str, where: str, lines: LineMap,
                      path: tuple[object, ...]) -> ProxyPolicy | None:
     """``proxy: none`` -> direct; ``proxy: URL`` -> that proxy for every request of the source."""
     if value is None:
@@ -215,9 +216,6 @@ def _parse_proxy_key(value: Any, name: str, kind: str, where: str, lines: LineMa
         url = parse_proxy(value, origin=f"proxy: of source {name!r}")
     except ProxyParseError as exc:  # its message never repeats the value: it may hold a password
         raise _err(where, lines, path, f"unusable proxy: {exc}") from None
-    if kind == "s3" and url.scheme != "http":
-        raise _err(where, lines, path, "kind: s3 talks to the bucket through boto3, which supports only "
-                                       "http:// proxies")
     return ProxyPolicy.fixed(url)
 
 

@@ -1,60 +1,27 @@
-"""HF-compatible endpoints: huggingface.co, hf-mirror.com, olah, Artifactory, ``serve``."""
+"""``kind: hf``: HF-compatible endpoints (huggingface.co, hf-mirror.com, olah, Artifactory, ``serve``)."""
 
 from __future__ import annotations
 
-import json
-import time
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
-
-import httpx
 
 from qwen_fetch.core.digests import is_sha1, is_sha256
 from qwen_fetch.core.errors import NotFoundError, SourceError
 from qwen_fetch.core.manifest import ListingError, RemoteFile, RepoListing
 from qwen_fetch.core.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
 from qwen_fetch.core.revisions import is_commit_id
-from qwen_fetch.net.deadline import MIN_RATE_ENV, Deadlines, TooSlow
-from qwen_fetch.net.http import make_client, source_error
-from qwen_fetch.sources.base import FileLocation
-from qwen_fetch.sources.config import SourceConfig
+from qwen_fetch.sources.base import Fail, FileLocation, Reachability, RevisionContext, hub_revision
+from qwen_fetch.sources.config import SourceConfig, http_endpoint
 
-MAX_JSON_BYTES = 64 * 1024 * 1024
+if TYPE_CHECKING:  # the HTTP stack is imported when a source is opened, not when mirrors.yaml is read
+    import httpx
+
+    from qwen_fetch.net.deadline import Deadlines
+
 MAX_PAGES = 1000
 MAX_FILES = 100_000
-
-
-def read_json(client: httpx.Client, url: str, source: str, *, params: dict[str, str] | None = None,
-              deadlines: Deadlines | None = None) -> tuple[Any, httpx.Response]:
-    """GET a JSON document with a size cap and the minimum rate of ``deadlines``; translate transport errors."""
-    guard = (deadlines or Deadlines()).guard(time.monotonic())
-    try:
-        with client.stream("GET", url, params=params, headers={"Accept": "application/json"}) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                return None, resp
-            declared = resp.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
-                raise ListingError(f"source {source!r} sent a {int(declared)}-byte listing (limit {MAX_JSON_BYTES})",
-                                   hint="the mirror is broken or hostile; use another --source")
-            buf = bytearray()
-            for chunk in resp.iter_bytes():
-                buf += chunk
-                if len(buf) > MAX_JSON_BYTES:
-                    raise ListingError(f"source {source!r} sent a listing over {MAX_JSON_BYTES} bytes",
-                                       hint="the mirror is broken or hostile; use another --source")
-                guard.feed(len(chunk), time.monotonic())
-    except httpx.HTTPError as exc:
-        raise source_error(source, exc) from exc
-    except TooSlow as exc:
-        raise SourceError(f"source {source!r} answers {urlsplit(url).path} {exc.reason}",
-                          hint=f"the source is overloaded or throttled; {MIN_RATE_ENV}=0 turns the check off",
-                          reference="source-too-slow") from None
-    try:
-        return json.loads(bytes(buf)), resp
-    except (ValueError, RecursionError):
-        raise ListingError(f"source {source!r} sent malformed JSON from {urlsplit(url).path}",
-                           hint="the mirror is broken or hostile; use another --source") from None
 
 
 def http_error(source: str, resp: httpx.Response, what: str) -> SourceError:
@@ -75,6 +42,8 @@ def http_error(source: str, resp: httpx.Response, what: str) -> SourceError:
 class HFSource:
     def __init__(self, config: SourceConfig, *, timeout: float = 30.0, connections: int = 32,
                  deadlines: Deadlines | None = None) -> None:
+        from qwen_fetch.net.http import make_client
+
         self.config = config
         self.deadlines = deadlines
         self.client = make_client(token=config.token(), endpoint=config.endpoint, timeout=timeout,
@@ -85,7 +54,12 @@ class HFSource:
         return self.config.name
 
     def default_revision(self) -> str:
-        return self.config.revision or "main"
+        return KIND.default_revision(self.config)
+
+    def reach(self) -> Reachability:
+        from qwen_fetch.sources.hubhttp import reach_endpoint
+
+        return reach_endpoint(self.client, self.config.endpoint)
 
     def close(self) -> None:
         self.client.close()
@@ -94,6 +68,8 @@ class HFSource:
         return f"{self.config.endpoint}/api/models/{self.config.map_model(repo_id)}/" + "/".join(tail)
 
     def resolve_commit(self, repo_id: str, revision: str) -> str:
+        from qwen_fetch.sources.hubhttp import read_json
+
         data, resp = read_json(self.client, self._api(repo_id, "revision", quote(revision, safe="")), self.name,
                                deadlines=self.deadlines)
         if data is None:
@@ -114,6 +90,8 @@ class HFSource:
         return urlunsplit((ours.scheme, ours.netloc, theirs.path, theirs.query, ""))
 
     def list_tree(self, repo_id: str, commit: str) -> list[RemoteFile]:
+        from qwen_fetch.sources.hubhttp import read_json
+
         url: str | None = self._api(repo_id, "tree", commit)
         params: dict[str, str] | None = {"recursive": "true", "expand": "false"}
         entries: list[Any] = []
@@ -189,3 +167,34 @@ def parse_tree(entries: list[Any], source: str) -> list[RemoteFile]:
         files.append(RemoteFile(path=path, size=size, sha256=sha256, git_oid=None if lfs else oid, lfs=lfs is not None))
     check_collisions(f.path for f in files)
     return files
+
+
+class HFKind:
+    """HF-compatible hubs: addressed by commit id, commits shared by every hub of the family."""
+
+    name = "hf"
+    keys: frozenset[str] = frozenset()
+    needs_network = True
+    commit_mismatch_hint = "the mirror is stale or hostile; use another --source"
+
+    def configure(self, raw: Mapping[str, Any], config: SourceConfig, fail: Fail) -> SourceConfig:
+        return replace(config, endpoint=http_endpoint(config.endpoint, fail))
+
+    def default_revision(self, config: SourceConfig) -> str:
+        return config.revision or "main"
+
+    def same_family(self, other_kind: str | None) -> bool:
+        # A source no longer configured is taken for an HF hub: the one that comes and goes is
+        # ``env`` (HF_ENDPOINT), which is one.
+        return other_kind in (None, self.name)
+
+    def revision_for(self, config: SourceConfig, ctx: RevisionContext) -> str:
+        return hub_revision(config, ctx, default=self.default_revision(config), by_name=False,
+                            same_family=self.same_family)
+
+    def open(self, config: SourceConfig, *, timeout: float, connections: int,
+             deadlines: Deadlines | None) -> HFSource:
+        return HFSource(config, timeout=timeout, connections=connections, deadlines=deadlines)
+
+
+KIND = HFKind()

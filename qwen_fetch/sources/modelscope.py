@@ -32,24 +32,24 @@ maps the commit back to it.  File sha256s are what pin the bytes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
-
-import httpx
 
 from qwen_fetch.core.digests import is_sha256
 from qwen_fetch.core.errors import NotFoundError, SourceError
-from qwen_fetch.core.manifest import RemoteFile, RepoListing
+from qwen_fetch.core.manifest import ListingError, RemoteFile, RepoListing
 from qwen_fetch.core.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
 from qwen_fetch.core.revisions import is_commit_id
-from qwen_fetch.net.deadline import Deadlines
-from qwen_fetch.net.http import HostBearerAuth, make_client
-from qwen_fetch.sources.base import FileLocation
-from qwen_fetch.sources.config import SourceConfig
-from qwen_fetch.sources.hf import ListingError, read_json
+from qwen_fetch.sources.base import Fail, FileLocation, Reachability, RevisionContext, hub_revision
+from qwen_fetch.sources.config import SourceConfig, http_endpoint
+
+if TYPE_CHECKING:  # the HTTP stack is imported when a source is opened, not when mirrors.yaml is read
+    import httpx
+
+    from qwen_fetch.net.deadline import Deadlines
 
 API_PREFIX = "/api/v1/models"
 # modelscope_hub.constants.REPO_FILES_TRUNCATION_LIMIT: ``repo/files`` never returns more.
@@ -58,21 +58,9 @@ MAX_SIZE = 1 << 50
 LFS_GUESS_SIZE = 10 << 20
 LFS_GUESS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".msgpack", ".h5", ".npz")
 _HOSTILE = "the mirror is broken or hostile; use another --source"
-
-
-class ModelScopeAuth(HostBearerAuth):
-    """Bearer header plus the ``m_session_id`` cookie, to the endpoint's origin only.
-
-    The official client sends both (``LegacyClient._ensure_session_auth``).  The
-    cookie is set per request rather than through a cookie jar so that it can
-    never follow a redirect to the object-storage host.
-    """
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self.matches(request.url):
-            request.headers["Authorization"] = f"Bearer {self._token}"
-            request.headers["Cookie"] = f"m_session_id={self._token}"
-        yield request
+# Auth: ``Authorization: Bearer`` and this cookie, as the official client sends both
+# (``LegacyClient._ensure_session_auth``); older endpoints read only the cookie.
+SESSION_COOKIE = "m_session_id"
 
 
 @dataclass(frozen=True)
@@ -238,13 +226,13 @@ class ModelScopeSource:
 
     def __init__(self, config: SourceConfig, *, timeout: float = 30.0, connections: int = 32,
                  deadlines: Deadlines | None = None) -> None:
+        from qwen_fetch.net.http import make_client
+
         self.config = config
         self.deadlines = deadlines
-        self.client = make_client(endpoint=config.endpoint, timeout=timeout, connections=connections,
-                                  proxy=config.proxy, ca_bundle=config.ca_bundle)
-        token = config.token()
-        if token:
-            self.client.auth = ModelScopeAuth(token, config.endpoint)
+        self.client = make_client(token=config.token(), endpoint=config.endpoint, session_cookie=SESSION_COOKIE,
+                                  timeout=timeout, connections=connections, proxy=config.proxy,
+                                  ca_bundle=config.ca_bundle)
         self._names: dict[tuple[str, str], str] = {}  # (repo_id, commit) -> revision name, for locate()
         self._lock = threading.Lock()
 
@@ -253,7 +241,12 @@ class ModelScopeSource:
         return self.config.name
 
     def default_revision(self) -> str:
-        return self.config.revision or "master"
+        return KIND.default_revision(self.config)
+
+    def reach(self) -> Reachability:
+        from qwen_fetch.sources.hubhttp import reach_endpoint
+
+        return reach_endpoint(self.client, self.config.endpoint)
 
     def close(self) -> None:
         self.client.close()
@@ -263,6 +256,8 @@ class ModelScopeSource:
         return f"{self.config.endpoint}{API_PREFIX}/{org_name}/{tail}".rstrip("/")
 
     def _get(self, url: str, what: str, params: Mapping[str, str] | None = None) -> Any:
+        from qwen_fetch.sources.hubhttp import read_json
+
         body, resp = read_json(self.client, url, self.name, params=dict(params) if params else None,
                                deadlines=self.deadlines)
         if body is None:
@@ -297,3 +292,39 @@ class ModelScopeSource:
             revision = self._names.get((repo_id, commit), commit)
         url = f"{self._url(repo_id, 'repo')}?Revision={quote_plus(revision)}&FilePath={quote_plus(path)}"
         return FileLocation(source=self.name, url=url, client=self.client)
+
+
+TOKEN_ENV = "MODELSCOPE_API_TOKEN"  # what the official client reads
+OPTIONAL_FILES = ("configuration.json", "README.md", ".gitattributes")  # files HF hubs do not publish
+
+
+class ModelScopeKind:
+    """ModelScope: its own commits, addressed by branch/tag name, default branch ``master``."""
+
+    name = "modelscope"
+    keys: frozenset[str] = frozenset()
+    needs_network = True
+    # Its listing's commit is derived from the files of a branch: another commit means the branch moved.
+    commit_mismatch_hint = "the pinned branch moved on this hub: review and run with --update"
+
+    def configure(self, raw: Mapping[str, Any], config: SourceConfig, fail: Fail) -> SourceConfig:
+        return replace(config, endpoint=http_endpoint(config.endpoint, fail), revision=config.revision or "master",
+                       optional_files=config.optional_files if "optional_files" in raw else OPTIONAL_FILES,
+                       token_env=config.token_env if "token_env" in raw else TOKEN_ENV)
+
+    def default_revision(self, config: SourceConfig) -> str:
+        return config.revision or "master"
+
+    def same_family(self, other_kind: str | None) -> bool:
+        return other_kind == self.name
+
+    def revision_for(self, config: SourceConfig, ctx: RevisionContext) -> str:
+        return hub_revision(config, ctx, default=self.default_revision(config), by_name=True,
+                            same_family=self.same_family)
+
+    def open(self, config: SourceConfig, *, timeout: float, connections: int,
+             deadlines: Deadlines | None) -> ModelScopeSource:
+        return ModelScopeSource(config, timeout=timeout, connections=connections, deadlines=deadlines)
+
+
+KIND = ModelScopeKind()

@@ -10,20 +10,30 @@ directory, a presigned URL for S3) so the engine needs no special case.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from qwen_fetch.core.errors import NotFoundError
 from qwen_fetch.core.manifest import RemoteFile, RepoListing
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.core.revisions import is_commit_id
-from qwen_fetch.sources.base import FileLocation
+from qwen_fetch.sources.base import Fail, FileLocation, RevisionContext, hub_revision
 from qwen_fetch.sources.config import SourceConfig
-from qwen_fetch.store.backends import ObjectStore, open_store
 from qwen_fetch.store.bucket import Manifest, StoreError, blob_key, manifest_key, parse_manifest, ref_key
+
+if TYPE_CHECKING:  # the store adapters (httpx, boto3) are imported when a source is opened
+    from qwen_fetch.net.deadline import Deadlines
+    from qwen_fetch.store.backends import ObjectStore
 
 
 class StoreSource:
-    def __init__(self, config: SourceConfig, store: ObjectStore | None = None) -> None:
+    def __init__(self, config: SourceConfig, store: ObjectStore | None = None, kind: StoreKind | None = None) -> None:
+        from qwen_fetch.store.backends import open_store
+
         self.config = config
+        self.kind = kind or (S3 if config.kind == S3.name else DIR)
         self.store = store or open_store(config.endpoint, kind=config.kind, s3_endpoint_url=config.s3_endpoint_url,
                                          proxy=config.proxy, ca_bundle=config.ca_bundle)
         self._manifests: dict[tuple[str, str], Manifest] = {}
@@ -34,7 +44,10 @@ class StoreSource:
         return self.config.name
 
     def default_revision(self) -> str:
-        return self.config.revision or "main"
+        return self.kind.default_revision(self.config)
+
+    def reach(self) -> None:
+        return None  # the first read of a ref or manifest is the check
 
     def close(self) -> None:
         self.store.close()
@@ -83,3 +96,73 @@ class StoreSource:
             raise self._missing(f"{repo_id}@{commit[:12]}:{path}")
         url, client = self.store.reader(blob_key(pf.sha256))
         return FileLocation(source=self.name, url=url, client=client)
+
+
+class StoreKind:
+    """A store written by ``qwen-fetch sync``: one manifest per commit, so it is asked for commits."""
+
+    keys: frozenset[str] = frozenset()
+    commit_mismatch_hint = "the mirror is stale or hostile; use another --source"
+
+    def __init__(self, name: str, *, needs_network: bool) -> None:
+        self.name = name
+        self.needs_network = needs_network
+
+    def configure(self, raw: Mapping[str, Any], config: SourceConfig, fail: Fail) -> SourceConfig:
+        return config
+
+    def default_revision(self, config: SourceConfig) -> str:
+        return config.revision or "main"
+
+    def revision_for(self, config: SourceConfig, ctx: RevisionContext) -> str:
+        # The store keeps its manifests under the commit ids of the hub it was synced from.
+        if ctx.pin is not None:
+            return ctx.pin.commit
+        if ctx.primary is not None:
+            return ctx.primary.commit
+        return hub_revision(config, ctx, default=self.default_revision(config), by_name=False,
+                            same_family=lambda other: other == self.name)
+
+    def open(self, config: SourceConfig, *, timeout: float, connections: int,
+             deadlines: Deadlines | None) -> StoreSource:
+        return StoreSource(config, kind=self)
+
+
+class DirKind(StoreKind):
+    """``kind: dir``: a folder (an NFS share), read through a ``file://`` transport; no network."""
+
+    def __init__(self) -> None:
+        super().__init__("dir", needs_network=False)
+
+    def configure(self, raw: Mapping[str, Any], config: SourceConfig, fail: Fail) -> SourceConfig:
+        if not config.endpoint.startswith(("/", "~", "file://")):
+            raise fail("endpoint", f"endpoint {config.endpoint!r} must be an absolute path or file:// URL")
+        return config
+
+
+class S3Kind(StoreKind):
+    """``kind: s3``: a bucket on AWS, MinIO, Ceph or OSS, read through presigned URLs."""
+
+    keys = frozenset({"s3_endpoint_url"})
+
+    def __init__(self) -> None:
+        super().__init__("s3", needs_network=True)
+
+    def configure(self, raw: Mapping[str, Any], config: SourceConfig, fail: Fail) -> SourceConfig:
+        if urlsplit(config.endpoint).scheme != "s3":
+            raise fail("endpoint", f"endpoint {config.endpoint!r} must look like s3://bucket/prefix")
+        s3_url = raw.get("s3_endpoint_url")
+        if s3_url is not None:
+            sp = urlsplit(s3_url) if isinstance(s3_url, str) else None
+            if sp is None or sp.scheme not in ("http", "https") or not sp.hostname:
+                raise fail("s3_endpoint_url", "s3_endpoint_url must be an http(s) URL, on a kind: s3 source")
+            config = replace(config, s3_endpoint_url=s3_url.rstrip("/"))
+        proxy = config.proxy.https if config.proxy is not None else None
+        if proxy is not None and proxy.scheme != "http":
+            raise fail("proxy", "kind: s3 talks to the bucket through boto3, which supports only http:// proxies")
+        return config
+
+
+DIR = DirKind()
+S3 = S3Kind()
+
