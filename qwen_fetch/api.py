@@ -176,7 +176,8 @@ def problems(t: TargetReport) -> list[str]:
     """One line per difference, sorted as ``qwen-fetch verify`` prints them."""
     out = [f"missing     {p}" for p in t.missing]
     out += [f"extra       {p}" for p in t.extra]
-    out += [f"mismatched  {m.path} ({', '.join(m.fields) or 'unreadable'}): expected sha256 {m.expected.sha256}, "
-            f"actual {m.actual.sha256}" for m in t.mismatched]
+    out += [f"mismatched  {m.path} ({', '.join(m.fields) or 'unreadable'}): "
+            + (f"expected root {m.expected.root}, actual {m.actual.root}" if m.expected.root is not None
+               else f"expected sha256 {m.expected.sha256}, actual {m.actual.sha256}") for m in t.mismatched]
     out += [f"bad link    {b.path} ({b.problem})" for b in t.bad_links]
     return out

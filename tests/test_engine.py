@@ -371,3 +371,18 @@ def test_redirect_to_cdn_keeps_the_token_on_the_endpoint(repo, tmp_path: Path) -
         assert_cache_exact(jobs, data)
         assert cdn.log and all("Authorization" not in r["headers"] for r in cdn.log)
         assert all(r["headers"].get("Authorization") == "Bearer hf_secret" for r in origin.log)
+
+
+def test_a_resumed_file_gets_the_root_of_all_its_bytes(repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The root of a file finished by a second run covers the prefix the first run left (read back on resume)."""
+    from qwen_fetch.core import digests
+
+    monkeypatch.setattr(digests, "CHUNK", 300_000)  # BIG spans several chunks
+    store, commit, data = repo
+    _interrupted_run(store, commit, data, tmp_path, after=1_100_000)
+    with HubServer(store) as hub:
+        jobs = make_jobs(tmp_path, commit, data, [("hub", hub.url)])
+        out = {o.path: o for o in fetch_all(jobs, options(min_split=NO_STEAL), NullProgress())}
+    assert out[BIG].resumed_bytes > 0
+    assert out[BIG].root is not None and out[BIG].root.value == digests.chunk_root(data[BIG])
+    assert out[BIG2].reused and out[BIG2].root is None  # finished by the first run: not read again

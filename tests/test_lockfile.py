@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qwen_fetch.core.digests import ROOT_ALGORITHM, Digest
 from qwen_fetch.core.errors import ConfigError
 from qwen_fetch.core.lockfile import Lock, dump_lock, parse_lock
 from qwen_fetch.core.manifest import Pin, PinnedFile, SourceRevision
@@ -66,7 +67,8 @@ def _locks(draw: st.DrawFn) -> Lock:
         paths = [p for p in paths if not any(q.startswith(p + "/") or p.startswith(q + "/") for q in paths if q != p)]
         sizes: dict[str, int] = {}  # one sha256, one size (a lock that says otherwise is refused)
         files = tuple(PinnedFile(SafeRelPath(p), sizes.setdefault(sha, draw(st.integers(0, 1 << 40))), sha,
-                                 lfs=draw(st.booleans()), git_oid=draw(st.none() | _hex40))
+                                 lfs=draw(st.booleans()), git_oid=draw(st.none() | _hex40),
+                                 root=draw(st.none() | _hex64.map(lambda v: Digest(ROOT_ALGORITHM, v))))
                       for p, sha in ((p, draw(_hex64)) for p in paths))
         files = tuple(sorted(files, key=lambda f: f.path))
         lock = lock.with_pin(mid, Pin(revision=draw(st.sampled_from(["main", "v1.0", "dev/x"]) | _revisions),
@@ -80,10 +82,57 @@ def test_roundtrip_property(lock: Lock) -> None:
     text = dump_lock(lock)
     assert parse_lock(text) == lock
     assert dump_lock(parse_lock(text)) == text
+    rooted = any(f.root for _, pins in lock.models for p in pins for f in p.files)
+    assert text.count("\nversion: 2\n" if rooted else "\nversion: 1\n") == 1
+
+
+ROOT = Digest(ROOT_ALGORITHM, "f" * 64)
+
+
+def test_a_lock_without_roots_stays_version_1() -> None:
+    """Roots are the only thing version 2 adds: a lock without them is written as a release that knows only
+    version 1 reads it."""
+    text = dump_lock(Lock().with_pin("A/a", _pin()))
+    assert "\nversion: 1\n" in text and "root" not in text
+
+
+def test_version_1_lock_is_read_and_upgraded_when_roots_are_recorded() -> None:
+    v1 = dump_lock(Lock().with_pin("A/a", _pin()))
+    lock = parse_lock(v1)
+    pin = lock.current("A/a")
+    assert pin is not None and all(f.root is None for f in pin.files)
+    big = next(f for f in pin.files if f.lfs)
+    rooted = Pin(pin.revision, pin.commit, pin.source,
+                 tuple(PinnedFile(f.path, f.size, f.sha256, f.lfs, f.git_oid, ROOT if f is big else None)
+                       for f in pin.files))
+    v2 = dump_lock(lock.with_pin("A/a", rooted))
+    assert "\nversion: 2\n" in v2
+    assert f"      root: {ROOT_ALGORITHM}:{'f' * 64}\n" in v2
+    assert v2.count("root:") == 1  # one line per rooted file: the diff of an upgrade stays small
+    assert parse_lock(v2).current("A/a") == rooted
+    # The only other change is the version line.
+    assert [ln for ln in v2.splitlines() if "root:" not in ln] == v1.replace("version: 1", "version: 2").splitlines()
+
+
+@pytest.mark.parametrize("value", ["f" * 64, f"sha256:{'f' * 64}", f"{ROOT_ALGORITHM}:{'F' * 64}",
+                                   f"{ROOT_ALGORITHM}:{'f' * 63}", "1"])
+def test_bad_root_is_a_clear_error(value: str) -> None:
+    text = dump_lock(Lock().with_pin("A/a", _pin())).replace("version: 1", "version: 2")
+    text = text.replace("      lfs: true\n", f"      lfs: true\n      root: '{value}'\n")
+    with pytest.raises(ConfigError, match=r"qwen-fetch.lock:\d+: root must be") as ei:
+        parse_lock(text)
+    assert "remove the line" in ei.value.hint
+
+
+def test_root_needs_version_2() -> None:
+    text = dump_lock(Lock().with_pin("A/a", _pin()))
+    text = text.replace("      lfs: true\n", f"      lfs: true\n      root: {ROOT}\n")
+    with pytest.raises(ConfigError, match="unknown key 'root'"):
+        parse_lock(text)
 
 
 @pytest.mark.parametrize("text,needle", [
-    ("version: 2\n", "unsupported lockfile version"),
+    ("version: 3\n", "unsupported lockfile version"),
     ("version: 1\nmodels:\n  A/a:\n  - revision: main\n    commit: " + "c" * 40 + "\n    source: s\n    files:\n    - path: x\n      size: 1\n      sha256: nothex\n", ":10:"),
     ("version: 1\nmodels:\n  A/a:\n  - revision: main\n    commit: abc\n    source: s\n    surprise: 1\n    files: []\n", "unknown key 'surprise'"),
     ("version: 1\nmodels:\n  A/a:\n  - revision: main\n    commit: " + "c" * 40 + "\n    source: s\n    files:\n    - path: ../etc/passwd\n      size: 1\n      sha256: " + SHA + "\n", "'..'"),

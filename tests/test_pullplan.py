@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from qwen_fetch.core.digests import Digest, digest_matches, sha256_digest
+from qwen_fetch.core.digests import ROOT_ALGORITHM, Digest, digest_matches, root_digest, sha256_digest
 from qwen_fetch.core.errors import IntegrityError, UsageError
 from qwen_fetch.core.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
 from qwen_fetch.core.paths import SafeRelPath as P
@@ -23,6 +23,7 @@ from qwen_fetch.core.pullplan import (
     serves,
     split_fetch,
     unlisted_error,
+    with_roots,
 )
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
@@ -72,6 +73,15 @@ def test_pinned_file_matches(size: int | None, digest: str | Digest | None, want
     assert SHARD.matches(size, digest) is want
     assert SHARD.digest == Digest("sha256", B) and listed(SHARD).digest == SHARD.digest
     assert listed(CONFIG, sha256=None).digest is None
+
+
+def test_a_chunk_root_is_compared_with_the_pinned_root_only() -> None:
+    rooted = PinnedFile(P("model.safetensors"), 9, B, lfs=True, root=root_digest(C))
+    assert rooted.matches(9, root_digest(C)) and rooted.matches(9, B)
+    assert not rooted.matches(9, root_digest(B))  # the sha256's value under the root's name is not the root
+    assert not rooted.matches(8, root_digest(C))
+    assert not SHARD.matches(9, root_digest(B))  # a pin without a root: a root is no evidence
+    assert root_digest(C) == Digest(ROOT_ALGORITHM, C)
 
 
 @pytest.mark.parametrize("rf,want", [
@@ -241,6 +251,15 @@ def test_unlisted_error_names_the_files_and_the_failed_sources() -> None:
 
 
 # -- the pin a fresh resolve writes -----------------------------------------------------
+
+def test_roots_come_from_this_pull_or_an_earlier_pin_of_the_same_content() -> None:
+    earlier = Pin("main", OTHER, "hf", (PinnedFile(P("old/name.safetensors"), 9, B, lfs=True, root=root_digest(A)),))
+    assert with_roots((CONFIG, SHARD), {}, [earlier]) == (CONFIG, PinnedFile(SHARD.path, 9, B, lfs=True,
+                                                                                 root=root_digest(A)))
+    assert with_roots((SHARD,), {B: root_digest(C)}, [earlier])[0].root == root_digest(C)  # computed now wins
+    resized = Pin("main", OTHER, "hf", (PinnedFile(P("x"), 8, B, root=root_digest(A)),))
+    assert with_roots((SHARD,), {}, [resized])[0].root is None  # a root only means something with its size
+
 
 def test_new_pin_records_how_each_other_source_names_the_commit() -> None:
     plan = plan_fresh(REQ, listing(listed(CONFIG), listed(SHARD)), "main", [])

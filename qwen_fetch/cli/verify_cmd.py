@@ -43,8 +43,12 @@ def print_target(con: object, t: TargetReport) -> None:
         p(f"  extra       {path}", markup=False)
     for m in t.mismatched:
         p(f"  mismatched  {m.path} ({', '.join(m.fields) or 'unreadable'})", markup=False)
-        p(f"      expected size={m.expected.size} sha256={m.expected.sha256}", markup=False)
-        p(f"      actual   size={m.actual.size} sha256={m.actual.sha256}", markup=False)
+        if m.expected.root is not None:  # checked by its chunk root, on every core
+            p(f"      expected size={m.expected.size} root={m.expected.root}", markup=False)
+            p(f"      actual   size={m.actual.size} root={m.actual.root}", markup=False)
+        else:
+            p(f"      expected size={m.expected.size} sha256={m.expected.sha256}", markup=False)
+            p(f"      actual   size={m.actual.size} sha256={m.actual.sha256}", markup=False)
     for b in t.bad_links:
         p(f"  bad link    {b.path} ({b.problem}): expected blobs/{b.expected}, actual {b.actual}", markup=False)
 

@@ -11,14 +11,20 @@ import shlex
 from dataclasses import dataclass, replace
 from typing import Any
 
-from qwen_fetch.core.digests import is_sha1, is_sha256
+from qwen_fetch.core.digests import ROOT_ALGORITHM, Digest, is_sha1, is_sha256
 from qwen_fetch.core.errors import ConfigError
 from qwen_fetch.core.manifest import Pin, PinnedFile, SourceRevision
 from qwen_fetch.core.paths import UnsafePathError, check_collisions, safe_relpath
 from qwen_fetch.core.revisions import is_commit_id, revision_problem
 from qwen_fetch.core.yamlio import LineMap, dump_yaml, line_of, load_yaml
 
-LOCK_VERSION = 1
+# Version 2 adds one optional key per file, ``root`` (a chunk root beside the sha256, see ``core.digests``).
+# A lock is written as version 1 whenever no file has a root, so every lock without roots stays readable by
+# a qwen-fetch that knows only version 1; one with roots says "version 2" and such a qwen-fetch asks to be
+# upgraded, instead of refusing an unknown key.  Version 1 locks are read as they are and written as version
+# 2 once a pull records roots in them.
+LOCK_VERSION = 2
+READS = (1, 2)
 DEFAULT_LOCK_NAME = "qwen-fetch.lock"
 MAX_PINS_PER_MODEL = 2  # current and previous, for rollback
 HEADER = (
@@ -63,6 +69,8 @@ _FIX = {
     "commit": "a commit is the full commit id: 40 lowercase hex digits",
     "revision": "a revision is a branch or tag name that `git check-ref-format --branch NAME` accepts",
     "path": "a path is relative, with '/' between names, and no '..', '.git' or control characters",
+    "root": f"a root is {ROOT_ALGORITHM}: and 64 lowercase hex digits, as a pull records it (or remove the line: "
+            "verify then checks the sha256)",
 }
 
 
@@ -108,8 +116,16 @@ def _commit(obj: Any, where: str, lines: LineMap, path: tuple[object, ...]) -> s
     return str(obj)
 
 
-def _parse_file(obj: Any, where: str, lines: LineMap, path: tuple[object, ...]) -> PinnedFile:
-    d = _check_keys(obj, {"path", "size", "sha256", "lfs", "git_oid"}, {"path", "size", "sha256"}, where, lines, path)
+def _parse_root(obj: Any, where: str, lines: LineMap, path: tuple[object, ...]) -> Digest:
+    algorithm, _, value = obj.partition(":") if isinstance(obj, str) else ("", "", "")
+    if algorithm != ROOT_ALGORITHM or not is_sha256(value):
+        raise _fail(where, lines, path, f"root must be {ROOT_ALGORITHM}:<64 lowercase hex digits>, got {obj!r}")
+    return Digest(algorithm, value)
+
+
+def _parse_file(obj: Any, where: str, lines: LineMap, path: tuple[object, ...], version: int) -> PinnedFile:
+    keys = {"path", "size", "sha256", "lfs", "git_oid"} | ({"root"} if version >= 2 else set())
+    d = _check_keys(obj, keys, {"path", "size", "sha256"}, where, lines, path)
     try:
         p = safe_relpath(d["path"])
     except UnsafePathError as exc:
@@ -126,10 +142,11 @@ def _parse_file(obj: Any, where: str, lines: LineMap, path: tuple[object, ...]) 
     oid = d.get("git_oid")
     if oid is not None and not is_sha1(oid):
         raise _fail(where, lines, path + ("git_oid",), f"git_oid must be 40 lowercase hex digits, got {oid!r}")
-    return PinnedFile(path=p, size=size, sha256=sha, lfs=lfs, git_oid=oid)
+    root = _parse_root(d["root"], where, lines, path + ("root",)) if "root" in d else None
+    return PinnedFile(path=p, size=size, sha256=sha, lfs=lfs, git_oid=oid, root=root)
 
 
-def _parse_pin(obj: Any, where: str, lines: LineMap, path: tuple[object, ...]) -> Pin:
+def _parse_pin(obj: Any, where: str, lines: LineMap, path: tuple[object, ...], version: int) -> Pin:
     d = _check_keys(obj, {"revision", "commit", "source", "sources", "files"},
                     {"revision", "commit", "source", "files"}, where, lines, path)
     revision = _revision(d["revision"], where, lines, path + ("revision",))
@@ -137,7 +154,7 @@ def _parse_pin(obj: Any, where: str, lines: LineMap, path: tuple[object, ...]) -
     files_raw = d["files"]
     if not isinstance(files_raw, list):
         raise _fail(where, lines, path + ("files",), "files must be a list", fix="write files as a list of entries")
-    files = tuple(_parse_file(f, where, lines, path + ("files", i)) for i, f in enumerate(files_raw))
+    files = tuple(_parse_file(f, where, lines, path + ("files", i), version) for i, f in enumerate(files_raw))
     try:
         check_collisions(f.path for f in files)
     except UnsafePathError as exc:
@@ -183,6 +200,9 @@ def _regenerate_hint(err: ConfigError, model_id: str, first: int | None, last: i
     return ConfigError(err.message, hint=hint, context=err.context, reference=err.reference)
 
 
+_WHICH_VERSION = "write version: 1 (version: 2 if some file has a root line)"
+
+
 def parse_lock(text: str, where: str = DEFAULT_LOCK_NAME) -> Lock:
     keys: LineMap = {}
     data, lines = load_yaml(text, where, key_lines=keys)
@@ -190,12 +210,12 @@ def parse_lock(text: str, where: str = DEFAULT_LOCK_NAME) -> Lock:
         return Lock()
     d = _check_keys(data, {"version", "models"}, {"version"}, where, lines, ())
     version = d["version"]
-    if type(version) is not int or version != LOCK_VERSION:  # `version: true` is no 1
+    if type(version) is not int or version not in READS:  # `version: true` is no 1
         raise _fail(where, lines, ("version",), f"unsupported lockfile version {version!r} "
-                    f"(this qwen-fetch reads and writes version {LOCK_VERSION})",
-                    fix=(f"write version: {LOCK_VERSION}" if not (type(version) is int and version > LOCK_VERSION)
+                    f"(this qwen-fetch reads versions {' and '.join(map(str, READS))})",
+                    fix=(_WHICH_VERSION if not (type(version) is int and version > LOCK_VERSION)
                          else "a newer qwen-fetch wrote this file: upgrade (pip install -U qwen-fetch); "
-                              f"or, if the number is a typo, write version: {LOCK_VERSION}"))
+                              f"or, if the number is a typo, {_WHICH_VERSION}"))
     models_raw = d.get("models") or {}
     if not isinstance(models_raw, dict):
         raise _fail(where, lines, ("models",), "models must be a mapping of model id to pins",
@@ -208,7 +228,7 @@ def parse_lock(text: str, where: str = DEFAULT_LOCK_NAME) -> Lock:
             if not isinstance(pins_raw, list) or not pins_raw:
                 raise _fail(where, lines, ("models", mid), "expected a non-empty list of pins",
                             fix="check the indentation of the entry")
-            pins = tuple(_parse_pin(p, where, lines, ("models", mid, i)) for i, p in enumerate(pins_raw))
+            pins = tuple(_parse_pin(p, where, lines, ("models", mid, i), version) for i, p in enumerate(pins_raw))
         except ConfigError as exc:
             inside = [ln for m in (lines, keys) for path, ln in m.items() if path[:2] == ("models", mid)]
             raise _regenerate_hint(exc, mid, keys.get(("models", mid)), max(inside, default=None), where) from None
@@ -226,6 +246,8 @@ def _file_dict(f: PinnedFile) -> dict[str, Any]:
         d["lfs"] = True
     if f.git_oid:
         d["git_oid"] = f.git_oid
+    if f.root is not None:
+        d["root"] = str(f.root)
     return d
 
 
@@ -237,8 +259,14 @@ def _pin_dict(p: Pin) -> dict[str, Any]:
     return d
 
 
+def lock_version(lock: Lock) -> int:
+    """The version a lock is written as: 2 when some file has a root, else 1 (readable by older releases)."""
+    rooted = any(f.root is not None for _, pins in lock.models for p in pins for f in p.files)
+    return LOCK_VERSION if rooted else 1
+
+
 def dump_lock(lock: Lock) -> str:
-    data = {"version": LOCK_VERSION, "models": {mid: [_pin_dict(p) for p in pins] for mid, pins in sorted(lock.models)}}
+    data = {"version": lock_version(lock), "models": {mid: [_pin_dict(p) for p in pins] for mid, pins in sorted(lock.models)}}
     body = dump_yaml(data)
     return HEADER + body
 

@@ -87,6 +87,10 @@ class PinnedFile:
     sha256: str
     lfs: bool = False
     git_oid: str | None = None  # plain git files: the blob id, which names the cache blob
+    # The chunk root (``core.digests.ROOT_ALGORITHM``) of the bytes whose sha256 matched, recorded when a pull
+    # verified them: ``verify`` checks it on every core instead of the sha256's one sequential stream.  Files
+    # of one chunk have none.  The sha256 stays the pin: it ties the lock to the hub's published digest.
+    root: Digest | None = None
 
     @property
     def digest(self) -> Digest:
@@ -94,8 +98,16 @@ class PinnedFile:
         return sha256_digest(self.sha256)
 
     def matches(self, size: int | None, digest: Digest | str | None) -> bool:
-        """Do ``size`` bytes with ``digest`` (observed, listed, stamped or stored) hold this pinned content?"""
-        return size == self.size and digest_matches(self.digest, digest)
+        """Do ``size`` bytes with ``digest`` (observed, listed, stamped or stored) hold this pinned content?
+
+        ``digest`` is compared with the pinned digest of its algorithm: the sha256, or the chunk root
+        when the pin records one; a digest of an algorithm the pin lacks never matches.
+        """
+        if size != self.size:
+            return False
+        if isinstance(digest, Digest) and self.root is not None and digest.algorithm == self.root.algorithm:
+            return digest_matches(self.root, digest)
+        return digest_matches(self.digest, digest)
 
     @property
     def blob_name(self) -> str:

@@ -22,7 +22,7 @@ Every comparison of a digest with its pin goes through :meth:`PinnedFile.matches
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from qwen_fetch.core.digests import Digest, digest_matches
@@ -197,6 +197,15 @@ def unlisted_error(paths: Iterable[str], failures: Sequence[tuple[str, str]]) ->
     return IntegrityError(f"no source lists pinned file(s) with matching content: {', '.join(sorted(paths)[:5])}",
                           context=[f"{n}: {r}" for n, r in failures],
                           hint="the sources changed since the lock was written; check --source or update the pin")
+
+
+def with_roots(files: Sequence[PinnedFile], fetched: Mapping[str, Digest], earlier: Iterable[Pin]
+               ) -> tuple[PinnedFile, ...]:
+    """``files`` with the chunk roots this pull computed over their verified bytes (``fetched``: sha256 ->
+    root), or an earlier pin recorded for the same content (so a file not fetched again keeps its root)."""
+    roots = {(p.sha256, p.size): p.root for pin in earlier for p in pin.files if p.root is not None}
+    return tuple(replace(f, root=fetched.get(f.sha256) or roots.get((f.sha256, f.size))) if f.root is None else f
+                 for f in files)
 
 
 def new_pin(plan: PullPlan, files: Sequence[PinnedFile], fallbacks: Iterable[RepoListing], previous: Pin | None,

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from qwen_fetch.core.digests import digest_matches
+from qwen_fetch.core.digests import ROOT_ALGORITHM, digest_matches, parse_digest, root_digest
 from qwen_fetch.core.manifest import PinnedFile
 
 # Problems with a snapshot link (``snapshots/<commit>/<path>`` -> ``../../blobs/<sha256>``).
@@ -51,15 +51,30 @@ class Observed:
     link: str | None = None
     blob: str | None = None
     error: str | None = None  # why the content could not be read
+    root: str | None = None  # the chunk root (hex), when the file was hashed by chunks instead of by sha256
+
+
+def checks_root(f: PinnedFile, obs: Observed) -> bool:
+    """Is ``obs`` checked against ``f``'s chunk root (both present) rather than its sha256?"""
+    return f.root is not None and obs.root is not None
+
+
+def matches(f: PinnedFile, obs: Observed) -> bool:
+    """Do the observed bytes hold ``f``'s pinned content (by its root when both have one, else by sha256)?"""
+    return f.matches(obs.size, root_digest(obs.root) if checks_root(f, obs) and obs.root is not None else obs.sha256)
 
 
 @dataclass(frozen=True)
 class Facts:
     size: int | None
     sha256: str | None
+    root: str | None = None  # "<algorithm>:<hex>", when this file was checked by its chunk root
 
     def to_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "sha256": self.sha256}
+        d: dict[str, Any] = {"size": self.size, "sha256": self.sha256}
+        if self.root is not None:
+            d["root"] = self.root
+        return d
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,10 @@ class Mismatch:
         out = []
         if self.expected.size != self.actual.size:
             out.append("size")
-        if self.expected.sha256 is None or not digest_matches(self.expected.sha256, self.actual.sha256):
+        if self.expected.root is not None:  # checked by the root: the sha256 was not computed
+            if not digest_matches(parse_digest(self.expected.root), parse_digest(self.actual.root)):
+                out.append("root")
+        elif self.expected.sha256 is None or not digest_matches(self.expected.sha256, self.actual.sha256):
             out.append("sha256")
         return tuple(out)
 
@@ -137,16 +155,23 @@ class TargetReport:
     extra: tuple[str, ...] = ()
     mismatched: tuple[Mismatch, ...] = ()
     bad_links: tuple[BadLink, ...] = ()
+    by_root: int = 0  # pinned files read and checked by their chunk root ...
+    by_sha256: int = 0  # ... and by their sha256
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.extra or self.mismatched or self.bad_links)
 
+    @property
+    def checked_by(self) -> dict[str, int]:
+        """How many files were checked with which digest."""
+        return {"sha256": self.by_sha256, ROOT_ALGORITHM: self.by_root}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "commit": self.commit, "location": self.location, "kind": self.kind,
             "ok": self.ok, "files_checked": self.files_checked, "bytes_hashed": self.bytes_hashed,
-            "missing": list(self.missing), "extra": list(self.extra),
+            "checked_by": self.checked_by, "missing": list(self.missing), "extra": list(self.extra),
             "mismatched": [m.to_dict() for m in self.mismatched],
             "bad_links": [b.to_dict() for b in self.bad_links],
         }
@@ -230,23 +255,30 @@ def compare(
     mismatched: list[Mismatch] = []
     bad_links: list[BadLink] = []
     hashed = 0
+    by_root = by_sha = 0
     for path in sorted(p for p in observed if p in want):
         f, obs = want[path], observed[path]
         if snapshot:
             bad = check_link(f.blob_name, obs)
             if bad is not None:
                 bad_links.append(bad)
-        if obs.size is None or obs.sha256 is None:
+        by = checks_root(f, obs)
+        expect = Facts(f.size, f.sha256, str(f.root) if by and f.root is not None else None)
+        actual = Facts(obs.size, obs.sha256, f"{ROOT_ALGORITHM}:{obs.root}" if by else None)
+        if obs.size is None or (obs.sha256 is None and not by):
             if not snapshot:  # a folder entry we could not read (a dangling link in a local dir)
-                mismatched.append(Mismatch(path, Facts(f.size, f.sha256), Facts(obs.size, obs.sha256)))
+                mismatched.append(Mismatch(path, expect, actual))
             continue
         hashed += obs.size
-        if not f.matches(obs.size, obs.sha256):
-            mismatched.append(Mismatch(path, Facts(f.size, f.sha256), Facts(obs.size, obs.sha256)))
+        by_root += by
+        by_sha += not by
+        if not matches(f, obs):
+            mismatched.append(Mismatch(path, expect, actual))
     return TargetReport(
         model=model, commit=commit, location=location, kind="snapshot" if snapshot else "folder",
         files_checked=len(observed), bytes_hashed=hashed, missing=tuple(missing), extra=tuple(extra),
-        mismatched=tuple(mismatched), bad_links=tuple(bad_links),
+        mismatched=tuple(mismatched), bad_links=tuple(bad_links), by_root=by_root,
+        by_sha256=by_sha,
     )
 
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from qwen_fetch.core.digests import wants_root
 from qwen_fetch.core.errors import DiskFullError, ExitCode, IntegrityError, QFError, SourceError
 from qwen_fetch.core.progress import ProgressSink
 from qwen_fetch.core.units import format_bytes
@@ -50,7 +51,8 @@ def fetch_all(jobs: Sequence[FetchJob], options: EngineOptions, progress: Progre
     verified on disk, found valid from an earlier run, or reused.
     """
     cancel = cancel or threading.Event()
-    tasks = [FileTask(job, i, options.block_size) for i, job in enumerate(jobs)]
+    tasks = [FileTask(job, i, options.block_size, want_roots=options.roots and wants_root(job.size))
+             for i, job in enumerate(jobs)]
     sched = Scheduler(tasks, options, progress, cancel)
     workers = [threading.Thread(target=_worker, args=(sched,), name=f"qwen-fetch-conn-{i}", daemon=True)
                for i in range(max(1, options.connections))]
@@ -68,6 +70,7 @@ def fetch_all(jobs: Sequence[FetchJob], options: EngineOptions, progress: Progre
         deadline = time.monotonic() + (STOP_GRACE if cancel.is_set() else options.stall_timeout + 5)
         for w in workers:
             w.join(timeout=max(0.0, deadline - time.monotonic()))
+        sched.close()
         for t in tasks:
             try:
                 _save(sched, t)
@@ -279,7 +282,7 @@ def _outcomes_or_raise(tasks: list[FileTask]) -> list[FetchOutcome]:
     return [FetchOutcome(path=t.job.path, sha256=t.job.sha256, source=t.source,
                          bytes_transferred=t.bytes_transferred, resumed_bytes=t.resumed_bytes,
                          retries=t.retries, reused=t.reused, failed_sources=tuple(t.failed_sources),
-                         promoted=t.promoted)
+                         promoted=t.promoted, root=t.root)
             for t in tasks]
 
 

@@ -21,6 +21,7 @@ from enum import Enum
 
 import filelock
 
+from qwen_fetch.core.digests import ChunkRoots, Digest
 from qwen_fetch.core.ranges import block_count, block_span
 from qwen_fetch.net.jobs import FetchJob
 from qwen_fetch.net.partstate import (
@@ -143,6 +144,10 @@ class FileTask:
     hashed: int = 0
     hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
     hash_buf: bytearray | None = None  # reused read-back buffer (under hash_lock)
+    # The chunk root fed with the same bytes as ``hasher`` (files of more than one chunk, when the pull records
+    # roots), replaced together with it.
+    want_roots: bool = False
+    roots: ChunkRoots | None = None
     flushed: int = 0  # bytes before this offset were handed to writeback
     etag: str | None = None
     etag_source: str = ""
@@ -153,6 +158,7 @@ class FileTask:
     retries: int = 0
     reused: bool = False
     promoted: os.stat_result | None = None  # fstat of the file right after its rename into place
+    root: Digest | None = None  # the chunk root of the promoted bytes (when ``roots`` computed one)
     source: str = ""
     failed_sources: list[tuple[str, str]] = field(default_factory=list)
     integrity_failure: bool = False  # the last source to fail served the wrong bytes
@@ -224,10 +230,11 @@ class FileTask:
             remove_file(job.partial)
         self.fd = open_file(job.partial, os.O_RDWR | os.O_CREAT)
         self.sums = [None] * self.nblocks
+        self.roots = ChunkRoots() if self.want_roots else None
         if state is None:
             self.dirty = True
             return notes
-        v = verify_partial(self.fd, state)
+        v = verify_partial(self.fd, state, self.roots)
         if v.bad_blocks:
             notes.append(f"{job.path}: {v.bad_blocks} block(s) of the partial file were missing or damaged;"
                          " fetching them again")
@@ -285,6 +292,7 @@ class FileTask:
         self.done_count = 0
         self.hashed = 0
         self.hasher = hashlib.sha256()
+        self.roots = ChunkRoots() if self.want_roots else None
         self.flushed = 0
         self.etag, self.etag_source = None, ""
         self.dirty = True

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from qwen_fetch.core.digests import Digest
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.net.deadline import DEFAULT_MIN_RATE, DEFAULT_RATE_WINDOW, DEFAULT_TIMEOUT, Deadlines
 from qwen_fetch.sources.base import FileLocation
@@ -47,6 +48,7 @@ class FetchOutcome:
     reused: bool  # dest already existed (another process or an earlier run finished it)
     failed_sources: tuple[tuple[str, str], ...] = ()  # (source, reason) tried before the one that served
     promoted: os.stat_result | None = None  # fstat right after this run renamed it into place
+    root: Digest | None = None  # the chunk root of the verified bytes (files of more than one chunk)
 
 
 CONNECTIONS_PER_CPU = 24
@@ -97,6 +99,9 @@ class EngineOptions:
     # per 4 MiB costs one round trip per 0.2 s at 20 MB/s: cheap, and the connections finish together).
     tail_piece: int = 4 << 20
     steal_after: float = 2.0  # ... and only if that range's connection needs longer than this (s) to finish it
+    # Compute each big file's chunk root (core.digests) from the bytes its sha256 is fed, on a second core, so
+    # the lock can record it and ``verify`` check it on every core (figures: bench/results/many-cores.md).
+    roots: bool = True
 
     @property
     def deadlines(self) -> Deadlines:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import xxhash
 
+from qwen_fetch.core.digests import ChunkRoots, digest_matches
 from qwen_fetch.core.ranges import block_count, block_span
 from qwen_fetch.store.safefs import UnsafeEntryError, create_new, open_file
 
@@ -139,7 +140,7 @@ def _parse_snapshot(text: str, *, size: int, sha256: str, block_size: int) -> Pa
         raise BadState("unknown state version")
     assert isinstance(raw, dict)
     key, _, bound = _SUMS[version]
-    if raw.get("size") != size or raw.get("sha256") != sha256:
+    if raw.get("size") != size or not digest_matches(sha256, raw.get("sha256")):
         raise BadState("state belongs to another file")
     if raw.get("block_size") != block_size:
         raise BadState("state uses another block size")
@@ -251,8 +252,9 @@ class Verified:
     heads: dict[int, tuple[int, int]]  # unfinished block -> (length, sum) of its intact first bytes
 
 
-def verify_partial(fd: int, state: PartState) -> Verified:
-    """Read back every recorded block; keep those whose checksum matches, hash the leading run.
+def verify_partial(fd: int, state: PartState, roots: ChunkRoots | None = None) -> Verified:
+    """Read back every recorded block; keep those whose checksum matches, hash the leading run (into the
+    sha256, and into ``roots`` when given).
 
     Blocks of an older-version state come back re-summed with the current checksum.
     """
@@ -275,6 +277,8 @@ def verify_partial(fd: int, state: PartState) -> Verified:
         sums[i] = want if _SUMS[state.version][1] is _SUMS[STATE_VERSION][1] else block_sum(data)
         if prefix:
             hasher.update(data)
+            if roots is not None:
+                roots.update(data)
             hashed = i + 1
     heads: dict[int, tuple[int, int]] = {}
     for i, length, want in state.heads:

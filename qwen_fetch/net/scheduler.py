@@ -28,10 +28,12 @@ import os
 import random
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import xxhash
 
+from qwen_fetch.core.digests import ROOT_ALGORITHM, Digest, digest_matches
 from qwen_fetch.core.progress import ProgressSink
 from qwen_fetch.core.ranges import plan_ranges, retry_delay, split_point
 from qwen_fetch.net.diskio import start_writeback
@@ -42,7 +44,11 @@ from qwen_fetch.store.safefs import UnsafeEntryError
 
 _jitter = random.Random()
 HASH_RUN_BLOCKS = 8  # blocks read back and hashed per call
-HASH_PIECE = 256 * 1024  # ... in reads this long (each is hashed while still in the CPU's cache)
+# ... in reads this long.  Each piece costs the hashing thread two trips through the GIL (the read and the
+# hash release it) and, with a chunk root, a hand-off to the thread that feeds the root: with 64 connection
+# threads wanting the GIL, those trips, not sha256, can set the pace of a file's one sha256 stream, so pieces
+# are long (bench/results/many-cores.md).
+HASH_PIECE = 4 * 1024 * 1024
 WRITEBACK_BYTES = 16 << 20  # ask the kernel to write hashed bytes back in stretches this long
 THROTTLE_HOLD = 2.0  # after a 429/503 "too many", seconds before the connection limit may double again
 MIN_RATE_WINDOW = 0.5  # seconds of a connection's history before its speed is trusted
@@ -90,6 +96,22 @@ class Scheduler:
         self.grow_at = 0.0
         self.part_size = part_size_for(sum(t.job.size for t in tasks), options)
         self.pieces = PieceChooser()  # the pwrite size that costs less CPU here, measured as blocks are written
+        self._root_pool: ThreadPoolExecutor | None = None  # feeds chunk roots beside the files' sha256s
+        self._pool_lock = threading.Lock()
+
+    def root_pool(self) -> ThreadPoolExecutor:
+        """Threads that feed chunk roots while the hashing threads feed the sha256s (one per rooted file)."""
+        with self._pool_lock:
+            if self._root_pool is None:
+                rooted = sum(1 for t in self.tasks if t.want_roots)
+                self._root_pool = ThreadPoolExecutor(max_workers=max(1, rooted), thread_name_prefix="qwen-fetch-root")
+            return self._root_pool
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._root_pool is not None:
+                self._root_pool.shutdown(wait=True)
+                self._root_pool = None
 
     # -- queue ------------------------------------------------------------------
     def plan(self, t: FileTask) -> None:
@@ -383,7 +405,7 @@ class Scheduler:
         try:
             while True:
                 with self.cond:
-                    i, h, fd = t.hashed, t.hasher, t.fd
+                    i, h, fd, roots = t.hashed, t.hasher, t.fd, t.roots
                     j = i
                     while j < t.nblocks and t.sums[j] is not None and j - i < HASH_RUN_BLOCKS:
                         j += 1
@@ -391,18 +413,22 @@ class Scheduler:
                         return
                 start, end = t.span(i)[0], t.span(j - 1)[1]
                 if t.hash_buf is None:
-                    t.hash_buf = bytearray(HASH_PIECE)
+                    t.hash_buf = bytearray(min(HASH_PIECE, max(1, t.job.size)))
                 buf = memoryview(t.hash_buf)
                 pos = start
-                while pos < end:  # small pieces: each is hashed while it is still in the CPU's cache
-                    view = buf[:min(HASH_PIECE, end - pos)]
+                while pos < end:
+                    view = buf[:min(len(buf), end - pos)]
                     try:
                         n = os.preadv(fd, [view], pos)  # into a reused buffer: no allocation per block
                     except OSError:
                         return  # closed by a stop; nothing to hash any more
                     if n != len(view):
                         return
+                    # The root takes the very bytes the sha256 takes, hashed at the same time on another core.
+                    fed: Future[None] | None = self.root_pool().submit(roots.update, view) if roots else None
                     h.update(view)
+                    if fed is not None:
+                        fed.result()
                     pos += n
                 with self.cond:
                     if t.hasher is not h or t.hashed != i:
@@ -421,8 +447,11 @@ class Scheduler:
             if gen != t.gen or t.phase is not Phase.ACTIVE or t.hashed != t.nblocks:
                 return
             digest = t.hasher.hexdigest()
+            roots = t.roots
+            root = (Digest(ROOT_ALGORITHM, roots.root()) if roots is not None and roots.consumed == t.job.size
+                    else None)
             source = t.location.source
-        if digest != t.job.sha256:
+        if not digest_matches(t.job.sha256, digest):
             with self.cond:
                 if gen == t.gen:
                     self._fail_source(t, f"sha256 mismatch (got {digest[:16]}...)", integrity=True)
@@ -445,7 +474,7 @@ class Scheduler:
             except FileNotFoundError:
                 pass
         with self.cond:
-            t.phase, t.source, t.dirty = Phase.DONE, source, False
+            t.phase, t.source, t.dirty, t.root = Phase.DONE, source, False, root
             self.cond.notify_all()
         self.progress.file_done(str(t.job.path), source)
 

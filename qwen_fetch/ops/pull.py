@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qwen_fetch.core.errors import IntegrityError, QFError, SourceError, UsageError
@@ -42,6 +42,7 @@ from qwen_fetch.core.pullplan import (
     new_pin,
     plan_fresh,
     plan_pinned,
+    with_roots,
 )
 from qwen_fetch.core.revisions import is_commit_id, revision_problem
 from qwen_fetch.net.jobs import EngineOptions, FetchOutcome
@@ -242,6 +243,9 @@ class Puller:
         cached_files = 0
         files = plan.known
         target: Path
+        if o.engine.roots and (pin is not None or not o.write_lock):
+            # Chunk roots are recorded only in a pin this pull writes: otherwise they would cost a core for nothing.
+            o = self.opts = replace(o, engine=replace(o.engine, roots=False))
         try:
             if o.download:
                 target, outcomes, cached_files, files = materialise(
@@ -258,6 +262,7 @@ class Puller:
 
         lock_written = False
         if o.write_lock and pin is None:
+            files = with_roots(files, {x.sha256: x.root for x in outcomes if x.root is not None}, lock.pins(o.model_id))
             pinned = new_pin(plan, files, listings.contacted(), lock.current(o.model_id), self.request)
             lock = read_lock(o.lock_path)  # re-read: another process may have written meanwhile
             write_lock(o.lock_path, lock.with_pin(o.model_id, pinned))

@@ -273,7 +273,7 @@ class S3Store:
         with client.stream("GET", url) as r:
             for chunk in r.iter_bytes(1 << 20):
                 h.update(chunk)
-        return None if h.hexdigest() == sha256 else f"read back sha256 {h.hexdigest()}, expected {sha256}"
+        return None if digest_matches(sha256, h.hexdigest()) else f"read back sha256 {h.hexdigest()}, expected {sha256}"
 
     def reader(self, key: str) -> tuple[str, httpx.Client]:
         from qwen_fetch.net.http import make_client

@@ -14,6 +14,13 @@ total / threads) plus at most one slice, instead of the busiest thread's share
 of whole files (with Qwen3-VL-8B's shards, well over half the bytes on one of
 two threads).  Files reached through several names (one
 blob linked from two snapshots) are hashed once.
+
+A file whose pin has a chunk root (``core.digests``) can instead be checked on
+every core: each of its chunks is a job of its own (a byte range with its own
+sha256, always read with ``readinto``, never mapped), and the chunk digests are
+folded into the root at the end.  (Over ~400 lines: the scheduling board, the
+two ways of reading and the range jobs share the job type; apart they would
+only pass it around.)
 """
 
 from __future__ import annotations
@@ -24,12 +31,12 @@ import mmap
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qwen_fetch.core.digests import git_blob_header
+from qwen_fetch.core.digests import chunk_spans, fold_root, git_blob_header
 
 # 1 MiB reads into a reused per-thread buffer: the buffer stays in the core's L2, so the kernel's copy out of the
 # page cache is cheap and sha256 reads it back from L2 (8 MiB buffers spill to L3/DRAM and are read twice).
@@ -92,6 +99,7 @@ class HashResult:
     sha256: str | None
     error: str | None = None  # why the file could not be read (then size/sha256 are None)
     how: str = field(default="", compare=False)  # "read" or "map": how the bytes reached sha256
+    root: str | None = None  # the chunk root, for a file hashed by chunks (then ``sha256`` is None)
 
 
 ProgressFn = Callable[[int], None]  # called with a number of bytes just hashed (from worker threads)
@@ -130,8 +138,10 @@ class _Job:
     cannot see a file shrink under it; anything mmap refuses falls back to ``readinto``.
     """
 
-    def __init__(self, path: Path, size_hint: int, use_mmap: bool | None) -> None:
+    def __init__(self, path: Path, size_hint: int, use_mmap: bool | None, span: tuple[int, int] | None = None
+                 ) -> None:
         self.path = path
+        self.span = span  # a chunk's [start, end) of the file; None: the whole file
         self.left = size_hint  # estimate of the bytes still to hash (scheduling only)
         self.use_mmap = use_mmap
         self.h = hashlib.sha256()
@@ -152,7 +162,10 @@ class _Job:
     def _open(self) -> None:
         self.f = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed in _finish
         self.size = os.fstat(self.f.fileno()).st_size
-        self.left = self.size
+        if self.span is not None:  # a chunk: hash [start, end), read (a chunk is below AUTO_MIN)
+            self.off, self.size = self.span[0], min(self.size, self.span[1])
+            self.use_mmap = False
+        self.left = self.size - self.off
         want_map = self.size and (self.use_mmap or (self.use_mmap is None and self.size >= AUTO_MIN))
         if want_map:
             try:
@@ -191,9 +204,12 @@ class _Job:
                 if end >= self.size:
                     self._finish()
             else:
+                if self.span is not None:
+                    amount = min(amount, self.size - self.off)
                 n = _span_read(self.f, self.off, amount, self.h, buf, progress)
                 self.off += n
-                if n < amount:  # end of file (to the end as it is now, not as it was when opened)
+                # The end of the file (as it is now, not as it was when opened), or of the chunk.
+                if n < amount or (self.span is not None and self.off >= self.size):
                     self._finish()
             self.left = max(0, self.size - self.off)
         except OSError as exc:
@@ -238,7 +254,8 @@ class _Job:
             self.f = None
         self.left = 0
         if error is None:
-            self.result = HashResult(self.off, self.h.hexdigest(), how=self.how or "read")
+            start = self.span[0] if self.span is not None else 0
+            self.result = HashResult(self.off - start, self.h.hexdigest(), how=self.how or "read")
         else:
             self.result = HashResult(None, None, error)
 
@@ -352,8 +369,13 @@ class _Board:
 
 
 def hash_files(paths: Iterable[Path], *, workers: int | None = None, buffer_size: int = BUFFER,
-               progress: ProgressFn | None = None, use_mmap: bool | None = None) -> dict[Path, HashResult]:
-    """Hash every path (following links) in parallel; each underlying file is read once."""
+               progress: ProgressFn | None = None, use_mmap: bool | None = None,
+               chunked: Collection[Path] = ()) -> dict[Path, HashResult]:
+    """Hash every path (following links) in parallel; each underlying file is read once.
+
+    Files reached only through ``chunked`` paths get their chunk root (``HashResult.root``) instead of a
+    sha256, their chunks hashed on all threads; a file also reached through another path gets its sha256.
+    """
     paths = list(dict.fromkeys(paths))
     groups: dict[tuple[int, int] | Path, list[Path]] = {}
     sizes: dict[tuple[int, int] | Path, int] = {}
@@ -366,7 +388,12 @@ def hash_files(paths: Iterable[Path], *, workers: int | None = None, buffer_size
             except OSError:
                 sizes[key] = 0
     order = sorted(groups, key=lambda k: -sizes[k])  # largest first
-    jobs = [_Job(groups[k][0], sizes[k], use_mmap) for k in order]
+    rooted = {k for k in order if all(p in chunked for p in groups[k])} if chunked else set()
+    jobs = [_Job(groups[k][0], sizes[k], use_mmap) for k in order if k not in rooted]
+    chunk_jobs = {k: [_Job(groups[k][0], e - s, use_mmap, (s, e)) for s, e in chunk_spans(sizes[k])]
+                  for k in order if k in rooted}
+    whole = len(jobs)
+    jobs += sorted((j for js in chunk_jobs.values() for j in js), key=lambda j: -j.left)
     n = max(1, min(workers or default_workers(), len(jobs) or 1))
     step = max(SLICE, buffer_size)
     if n == 1:
@@ -400,8 +427,25 @@ def hash_files(paths: Iterable[Path], *, workers: int | None = None, buffer_size
                     job._finish("interrupted")
             raise errors[0]
     results: dict[Path, HashResult] = {}
-    for k, job in zip(order, jobs):
+    for k, job in zip([k for k in order if k not in rooted], jobs[:whole]):
         assert job.result is not None
         for p in groups[k]:
             results[p] = job.result
+    for k, js in chunk_jobs.items():
+        for p in groups[k]:
+            results[p] = _fold(js)
     return results
+
+
+def _fold(chunks: list[_Job]) -> HashResult:
+    """A rooted file's result from its chunks' (each chunk read to its end, or the file ended early)."""
+    size = 0
+    for j in chunks:
+        r = j.result
+        assert r is not None
+        if r.error is not None or r.size is None:
+            return HashResult(None, None, r.error or "unreadable")
+        size += r.size
+    return HashResult(size, None, how="read",
+                      root=fold_root(bytes.fromhex(j.result.sha256) for j in chunks  # type: ignore[union-attr]
+                                     if j.result and j.result.sha256))

@@ -9,6 +9,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from qwen_fetch.core.digests import root_digest
 from qwen_fetch.core.errors import IntegrityError
 from qwen_fetch.core.manifest import PinnedFile
 from qwen_fetch.net.partstate import STATE_SUFFIX, clear_leftovers
@@ -146,9 +147,11 @@ def verify_many(pairs: Sequence[tuple[Path, PinnedFile]]) -> list[bool]:
     """Whether each path holds exactly its pinned bytes, hashed from the page cache as ``verify`` does.
 
     One parallel hasher run for all of them (a big file's sha256 moves between threads, so the
-    threads finish together); a file of the wrong size is not read at all.
+    threads finish together; a file whose pin has a chunk root is checked by its chunks, on every
+    thread); a file of the wrong size is not read at all.
     """
     sized: list[Path] = []
+    rooted: set[Path] = set()
     for path, f in pairs:
         try:
             st = path.lstat()  # a link is never taken for the file: its target may change under us
@@ -156,11 +159,14 @@ def verify_many(pairs: Sequence[tuple[Path, PinnedFile]]) -> list[bool]:
             continue
         if stat.S_ISREG(st.st_mode) and st.st_size == f.size:
             sized.append(path)
-    hashes = hash_files(sized)
+            if f.root is not None:
+                rooted.add(path)
+    hashes = hash_files(sized, chunked=rooted)
     out = []
     for path, f in pairs:
         r = hashes.get(path)
-        out.append(r is not None and r.error is None and f.matches(r.size, r.sha256))
+        observed = root_digest(r.root) if r is not None and f.root is not None and r.root is not None else None
+        out.append(r is not None and r.error is None and f.matches(r.size, observed or r.sha256))
     return out
 
 

@@ -27,6 +27,7 @@ from qwen_fetch.core.verify import (
     check_refs,
     classify_partial,
     compare,
+    matches,
 )
 from qwen_fetch.store.hasher import HashResult, hash_files
 from qwen_fetch.store.hfcache import INCOMPLETE, RepoCache, repo_id_from_folder
@@ -91,10 +92,10 @@ def _observe(target: Target, entries: dict[str, Path], hashes: dict[Path, HashRe
             raw, blob, exists = _link_info(p, target.blobs_dir)
             r = hashes.get(p) if exists else None
             out[rel] = Observed(rel, r.size if r else None, r.sha256 if r else None, is_link=True, link=raw,
-                                blob=blob, error=(r.error if r else "dangling link"))
+                                blob=blob, error=(r.error if r else "dangling link"), root=r.root if r else None)
         else:
             r = hashes.get(p, HashResult(None, None, "not hashed"))
-            out[rel] = Observed(rel, r.size, r.sha256, is_link=False, error=r.error)
+            out[rel] = Observed(rel, r.size, r.sha256, is_link=False, error=r.error, root=r.root)
     return out
 
 
@@ -103,19 +104,24 @@ def verify_targets(targets: Sequence[Target], *, workers: int | None = None,
     """Hash every target's files in one parallel batch and diff each target with its pin."""
     listed: list[dict[str, Path]] = []
     to_hash: list[Path] = []
+    rooted: set[Path] = set()  # entries whose pin has a chunk root: hashed by chunks, on every core
     for t in targets:
         entries = list_entries(t.root, skip_top=frozenset() if t.snapshot else FOLDER_SKIP)
         listed.append(entries)
-        for p in entries.values():
+        pinned = t.pin.by_path()
+        for rel, p in entries.items():
             if os.path.exists(p):  # follows links; a dangling link has nothing to hash
                 to_hash.append(p)
+                f = pinned.get(rel)
+                if f is not None and f.root is not None:
+                    rooted.add(p)
     seen = _stats_before_hashing(targets)
     if progress is None:
-        hashes = hash_files(to_hash, workers=workers)
+        hashes = hash_files(to_hash, workers=workers, chunked=rooted)
     else:
         progress.begin(bytes_to_hash(targets), len(to_hash))
         try:
-            hashes = hash_files(to_hash, workers=workers, progress=progress.advance)
+            hashes = hash_files(to_hash, workers=workers, progress=progress.advance, chunked=rooted)
         finally:
             progress.end()
     reports = []
@@ -166,7 +172,8 @@ def _refresh_stamps(t: Target, observed: dict[str, Observed], seen: dict[Path, t
     store, where = place
     for f in t.pin.files:
         o = observed.get(f.path)
-        if o is None or not f.matches(o.size, o.sha256) or (t.snapshot and o.blob != f.blob_name):
+        # A root match is as good as a sha256 match: the root was recorded over bytes whose sha256 matched.
+        if o is None or not matches(f, o) or (t.snapshot and o.blob != f.blob_name):
             continue
         key, path = where(f)
         if path in seen:
