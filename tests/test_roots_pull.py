@@ -84,6 +84,12 @@ def test_a_damaged_chunk_is_reported_in_the_three_lists(pulled: Path) -> None:
     assert m["actual"]["root"] == f"{ROOT_ALGORITHM}:{chunk_root(bytes(data), CHUNK)}"
     r = CliRunner().invoke(app, ["verify", QWEN3_VL_8B, "--cache-dir", "cache"])
     assert f"expected size={f.size} root={f.root}" in r.output
+    import qwen_fetch
+    from qwen_fetch.core.errors import IntegrityError
+
+    with pytest.raises(IntegrityError) as ei:
+        qwen_fetch.verify(QWEN3_VL_8B, cache_dir="cache")
+    assert any(c.startswith(f"mismatched  {SHARD} (root): expected root {f.root}, actual ") for c in ei.value.context)
 
 
 def test_a_lock_without_roots_is_checked_by_sha256(pulled: Path) -> None:
