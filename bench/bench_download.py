@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qwen_fetch.store.hasher import hash_file  # noqa: E402
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, build_sharded_files  # noqa: E402
-from qwen_fetch.testing.repo import is_lfs  # noqa: E402
+from tests.support.fixtures import QWEN3_VL_8B, build_sharded_files  # noqa: E402
+from tests.support.repo import is_lfs  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 RATE = "20m"  # nginx limit_rate for scenario (b): 20 MB/s per connection

@@ -38,7 +38,7 @@ from qwen_fetch.core.manifest import Pin, PinnedFile  # noqa: E402
 from qwen_fetch.core.paths import safe_relpath  # noqa: E402
 from qwen_fetch.store.hfcache import RepoCache  # noqa: E402
 from qwen_fetch.store.lockio import write_lock  # noqa: E402
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, REAL_FILES, build_sharded_files  # noqa: E402
+from tests.support.fixtures import QWEN3_VL_8B, REAL_FILES, build_sharded_files  # noqa: E402
 
 QF = [sys.executable, "-m", "qwen_fetch"]
 COMMIT = "0c351dd01ed87e9c1b53cbc748cba10e6187ff3b"  # the real commit the sizes come from

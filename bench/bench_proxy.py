@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import trustme  # noqa: E402
 from bench_download import Nginx, Result, Run, Tool, build_repo, qwen_fetch_tool, run_once  # noqa: E402
 
-from qwen_fetch.testing import proxies  # noqa: E402
+from tests.support import proxies  # noqa: E402
 
 SCENARIO = "b-tls"
 

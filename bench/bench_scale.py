@@ -36,9 +36,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import qwen_fetch.testing.hub as hub_mod  # noqa: E402
-from qwen_fetch.testing.hub import HubServer  # noqa: E402
-from qwen_fetch.testing.repo import RepoStore, StoredFile, is_lfs  # noqa: E402
+import tests.support.hub as hub_mod  # noqa: E402
+from tests.support.hub import HubServer  # noqa: E402
+from tests.support.repo import RepoStore, StoredFile, is_lfs  # noqa: E402
 
 MODEL = "bench/many-files"
 

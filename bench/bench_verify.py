@@ -33,9 +33,9 @@ from qwen_fetch.core.paths import safe_relpath
 from qwen_fetch.store.hasher import hash_files
 from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.store.lockio import write_lock
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 PY = sys.executable
 HF_MAIN = "import sys; from huggingface_hub.cli.hf import main; sys.argv[0] = 'hf'; sys.exit(main())"

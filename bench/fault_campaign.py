@@ -8,7 +8,7 @@ lost, corrupt.  "Lost" is a file a clean run has that the run under test does
 not; "corrupt" is a wrong byte anywhere, including any moment at which a
 snapshot held a file whose sha256 differs from its pin (a watcher thread polls
 the snapshots during every run).  Each trial's verdict is computed by the same
-helpers the tests use (``qwen_fetch/testing/faultkit.py``).  Disk-full trials
+helpers the tests use (``tests/support/faultkit.py``).  Disk-full trials
 need root to mount a small tmpfs; without it they are reported as skipped.
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fault_planted import duplicate_content, planted_leftovers, planted_links
-from qwen_fetch.testing.faultkit import (
+from tests.support.faultkit import (
     HOSTILE_LISTINGS,
     HOSTILE_LOCKS,
     HOSTILE_MIRRORS,
@@ -47,9 +47,9 @@ from qwen_fetch.testing.faultkit import (
     tree_state,
     unmount,
 )
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.hub import Faults, HubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.hub import Faults, HubServer
+from tests.support.repo import RepoStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "faults.md"
 SHARD1 = "model-00001-of-00004.safetensors"
@@ -332,7 +332,7 @@ class Campaign:
         """A first source that drips (API answers at a byte a second, file bodies at a byte every 5 s,
         response headers that never end) and a healthy second one: the pull must end via the second,
         equal to a clean pull; a lone dripping source must fail (exit 4) instead of hanging."""
-        from qwen_fetch.testing.drip import DripHeadersServer
+        from tests.support.drip import DripHeadersServer
 
         env = {"QWEN_FETCH_TIMEOUT": "10", "QWEN_FETCH_MIN_RATE": "1000", "QWEN_FETCH_RATE_WINDOW": "2"}
         clean = self.fresh("drip-clean")

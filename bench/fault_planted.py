@@ -17,9 +17,9 @@ from typing import Any
 from qwen_fetch.core.ranges import block_count
 from qwen_fetch.net.partstate import PartState, save_state, state_path
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.faultkit import Trial, cache_digest, new_outside, run_qf, tree_state
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
+from tests.support.faultkit import Trial, cache_digest, new_outside, run_qf, tree_state
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
 
 SHARD1 = "model-00001-of-00004.safetensors"
 TWINS = "Org/twins"

@@ -38,10 +38,10 @@ sys.path.insert(0, str(ROOT))
 
 from qwen_fetch.store.hasher import hash_file  # noqa: E402
 from qwen_fetch.store.lockio import read_lock  # noqa: E402
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo  # noqa: E402
-from qwen_fetch.testing.hub import HubServer  # noqa: E402
-from qwen_fetch.testing.repo import RepoStore  # noqa: E402
-from qwen_fetch.testing.seaweed import SeaweedS3  # noqa: E402
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo  # noqa: E402
+from tests.support.hub import HubServer  # noqa: E402
+from tests.support.repo import RepoStore  # noqa: E402
+from tests.support.seaweed import SeaweedS3  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 MODEL = QWEN3_VL_8B

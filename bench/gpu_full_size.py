@@ -99,7 +99,8 @@ class Bench:
         model_dir = self.work / "model"
         shutil.rmtree(model_dir, ignore_errors=True)
         kind = "tiny" if self.args.tiny else "full"
-        code = ("import sys; from pathlib import Path; from qwen_fetch.testing import tiny_model as t; "
+        code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from pathlib import Path; "
+                "from tests.support import tiny_model as t; "
                 + ("t.build_tiny_qwen3_vl(Path(sys.argv[1]), shards=4)" if self.args.tiny
                    else "t.build_full_size_qwen3_vl(Path(sys.argv[1]))"))
         # A child process: the GPU memory used to initialise the weights is gone before the smoke-load.
@@ -121,9 +122,9 @@ class Bench:
         return data
 
     def run(self) -> None:
-        from qwen_fetch.testing.hub import HubServer
-        from qwen_fetch.testing.repo import RepoStore
-        from qwen_fetch.testing.tiny_model import tiny_model_files
+        from tests.support.hub import HubServer
+        from tests.support.repo import RepoStore
+        from tests.support.tiny_model import tiny_model_files
 
         self.work.mkdir(parents=True, exist_ok=True)
         model_dir = self.build()

@@ -5,7 +5,7 @@
 
 The shards are written in parallel (one thread per file; sha256 computed while writing, so the
 store needs no second read) at the real repo's sizes scaled to ``--gb``.  ``HubFarm`` starts
-``procs`` processes of :class:`qwen_fetch.testing.hub.HubServer` on one port (``SO_REUSEPORT``: the
+``procs`` processes of :class:`tests.support.hub.HubServer` on one port (``SO_REUSEPORT``: the
 kernel spreads connections over them), each fed the precomputed digests so none re-hashes the
 store, with bodies sent by ``sendfile``: the servers' CPU is measured and reported, so a run shows
 whether the server, not the client, was the bound.
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qwen_fetch.core.digests import git_blob_header  # noqa: E402
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, REAL_FILES, REAL_SHARD_BYTES  # noqa: E402
+from tests.support.fixtures import QWEN3_VL_8B, REAL_FILES, REAL_SHARD_BYTES  # noqa: E402
 
 MODEL = QWEN3_VL_8B
 MIB = 1 << 20
@@ -59,7 +59,7 @@ def _write_random(path: Path, size: int, seed: int) -> tuple[str, str]:
 
 
 def build(store: Path, total_gb: float) -> str:
-    """Write the repo into ``store`` (a :class:`~qwen_fetch.testing.repo.RepoStore` layout); returns the commit."""
+    """Write the repo into ``store`` (a :class:`~tests.support.repo.RepoStore` layout); returns the commit."""
     meta = store / "meta.json"
     if meta.exists():
         m = json.loads(meta.read_text())
@@ -101,7 +101,7 @@ def build(store: Path, total_gb: float) -> str:
 
 def serve(store: Path, port: int) -> None:
     """One hub process on ``port`` (shared with the farm's others), digests from ``meta.json``."""
-    from qwen_fetch.testing import hub, repo
+    from tests.support import hub, repo
 
     known = json.loads((store / "meta.json").read_text())["known"]
 

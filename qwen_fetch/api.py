@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwen_fetch.core.errors import IntegrityError, UsageError
+from qwen_fetch.core.errors import IntegrityError, Ref, UsageError
 from qwen_fetch.core.lockfile import DEFAULT_LOCK_NAME
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def verify(model_id: str | None = None, *, path: PathLike | None = None, revisio
     target = report.targets[0]
     if not report.ok:
         raise IntegrityError(f"{target.model}@{target.commit[:12]} does not match the lock ({target.location})",
-                             context=problems(target), reference="verify-failed",
+                             context=problems(target), reference=Ref.VERIFY_FAILED,
                              hint=f"fetch the bad files again: qwen-fetch pull {target.model}")
     return VerifiedModel(model_id=target.model, commit=target.commit, path=Path(os.path.abspath(target.location)),
                          files_checked=target.files_checked, bytes_hashed=target.bytes_hashed)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import qwen_fetch
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 
 def test_pull_then_verify(store: RepoStore, sharded_repo: str, hub: HubServer, mirrors: Path) -> None:

@@ -17,11 +17,11 @@ import pytest
 
 from qwen_fetch.core.errors import ConfigError
 from qwen_fetch.net.deadline import Deadlines, RateGuard, TooSlow
-from qwen_fetch.testing.drip import DripHeadersServer
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.hub import Faults, HubServer
-from qwen_fetch.testing.repo import RepoStore
 from tests.conftest import write_mirrors
+from tests.support.drip import DripHeadersServer
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.hub import Faults, HubServer
+from tests.support.repo import RepoStore
 
 # (name, min_rate, window, [(bytes, at)...], index of the feed that must raise, or None)
 RATE_CASES = [

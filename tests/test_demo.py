@@ -24,6 +24,7 @@ def _demo(*args: str) -> subprocess.CompletedProcess[str]:
 def test_kept_workdir_ends_with_commands_that_work(tmp_path: Path) -> None:
     work = tmp_path / "demo dir"  # a space: the printed commands must quote it
     out = _demo("--workdir", str(work)).stdout
+    assert re.search(r"qwen-fetch serve on http://127\.0\.0\.1:\d+ publishing " + re.escape(DEMO_MODEL), out), out
     if smoke_extra_installed():
         assert "random weights" in out
     lines = out[out.index("demo passed"):].splitlines()
@@ -48,3 +49,29 @@ def test_temporary_folder_is_removed_and_the_output_says_so() -> None:
     assert not Path(m.group(1)).exists()
     assert "qwen-fetch demo --workdir" in out
     assert "HF_HUB_CACHE=" not in out  # no command pointing into the removed folder
+
+
+def test_demo_cache_is_published_by_serve_as_the_bundled_files(tmp_path: Path) -> None:
+    import hashlib
+
+    from qwen_fetch.cli.demo_cmd import bundled_model_dir
+    from qwen_fetch.ops.demo import seed_cache
+    from qwen_fetch.serve.catalog import Catalog
+
+    src = bundled_model_dir()
+    files = {p.relative_to(src).as_posix(): p for p in sorted(src.rglob("*")) if p.is_file()}
+    commit = seed_cache(tmp_path / "a", DEMO_MODEL, files)
+    assert seed_cache(tmp_path / "b", DEMO_MODEL, files) == commit  # same files, same commit: reruns keep the pin
+    catalog = Catalog(tmp_path / "a")
+    assert catalog.resolve(DEMO_MODEL, "main") == commit
+    served = {f.path: f for f in catalog.snapshot(DEMO_MODEL, commit).files}
+    assert sorted(served) == sorted(files)
+    for path, disk in files.items():
+        data = disk.read_bytes()
+        f = served[path]
+        assert f.size == len(data)
+        assert f.lfs == path.endswith(".safetensors")
+        if f.lfs:  # published with its sha256, as the Hub's LFS metadata
+            assert f.sha256 == hashlib.sha256(data).hexdigest()
+        else:  # published under its git blob id, which pull checks after hashing the bytes
+            assert f.git_oid == hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.repo import RepoStore
 
 MODEL = "Org/twins"
 SHARD = hashlib.shake_256(b"twin shard").digest(3 << 20)

@@ -21,7 +21,7 @@ from qwen_fetch.net.http import make_client
 from qwen_fetch.net.jobs import FetchJob
 from qwen_fetch.net.partstate import state_path
 from qwen_fetch.net.scheduler import part_size_for
-from qwen_fetch.testing.hub import Faults, HubServer
+from tests.support.hub import Faults, HubServer
 from tests.test_engine_support import FAST, make_jobs, make_repo, options
 
 BIG = "model-00001-of-00002.safetensors"

@@ -16,7 +16,7 @@ from qwen_fetch.core.progress import NullProgress
 from qwen_fetch.net.engine import fetch_all
 from qwen_fetch.net.jobs import FetchJob
 from qwen_fetch.net.partstate import BadState, load_state, state_path
-from qwen_fetch.testing.hub import Faults, HubServer
+from tests.support.hub import Faults, HubServer
 from tests.test_engine_support import FAST, make_jobs, make_repo, options
 
 ROOT = Path(__file__).resolve().parent.parent

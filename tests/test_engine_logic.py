@@ -491,7 +491,7 @@ def test_readinto_some_returns_what_arrived_and_keeps_the_connection(tmp_path: o
     from qwen_fetch.net.h1 import BODY
     from qwen_fetch.net.http import make_client
     from qwen_fetch.net.rangeget import body_reader
-    from qwen_fetch.testing.hub import Faults, HubServer
+    from tests.support.hub import Faults, HubServer
     from tests.test_engine_support import REPO, make_repo
 
     store, commit, files = make_repo(Path(str(tmp_path)), {"a.bin": 300_000})

@@ -15,7 +15,7 @@ from qwen_fetch.net.http import make_client
 from qwen_fetch.net.jobs import EngineOptions, FetchJob
 from qwen_fetch.sources.base import FileLocation
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.repo import RepoStore
 
 REPO = "org/model"
 

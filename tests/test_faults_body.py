@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.faultkit import cache_digest, new_outside, tree_state
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer, _tree_entries
+from tests.support.faultkit import cache_digest, new_outside, tree_state
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer, _tree_entries
 
 SHARD1 = "model-00001-of-00004.safetensors"
 

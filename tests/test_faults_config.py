@@ -13,8 +13,8 @@ import pytest
 
 from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.store.lockio import read_lock
-from qwen_fetch.testing.faultkit import HOSTILE_LOCKS, HOSTILE_MIRRORS, cache_digest
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
+from tests.support.faultkit import HOSTILE_LOCKS, HOSTILE_MIRRORS, cache_digest
+from tests.support.fixtures import QWEN3_VL_8B
 
 SHARD2 = "model-00002-of-00004.safetensors"
 

@@ -17,10 +17,10 @@ import random
 
 import pytest
 
-from qwen_fetch.testing.faultkit import CrashLab, SnapshotWatcher
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.hub import Faults, HubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.faultkit import CrashLab, SnapshotWatcher
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.hub import Faults, HubServer
+from tests.support.repo import RepoStore
 
 SEED = int(os.environ.get("QF_FAULT_SEED", "20261122"))
 
@@ -87,7 +87,7 @@ def test_pull_killed_mid_transfer_at_least_once(lab: CrashLab) -> None:
         r = subprocess.run(lab.pull(d), capture_output=True, text=True, timeout=300, check=False)
         assert r.returncode == 0, r.stderr
     assert w.violations == [] and w.polls > 10
-    from qwen_fetch.testing.faultkit import cache_digest
+    from tests.support.faultkit import cache_digest
 
     assert cache_digest(d / "cache") == lab.ref_digest
 
@@ -109,7 +109,7 @@ def test_pull_stopped_by_sigterm_or_ctrl_c_exits_130_and_keeps_its_state(lab: Cr
     import time
 
     from qwen_fetch.net.partstate import state_path
-    from qwen_fetch.testing.faultkit import cache_digest
+    from tests.support.faultkit import cache_digest
 
     d = lab.work / f"stop-{sig}"
     d.mkdir()

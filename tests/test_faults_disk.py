@@ -21,7 +21,8 @@ import pytest
 
 from qwen_fetch.store.hasher import hash_file
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.faultkit import (
+from tests.conftest import write_mirrors
+from tests.support.faultkit import (
     cache_digest,
     mount_small_fs,
     partial_size,
@@ -29,10 +30,9 @@ from qwen_fetch.testing.faultkit import (
     resize_small_fs,
     unmount,
 )
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
-from tests.conftest import write_mirrors
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 NEEDED = re.compile(r"\d+(\.\d+)? [kMGT]?B still needed")
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from qwen_fetch.cli.app import app
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.faultkit import run_qf
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
+from tests.support.faultkit import run_qf
+from tests.support.fixtures import QWEN3_VL_8B
 
 
 @pytest.mark.parametrize("after_links,by_commit", [(1, False), (8, False), (3, True)])

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from qwen_fetch.cli.app import app
-from qwen_fetch.testing.faultkit import HOSTILE_LISTINGS, new_outside, tree_state
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer, _tree_entries
+from tests.support.faultkit import HOSTILE_LISTINGS, new_outside, tree_state
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer, _tree_entries
 
 ESCAPE_ABS = Path("/tmp/qwen-fetch-escape.txt")
 

@@ -15,9 +15,9 @@ import pytest
 import trustme
 
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
 from tests.conftest import write_mirrors
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
 
 HF_TOKEN = "hf_QwenFetchCanary0123456789abcdef"
 PRIVATE = "priv-QwenFetchCanary-9876543210"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
 
 
 @pytest.mark.parametrize("extra, needle", [

@@ -18,7 +18,7 @@ from qwen_fetch.core.gc import BLOB, PARTIAL, REVISION
 from qwen_fetch.core.manifest import Pin
 from qwen_fetch.store.gc_disk import TRASH_DIR, execute
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.repo import RepoStore
 from tests.verify_gc_cache import disk_bytes, install, write_pins
 
 MODEL = "Org/Model"

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from qwen_fetch.cli.app import app
 from qwen_fetch.cli.demo_cmd import bundled_model_dir
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 from tests.verify_gc_cache import disk_bytes
 
 MODEL = "Qwen/Qwen3-VL-8B-Instruct"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
+from tests.support.fixtures import QWEN3_VL_8B
 
 
 def _quiet(r) -> dict:  # type: ignore[no-untyped-def]
@@ -50,9 +50,9 @@ def test_pull_json_with_a_smoke_load_is_quiet(cli, tmp_path: Path) -> None:  # t
     """transformers' own "Loading weights" bar went to stderr under --json."""
     pytest.importorskip("transformers")
     from qwen_fetch.cli.demo_cmd import DEMO_MODEL, bundled_model_dir
-    from qwen_fetch.testing.hub import HubServer
-    from qwen_fetch.testing.repo import RepoStore
     from tests.conftest import write_mirrors
+    from tests.support.hub import HubServer
+    from tests.support.repo import RepoStore
 
     src = bundled_model_dir()
     store = RepoStore(tmp_path / "tiny-store")

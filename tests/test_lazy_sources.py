@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from qwen_fetch.sources.config import ENV_ONLY, load_config
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.hub import Faults, HubServer
-from qwen_fetch.testing.repo import RepoStore
 from tests.conftest import write_mirrors
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.hub import Faults, HubServer
+from tests.support.repo import RepoStore
 
 SHARD = "model-00001-of-00004.safetensors"
 PUBLIC = ("hf-mirror", "modelscope", "huggingface")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.repo import RepoStore
 
 MODEL = "Org/tiny"
 SHARD = "model.safetensors"

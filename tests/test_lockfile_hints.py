@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from qwen_fetch.store.lockio import read_lock
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 MODEL = "Org/tiny"
 OTHER = "Org/other"

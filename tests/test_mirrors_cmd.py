@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.hub import Faults, HubServer
-from qwen_fetch.testing.modelscope_hub import ModelScopeHubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.hub import Faults, HubServer
+from tests.support.modelscope_hub import ModelScopeHubServer
+from tests.support.repo import RepoStore
 
 SECRET = "hf_private_SECRET_value_42"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.modelscope_hub import DEFAULT_EXTRA_FILES, ModelScopeHubServer, MSFaults
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.modelscope_hub import DEFAULT_EXTRA_FILES, ModelScopeHubServer, MSFaults
+from tests.support.repo import RepoStore
 
 pytest.importorskip("modelscope")
 

@@ -15,9 +15,9 @@ from qwen_fetch.core.paths import safe_relpath
 from qwen_fetch.sources.config import SourceConfig, load_config, parse_config, with_modelscope_endpoint
 from qwen_fetch.sources.modelscope import ModelScopeSource
 from qwen_fetch.sources.registry import make_source
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.modelscope_hub import DEFAULT_EXTRA_FILES, ModelScopeHubServer, MSFaults, ms_commit
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.modelscope_hub import DEFAULT_EXTRA_FILES, ModelScopeHubServer, MSFaults, ms_commit
+from tests.support.repo import RepoStore
 
 TOKEN = "ms-secret-token-1234"
 

@@ -12,9 +12,9 @@ from qwen_fetch.core.errors import IntegrityError
 from qwen_fetch.ops.snapshot import path as snapshot_path
 from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.store.lockio import read_lock
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 SHARD1 = "model-00001-of-00004.safetensors"
 NFILES = 15

@@ -10,10 +10,10 @@ import pytest
 
 from qwen_fetch.cli.progress import RichProgress
 from qwen_fetch.core.redact import redact, remember
-from qwen_fetch.testing.faultkit import _file
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
 from tests.conftest import write_mirrors
+from tests.support.faultkit import _file
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 MODEL = "Org/tiny"
 MARKUP = "../[/bold]x.txt"

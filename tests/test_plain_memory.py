@@ -10,9 +10,9 @@ import pytest
 
 from qwen_fetch.store.hasher import hash_file
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing import repo as repo_mod
-from qwen_fetch.testing.fixtures import _random_file
-from qwen_fetch.testing.repo import RepoStore
+from tests.support import repo as repo_mod
+from tests.support.fixtures import _random_file
+from tests.support.repo import RepoStore
 
 MODEL = "Org/big-plain"
 FILES = 8

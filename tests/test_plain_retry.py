@@ -19,8 +19,8 @@ from qwen_fetch.net.smallget import SmallGetError, get_small
 from qwen_fetch.ops.pull import Puller, PullOptions
 from qwen_fetch.sources.config import load_config
 from qwen_fetch.sources.registry import make_source
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
 
 QUICK = EngineOptions(connections=4, backoff_base=0.01, backoff_max=0.05)
 

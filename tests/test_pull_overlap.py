@@ -18,9 +18,9 @@ from qwen_fetch.ops.pull import Puller, PullOptions
 from qwen_fetch.sources.config import Config, SourceConfig
 from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.store.lockio import read_lock
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 TOKENIZER = "tokenizer.json"
 

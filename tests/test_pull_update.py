@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 
 def _file_gets(hub: HubServer) -> list[str]:

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
 
 RECIPES = Path(__file__).resolve().parent.parent / "docs" / "recipes"
 

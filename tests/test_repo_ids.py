@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from qwen_fetch.core.errors import UsageError
 from qwen_fetch.store.hfcache import check_repo_id, repo_folder_name, repo_id_from_folder
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.repo import RepoStore
 
 MODEL = "Org/tiny"
 

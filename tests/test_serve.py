@@ -17,11 +17,11 @@ import pytest
 from qwen_fetch.core.lockfile import Lock
 from qwen_fetch.serve.server import ServeServer
 from qwen_fetch.store.lockio import read_lock
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
 from tests.conftest import write_mirrors
 from tests.serve_helpers import pull_into, run_hf, snapshot_hashes
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 SHARD = "model-00001-of-00004.safetensors"
 
@@ -161,7 +161,7 @@ def test_many_concurrent_range_clients_get_exact_bytes(pulled, served: ServeServ
 def test_lock_refuses_unpinned_revision_and_repo(tmp_path: Path, store: RepoStore, hub: HubServer, pulled) -> None:
     cache, lock_path, lock = pulled
     # A second revision lands in the cache without a pin in the lock being served.
-    from qwen_fetch.testing.fixtures import add_sharded_repo
+    from tests.support.fixtures import add_sharded_repo
 
     other = add_sharded_repo(store, QWEN3_VL_8B, shard_total=1 << 20, seed=7, revision="v2")
     pull_into(cache, tmp_path / "other.lock", QWEN3_VL_8B, hub.url, revision="v2")

@@ -133,7 +133,7 @@ def test_resolve_dtype_rejects_unknown() -> None:
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from qwen_fetch.testing.tiny_model import (
+from tests.support.tiny_model import (
     QWEN_SPECIAL_TOKENS,
     build_pickle_only_model,
     build_remote_code_model,

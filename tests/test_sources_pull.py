@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from qwen_fetch.store.lockio import read_lock
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.hub import Faults, HubServer
-from qwen_fetch.testing.modelscope_hub import DEFAULT_EXTRA_FILES, ModelScopeHubServer, MSFaults, ms_commit
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.hub import Faults, HubServer
+from tests.support.modelscope_hub import DEFAULT_EXTRA_FILES, ModelScopeHubServer, MSFaults, ms_commit
+from tests.support.repo import RepoStore
 
 TOKEN = "ms-token-never-elsewhere-77"
 SHARD = "model-00001-of-00004.safetensors"

@@ -12,10 +12,10 @@ from qwen_fetch.core.ranking import rank
 from qwen_fetch.sources.config import SourceConfig
 from qwen_fetch.sources.registry import make_source
 from qwen_fetch.sources.select import probe, probe_all
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.hub import Faults, HubServer
-from qwen_fetch.testing.modelscope_hub import ModelScopeHubServer
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.hub import Faults, HubServer
+from tests.support.modelscope_hub import ModelScopeHubServer
+from tests.support.repo import RepoStore
 
 
 def sc(name: str, priority: int, kind: str = "hf", endpoint: str = "http://127.0.0.1:1") -> SourceConfig:

@@ -10,10 +10,10 @@ import pytest
 from qwen_fetch.core.errors import IntegrityError
 from qwen_fetch.core.lockfile import Lock
 from qwen_fetch.store.backends import DirStore
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
-from qwen_fetch.testing.repo import RepoStore
 from tests.serve_helpers import pull_into
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
+from tests.support.repo import RepoStore
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 from qwen_fetch.core.errors import ConfigError
 from qwen_fetch.core.redact import scrub
 from qwen_fetch.sources.config import load_config, mask_url, read_token
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B
-from qwen_fetch.testing.hub import HubServer
+from tests.support.fixtures import QWEN3_VL_8B
+from tests.support.hub import HubServer
 
 CANARY = "hf_TokenCanary0123456789"
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from qwen_fetch.cli.app import app
 from qwen_fetch.core.manifest import Pin
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.testing.fixtures import QWEN3_VL_8B, add_sharded_repo
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.fixtures import QWEN3_VL_8B, add_sharded_repo
+from tests.support.repo import RepoStore
 from tests.verify_gc_cache import install, write_pins
 
 SHARD1 = "model-00001-of-00004.safetensors"

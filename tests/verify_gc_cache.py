@@ -10,7 +10,7 @@ from qwen_fetch.core.manifest import Pin, PinnedFile
 from qwen_fetch.core.paths import safe_relpath
 from qwen_fetch.store.hfcache import RepoCache
 from qwen_fetch.store.lockio import write_lock
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.repo import RepoStore
 
 
 def pin_of(store: RepoStore, repo_id: str, commit: str, revision: str = "main") -> Pin:

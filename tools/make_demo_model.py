@@ -31,7 +31,7 @@ Qwen3-VL checkpoint without internet.  Regenerate with `python tools/make_demo_m
 
 def build(dest: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from qwen_fetch.testing.tiny_model import build_tiny_qwen3_vl
+    from tests.support.tiny_model import build_tiny_qwen3_vl
 
     build_tiny_qwen3_vl(dest, seed=SEED)
     (dest / "README.md").write_text(README)
@@ -56,8 +56,10 @@ def main() -> int:
     build(tmp_dest)
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     tmp_dest.rename(DEMO_DIR)
+    from qwen_fetch.core.units import format_bytes
+
     total = sum(p.stat().st_size for p in DEMO_DIR.iterdir())
-    print(f"wrote {DEMO_DIR.relative_to(ROOT)} ({total / 1e6:.2f} MB)")
+    print(f"wrote {DEMO_DIR.relative_to(ROOT)} ({format_bytes(total)})")
     return 0
 
 

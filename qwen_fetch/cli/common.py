@@ -11,15 +11,20 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from qwen_fetch.core.errors import QFError
+from qwen_fetch.core.errors import QFError, Ref
 
 T = TypeVar("T")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="mirrors.yaml to use (else $QWEN_FETCH_CONFIG, ./mirrors.yaml, ~/.config/qwen-fetch/mirrors.yaml, built-in).")]
 CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Hugging Face hub cache (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub).")]
-LockOpt = Annotated[Path, typer.Option("--lock", help="Lockfile (pins).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout; no progress bars.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Also print the traceback of a failure (secrets masked; the exit code is unchanged).")]
+RevisionOpt = Annotated[str | None, typer.Option("--revision", "-r", help="Branch, tag or commit (default: the pinned commit, else the source's default branch: main, or master on ModelScope).")]
+SourceOpt = Annotated[str | None, typer.Option("--source", help="Source name from mirrors.yaml, or 'auto' (default: by priority, with fallback).")]
+IncludeOpt = Annotated[list[str] | None, typer.Option("--include", help="Glob of files to fetch (repeatable).")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="Glob of files to skip (repeatable).")]
+LockFileOpt = Annotated[Path, typer.Option("--lock", help="Lockfile with the pins.")]
+UpdateOpt = Annotated[bool, typer.Option("--update", help="Re-resolve the revision and move the pin (the old one is kept for rollback).")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Make no network request (as HF_HUB_OFFLINE=1 / QWEN_FETCH_OFFLINE=1); what needs one fails with exit 4.")]
 
 
@@ -134,7 +139,7 @@ def run_command(fn: Callable[[], T], *, json_mode: bool, debug: bool) -> T:
             fail(DiskFullError(f"disk full while writing {exc.filename or 'a file'}",
                                hint="free space (qwen-fetch gc) and rerun: partial downloads resume"), json_mode=json_mode)
         fail(SourceError(f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc),
-                         hint="check permissions and free space", reference="os-error"), json_mode=json_mode)
+                         hint="check permissions and free space", reference=Ref.OS_ERROR), json_mode=json_mode)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             _print_traceback()

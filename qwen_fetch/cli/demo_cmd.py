@@ -1,9 +1,11 @@
 """``qwen-fetch demo``: the whole pipeline on an embedded default, no internet needed.
 
-A loopback hub (the same HF protocol as huggingface.co / hf-mirror.com) serves
-the bundled tiny Qwen3-VL model; the demo then runs the real CLI against it:
-``pull`` (resolve, pin, download, verify, lay out the HF cache, smoke-load when
-possible), a second ``pull`` that transfers nothing, and ``verify``.
+The bundled tiny Qwen3-VL model is placed in a scratch Hugging Face cache and
+published by ``qwen-fetch serve`` on loopback (the HF protocol, as a fleet's
+origin publishes its cache); the demo then runs the real CLI against it as a
+``kind: hf`` source: ``pull`` (resolve, pin, download, verify, lay out the HF
+cache, smoke-load when possible), a second ``pull`` that transfers nothing, and
+``verify``.
 """
 
 from __future__ import annotations
@@ -56,11 +58,11 @@ def register(app: typer.Typer) -> None:
         keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary folder afterwards.")] = False,
         debug: DebugOpt = False,
     ) -> None:
-        """Pull, pin and verify a bundled tiny Qwen3-VL from a built-in loopback mirror (no internet)."""
+        """Pull, pin and verify a bundled tiny Qwen3-VL from `qwen-fetch serve` on loopback (no internet)."""
         def body() -> None:
             from qwen_fetch.core.errors import QFError
-            from qwen_fetch.testing.hub import HubServer
-            from qwen_fetch.testing.repo import RepoStore
+            from qwen_fetch.ops.demo import seed_cache
+            from qwen_fetch.serve.server import ServeServer
 
             con = console()
             src = bundled_model_dir()
@@ -70,10 +72,10 @@ def register(app: typer.Typer) -> None:
             tmp = tempfile.TemporaryDirectory(prefix="qwen-fetch-demo-")
             root = workdir or Path(tmp.name)
             root.mkdir(parents=True, exist_ok=True)
-            store = RepoStore(root / "hub")
-            store.add_commit(DEMO_MODEL, files, link=False)
+            origin = root / "origin-cache"  # what `qwen-fetch serve --cache-dir` publishes
+            seed_cache(origin, DEMO_MODEL, files)
             failed = 0
-            with HubServer(store) as hub:
+            with ServeServer(origin, host="127.0.0.1", port=0) as hub:
                 mirrors = root / "mirrors.yaml"
                 mirrors.write_text(f"sources:\n  - name: demo-mirror\n    kind: hf\n    endpoint: {hub.url}\n    priority: 10\n")
                 cache, lock = root / "cache", root / "qwen-fetch.lock"
@@ -86,14 +88,14 @@ def register(app: typer.Typer) -> None:
                     ("verify: offline re-hash against the pins", ["verify", DEMO_MODEL, "--cache-dir", str(cache),
                                                                    "--lock", str(lock)]),
                 ]
-                con.print(styled("qwen-fetch demo", "bold"), f": loopback mirror {hub.url} serving {DEMO_MODEL} "
+                con.print(styled("qwen-fetch demo", "bold"), f": qwen-fetch serve on {hub.url} publishing {DEMO_MODEL} "
                           f"({len(files)} files, {sum(p.stat().st_size for p in files.values())} bytes)", sep="")
                 env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", HF_HUB_OFFLINE="0",
                            # transformers' own progress bar and advisories would interleave with the steps.
                            HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error")
                 for title, args in steps:
                     con.print(styled(f"\n== {title}", "bold cyan"), f"\n$ qwen-fetch {shlex.join(args)}", sep="")
-                    hub.reset_stats()
+                    served_before = hub.stats.file_bytes
                     proc = subprocess.run([sys.executable, "-m", "qwen_fetch", *args], env=env)
                     if proc.returncode != 0:
                         failed = proc.returncode
@@ -102,7 +104,7 @@ def register(app: typer.Typer) -> None:
                         con.print("(the bundled model has random weights: a smoke-load proves that it loads and "
                                   "generates, and its output is noise by design)")
                     if title.startswith("pull again"):
-                        con.print(f"(file bytes the mirror served for this step: {hub.total_bytes()})")
+                        con.print(f"(file bytes the mirror served for this step: {hub.stats.file_bytes - served_before})")
             kept = keep or workdir is not None
             if failed == 0:
                 con.print(styled(f"\n== the lockfile ({lock})", "bold cyan"))

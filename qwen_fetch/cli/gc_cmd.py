@@ -27,7 +27,7 @@ from qwen_fetch.core.units import format_bytes
 
 def build_policy(lock: list[Path] | None, no_lock: bool, keep_last: int, older_than: str | None,
                  incomplete_older_than: str) -> GcPolicy:
-    from qwen_fetch.cli.verify_cmd import load_pins
+    from qwen_fetch.ops.verify_select import load_pins
 
     paths = lock or [Path(DEFAULT_LOCK_NAME)]
     present = [p for p in paths if p.is_file()]

@@ -1,4 +1,4 @@
-"""``qwen-fetch pull`` and ``qwen-fetch lock``."""
+"""``qwen-fetch pull``: download a model, pinned and verified."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ from qwen_fetch.cli.common import (
     CacheDirOpt,
     ConfigOpt,
     DebugOpt,
+    ExcludeOpt,
+    IncludeOpt,
     JsonOpt,
+    LockFileOpt,
     OfflineOpt,
+    RevisionOpt,
+    SourceOpt,
+    UpdateOpt,
     console,
     emit_json,
     go_offline,
@@ -24,13 +30,7 @@ from qwen_fetch.core.units import format_bytes, format_rate
 if TYPE_CHECKING:
     from qwen_fetch.ops.pull import PullResult
 
-RevisionOpt = Annotated[str | None, typer.Option("--revision", "-r", help="Branch, tag or commit (default: the pinned commit, else the source's default branch: main, or master on ModelScope).")]
-SourceOpt = Annotated[str | None, typer.Option("--source", help="Source name from mirrors.yaml, or 'auto' (default: by priority, with fallback).")]
-IncludeOpt = Annotated[list[str] | None, typer.Option("--include", help="Glob of files to fetch (repeatable).")]
-ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="Glob of files to skip (repeatable).")]
 LocalDirOpt = Annotated[Path | None, typer.Option("--local-dir", help="Write a plain folder instead of the HF cache (so not with --cache-dir).")]
-LockFileOpt = Annotated[Path, typer.Option("--lock", help="Lockfile with the pins.")]
-UpdateOpt = Annotated[bool, typer.Option("--update", help="Re-resolve the revision and move the pin (the old one is kept for rollback).")]
 FrozenOpt = Annotated[bool, typer.Option("--frozen", help="CI mode: never add or change a pin; a missing pin is an error.")]
 ConnOpt = Annotated[int | None, typer.Option("--connections", "-c", min=1, max=256, help="Total parallel HTTP connections (default: 24 per CPU core, at most 64).")]
 ReverifyOpt = Annotated[bool, typer.Option("--reverify", help="Re-hash every cached file, even those a verification stamp vouches for.")]
@@ -68,13 +68,6 @@ def pull_json(result: PullResult) -> dict[str, object]:
         "stamp_trusted_files": result.stamp_trusted_files,
         "rehashed_files": result.rehashed_files,
     }
-
-
-def lock_json(result: PullResult) -> dict[str, object]:
-    """The ``--json`` document of ``lock`` when it resolved and pinned."""
-    return {"ok": True, "model": result.model_id, "revision": result.revision, "commit": result.commit,
-            "source": result.source, "files": len(result.files), "total_size": sum(f.size for f in result.files),
-            "lock_written": result.lock_written, "source_failures": {s: r for s, r in result.source_failures}}
 
 
 def register(app: typer.Typer) -> None:
@@ -156,56 +149,5 @@ def register(app: typer.Typer) -> None:
             if result.lock_written:
                 con.print(f"  pinned in {lock}")
             typer.echo(str(result.target))  # last line on stdout, as `hf download` prints it
-
-        run_command(body, json_mode=json_out, debug=debug)
-
-    @app.command(name="lock")
-    def lock_cmd(
-        model_id: Annotated[str, typer.Argument(help="Model id, e.g. Qwen/Qwen3-VL-8B-Instruct.")],
-        revision: RevisionOpt = None,
-        source: SourceOpt = None,
-        config: ConfigOpt = None,
-        include: IncludeOpt = None,
-        exclude: ExcludeOpt = None,
-        lock: LockFileOpt = Path("qwen-fetch.lock"),
-        update: UpdateOpt = False,
-        offline: OfflineOpt = False,
-        json_out: JsonOpt = False,
-        debug: DebugOpt = False,
-    ) -> None:
-        """Resolve a revision and write its pin (commit + every file's sha256) without downloading the weights.
-
-        LFS files take their sha256 from the hub metadata; plain git files are downloaded
-        (they are small), hashed, and their git blob id is checked.
-        """
-        def body() -> None:
-            from qwen_fetch.api import run_pull
-            from qwen_fetch.core.progress import NullProgress
-            from qwen_fetch.sources.config import load_config
-            from qwen_fetch.store.lockio import read_lock
-
-            go_offline(offline)
-            load_config(config)  # a broken mirrors.yaml is reported even when the pin exists
-            existing = read_lock(lock).current(model_id)
-            do_update = update or (existing is not None and revision is not None
-                                   and revision not in (existing.revision, existing.commit))
-            if existing is not None and not do_update:
-                pin = existing
-                if json_out:
-                    emit_json({"ok": True, "model": model_id, "commit": pin.commit, "revision": pin.revision,
-                               "files": len(pin.files), "lock_written": False})
-                else:
-                    console().print(f"{model_id} already pinned to {pin.revision}@{pin.commit[:12]} in {lock} "
-                                    "(use --update to re-resolve)")
-                return
-            result = run_pull(model_id, revision=revision, source=source, config=config, lock=lock,
-                              include=include or (), exclude=exclude or (), update=do_update, download=False,
-                              progress=NullProgress())
-            if json_out:
-                emit_json(lock_json(result))
-                return
-            console().print(styled("✓", "green"), f"pinned {model_id}@{result.revision} ({result.commit[:12]}) from "
-                            f"{result.source}: {len(result.files)} files, {format_bytes(sum(f.size for f in result.files))} "
-                            f"in {lock}")
 
         run_command(body, json_mode=json_out, debug=debug)

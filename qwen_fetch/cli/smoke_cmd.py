@@ -21,7 +21,7 @@ from qwen_fetch.cli.common import (
     run_command,
     styled,
 )
-from qwen_fetch.core.errors import EXIT_CODE_HELP, IntegrityError, UsageError
+from qwen_fetch.core.errors import EXIT_CODE_HELP, IntegrityError, Ref, UsageError
 from qwen_fetch.core.revisions import is_commit_id
 from qwen_fetch.core.units import format_bytes, format_rate
 
@@ -38,7 +38,7 @@ class SmokeTarget:
 def resolve_target(target: str, *, cache_dir: Path | None, revision: str | None,
                    lock_commit: str | None = None) -> SmokeTarget:
     """A PATH is used as is; a MODEL_ID goes through the cache: refs/<rev> -> snapshots/<commit>."""
-    from qwen_fetch.cli.verify_cmd import infer_from_snapshot, looks_like_path
+    from qwen_fetch.ops.verify_select import infer_from_snapshot, looks_like_path
 
     if looks_like_path(target):
         folder = Path(target).expanduser()
@@ -62,7 +62,7 @@ def resolve_target(target: str, *, cache_dir: Path | None, revision: str | None,
                              hint=f"download it first: qwen-fetch pull {model_id}"
                                   + (f" --revision {revision}" if revision else "")
                                   + (f" --cache-dir {cache_dir}" if cache_dir else ""),
-                             reference="not-cached")
+                             reference=Ref.NOT_CACHED)
     return SmokeTarget(repo.snapshot_dir(commit), model_id, commit)
 
 
@@ -141,7 +141,7 @@ def do_smoke(target: str, *, cache_dir: Path | None, revision: str | None, lock:
     # Everything is local: make sure no library reaches for a hub behind our back.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     lock_path = lock or Path(DEFAULT_LOCK_NAME)
-    from qwen_fetch.cli.verify_cmd import looks_like_path
+    from qwen_fetch.ops.verify_select import looks_like_path
 
     model_id = None if looks_like_path(target) else target
     current = _lock_pin(lock_path, lock is not None, model_id, None) if model_id and not revision else None

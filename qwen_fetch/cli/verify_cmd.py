@@ -23,13 +23,7 @@ from qwen_fetch.core.errors import EXIT_CODE_HELP, ExitCode, UsageError
 from qwen_fetch.core.lockfile import DEFAULT_LOCK_NAME
 from qwen_fetch.core.units import format_bytes
 from qwen_fetch.core.verify import TargetReport, VerifyReport
-from qwen_fetch.ops.verify_select import (  # noqa: F401 - re-exported: other commands select pins the same way
-    build_report,
-    infer_from_snapshot,
-    load_pins,
-    looks_like_path,
-    select_pins,
-)
+from qwen_fetch.ops.verify_select import build_report
 
 
 def print_target(con: object, t: TargetReport) -> None:

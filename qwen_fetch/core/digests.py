@@ -146,9 +146,23 @@ def git_blob_id_chunks(chunks: Iterable[bytes], size: int) -> str:
     return h.hexdigest()
 
 
+_LOWER_HEX = frozenset("0123456789abcdef")
+
+
+def is_lower_hex(value: object, *lengths: int) -> bool:
+    """``value`` is lowercase hex, ``lengths`` characters long: how every digest and object id is spelt.
+
+    The one spelling check behind :func:`is_sha256`, :func:`is_sha1` and
+    :func:`qwen_fetch.core.revisions.is_commit_id`; uppercase is refused because the
+    cache and the lockfile name things by the lowercase form only.
+    """
+    return isinstance(value, str) and len(value) in lengths and _LOWER_HEX.issuperset(value)
+
+
 def is_sha256(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return is_lower_hex(value, 64)
 
 
 def is_sha1(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
+    """A git object id (a blob's, for plain files), as huggingface_hub names their blobs."""
+    return is_lower_hex(value, 40)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from qwen_fetch.core.digests import ROOT_ALGORITHM, Digest, is_sha1, is_sha256
-from qwen_fetch.core.errors import ConfigError
+from qwen_fetch.core.errors import ConfigError, Ref
 from qwen_fetch.core.manifest import Pin, PinnedFile, SourceRevision
 from qwen_fetch.core.paths import UnsafePathError, check_collisions, safe_relpath
 from qwen_fetch.core.revisions import is_commit_id, revision_problem
@@ -79,7 +79,7 @@ def _fail(where: str, lines: LineMap, path: tuple[object, ...], msg: str, fix: s
     loc = f"{where}:{line}" if line else where
     key = next((k for k in reversed(path) if isinstance(k, str) and k in _FIX), None)
     return ConfigError(f"{loc}: {msg}", hint=fix or (_FIX[key] if key else "fix that line"),
-                       reference="bad-lockfile")
+                       reference=Ref.BAD_LOCKFILE)
 
 
 def _check_keys(obj: Any, allowed: set[str], required: set[str], where: str, lines: LineMap,
@@ -197,7 +197,7 @@ def _regenerate_hint(err: ConfigError, model_id: str, first: int | None, last: i
     span = f"line {first}" if first == last else f"lines {first}-{last}"
     hint = (f"{err.hint}; or delete {span} (the entry of {model_id}) and pin it afresh: "
             f"qwen-fetch lock {shlex.quote(model_id)}{lock_opt}")
-    return ConfigError(err.message, hint=hint, context=err.context, reference=err.reference)
+    return ConfigError(err.message, hint=hint, context=err.context, reference=err.ref)
 
 
 _WHICH_VERSION = "write version: 1 (version: 2 if some file has a root line)"

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from qwen_fetch.core.digests import Digest, digest_matches, sha256_digest
-from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.errors import IntegrityError, Ref
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.core.revisions import is_commit_id
 
@@ -14,7 +14,7 @@ from qwen_fetch.core.revisions import is_commit_id
 class ListingError(IntegrityError):
     """A listing (from a hub, a store or a lock) that contradicts itself or names an unusable commit."""
 
-    reference = "bad-listing"
+    ref = Ref.BAD_LISTING
 
 
 def digest_size_conflicts(files: Iterable[tuple[str, str | None, int]]) -> list[str]:
@@ -72,7 +72,7 @@ class RepoListing:
             raise ListingError(f"source {self.source!r}: the listing of {self.repo_id}@{self.revision} gives "
                                f"one sha256 two sizes", context=conflicts[:20],
                                hint="the mirror is broken or hostile; nothing was downloaded; use another --source",
-                               reference="digest-size-conflict")
+                               reference=Ref.DIGEST_SIZE_CONFLICT)
 
     def by_path(self) -> dict[str, RemoteFile]:
         return {f.path: f for f in self.files}

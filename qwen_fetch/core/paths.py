@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import NewType
 
-from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.errors import IntegrityError, Ref
 
 SafeRelPath = NewType("SafeRelPath", str)
 
@@ -22,7 +22,7 @@ MAX_COMPONENT_BYTES = 255
 
 
 class UnsafePathError(IntegrityError):
-    reference = "unsafe-path"
+    ref = Ref.UNSAFE_PATH
 
 
 _BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from qwen_fetch.core.digests import digest_matches
-from qwen_fetch.core.errors import IntegrityError, UsageError
+from qwen_fetch.core.errors import IntegrityError, Ref, UsageError
 from qwen_fetch.core.lockfile import Lock
 from qwen_fetch.core.manifest import Pin, PinnedFile, RemoteFile, RepoListing, digest_size_conflicts
 
@@ -27,7 +27,7 @@ def pick_pin(lock: Lock, model_id: str, revision: str | None, update: bool, froz
         if frozen:
             raise IntegrityError(f"{model_id} has no pin in the lockfile and --frozen forbids adding one",
                                  hint=f"run `qwen-fetch lock {model_id}` and commit the lockfile",
-                                 reference="missing-pin")
+                                 reference=Ref.MISSING_PIN)
         return None
     if update:
         if frozen:
@@ -41,7 +41,7 @@ def pick_pin(lock: Lock, model_id: str, revision: str | None, update: bool, froz
     raise IntegrityError(
         f"{model_id} is locked to {pins[0].revision}@{pins[0].commit[:12]}; --revision {revision} is not pinned",
         hint=f"to move the pin run `qwen-fetch pull {model_id} --revision {revision} --update`",
-        reference="revision-not-pinned")
+        reference=Ref.REVISION_NOT_PINNED)
 
 
 def check_against_pin(listing: RepoListing, pin: Pin, wanted: Iterable[PinnedFile], optional: Sequence[str]

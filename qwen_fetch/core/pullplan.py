@@ -26,7 +26,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from qwen_fetch.core.digests import Digest, digest_matches
-from qwen_fetch.core.errors import IntegrityError, UsageError
+from qwen_fetch.core.errors import IntegrityError, Ref, UsageError
 from qwen_fetch.core.lockfile import Lock
 from qwen_fetch.core.manifest import Pin, PinnedFile, RemoteFile, RepoListing, SourceRevision
 from qwen_fetch.core.pins import check_against_pin, content_matches, known_plain_contents, matches, pick_pin
@@ -66,7 +66,7 @@ def check_pinned_commit(pin: Pin, source: str, commit: str, model_id: str, hint:
     source's kind says such a move means: a branch moved on a hub addressed by name, or a stale mirror)."""
     if source == pin.source and commit != pin.commit:
         raise IntegrityError(f"source {source!r} resolved {model_id} to commit {commit}, but the lock pins {pin.commit}",
-                             hint=hint, reference="commit-mismatch")
+                             hint=hint, reference=Ref.COMMIT_MISMATCH)
 
 
 def is_optional(path: str, globs: Sequence[str]) -> bool:
@@ -116,7 +116,7 @@ def plan_pinned(req: PullRequest, pin: Pin, primary: RepoListing, listings: Iter
                              context=problems[:MAX_LISTED_PROBLEMS] + ([f"... and {more} more"] if more > 0 else []),
                              hint="nothing was downloaded; if the change is intended run with --update and review "
                                   "the lockfile diff",
-                             reference="not-allowlisted")
+                             reference=Ref.NOT_ALLOWLISTED)
     unavailable = [f for f in wanted if is_optional(f.path, pin_optional)
                    and not any(serves(lst.by_path().get(f.path), f) for lst in listings)]
     return PullPlan(revision=pin.revision, commit=pin.commit, source=primary.source, pin=pin,

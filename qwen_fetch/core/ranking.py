@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from qwen_fetch.core.errors import SourceError
+from qwen_fetch.core.errors import Ref, SourceError
 
 
 class Candidate(Protocol):
@@ -95,4 +95,4 @@ def all_down_error(ranking: Ranking[C], what: str = "any source") -> SourceError
                        context=[f"{sc.name}: {reason}" for sc, reason in ranking.skipped] or ["no source configured"],
                        hint="check the network and proxy (HTTPS_PROXY/NO_PROXY), or the endpoints in mirrors.yaml; "
                             "`qwen-fetch mirrors --probe` tests each source",
-                       reference="all-sources-failed")
+                       reference=Ref.ALL_SOURCES_FAILED)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from qwen_fetch.core.digests import is_lower_hex
+
 # Git object ids: SHA-1 (every hub today: Hugging Face, ModelScope) and SHA-256 repositories.
 COMMIT_ID_LENGTHS = (40, 64)
 MAX_REVISION_BYTES = 255  # one ref file name's worth; real branch and tag names are far shorter
@@ -19,8 +21,7 @@ _REF_FORBIDDEN = set(" ~^:?*[\\")
 
 def is_commit_id(value: object) -> bool:
     """A full commit id: 40 (or 64) lowercase hex digits.  Nothing else names a snapshot folder."""
-    return (isinstance(value, str) and len(value) in COMMIT_ID_LENGTHS
-            and all(c in "0123456789abcdef" for c in value))
+    return is_lower_hex(value, *COMMIT_ID_LENGTHS)
 
 
 def revision_problem(name: object) -> str | None:

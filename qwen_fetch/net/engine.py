@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from qwen_fetch.core.digests import wants_root
-from qwen_fetch.core.errors import DiskFullError, ExitCode, IntegrityError, QFError, SourceError
+from qwen_fetch.core.errors import DiskFullError, ExitCode, IntegrityError, QFError, Ref, SourceError
 from qwen_fetch.core.progress import ProgressSink
 from qwen_fetch.core.units import format_bytes
 from qwen_fetch.net.filetask import DiskFull, FileTask, Phase
@@ -36,7 +36,7 @@ STOP_GRACE = 3.0  # seconds to let connections wind down on cancel
 
 class FetchCancelled(QFError):
     exit_code = ExitCode.INTERRUPTED
-    reference = "cancelled"
+    ref = Ref.CANCELLED
 
 
 def fetch_all(jobs: Sequence[FetchJob], options: EngineOptions, progress: ProgressSink,
@@ -272,11 +272,11 @@ def _outcomes_or_raise(tasks: list[FileTask]) -> list[FetchOutcome]:
                    for t in failed]
         if any(t.integrity_failure for t in failed):
             raise IntegrityError(f"{len(failed)} file(s) did not match their pinned sha256 on any source",
-                                 context=context, reference="hash-mismatch",
+                                 context=context, reference=Ref.HASH_MISMATCH,
                                  hint="the sources serve other bytes than the lockfile pins: check the pin "
                                       "(qwen-fetch lock) or the mirror; nothing unverified was cached")
         raise SourceError(f"{len(failed)} file(s) could not be fetched from any source", context=context,
-                          reference="fetch-failed",
+                          reference=Ref.FETCH_FAILED,
                           hint="partial data is kept: rerun the same command to resume, or add another "
                                "source in mirrors.yaml / pick one with --source")
     return [FetchOutcome(path=t.job.path, sha256=t.job.sha256, source=t.source,

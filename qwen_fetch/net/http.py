@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from qwen_fetch import __version__
-from qwen_fetch.core.errors import ConfigError, SourceError
+from qwen_fetch.core.errors import ConfigError, Ref, SourceError
 from qwen_fetch.core.proxy import ProxyParseError, ProxyPolicy, ProxyURL
 from qwen_fetch.net.h1 import PROXY, H1Transport
 
@@ -100,7 +100,7 @@ def env_proxy_policy() -> ProxyPolicy:
         return ProxyPolicy.from_env()
     except ProxyParseError as exc:
         var = str(exc).split(":", 1)[0]
-        raise ConfigError(f"the proxy in {exc}", reference="bad-proxy",
+        raise ConfigError(f"the proxy in {exc}", reference=Ref.BAD_PROXY,
                           hint=f"set {var} to scheme://[user:password@]host:port with scheme http, socks5 or "
                                f"socks5h, e.g. http://proxy.example:3128, or unset it") from None
 
@@ -133,7 +133,7 @@ def _bundle_context(cafile: str | None, capath: str | None, what: str) -> ssl.SS
     except (OSError, ssl.SSLError) as exc:
         where = cafile or capath
         reason = "no such file" if isinstance(exc, FileNotFoundError) else "not a PEM certificate bundle"
-        raise ConfigError(f"cannot load CA certificates from {where} ({what}): {reason}", reference="bad-ca-bundle",
+        raise ConfigError(f"cannot load CA certificates from {where} ({what}): {reason}", reference=Ref.BAD_CA_BUNDLE,
                           hint=f"point {what} at a PEM file of CA certificates, or unset it to use the "
                                f"system's trust store") from None
     ctx.set_alpn_protocols(["http/1.1"])
@@ -203,4 +203,4 @@ def source_error(source: str, exc: BaseException) -> SourceError:
     else:
         hint = ("check the network and the source's endpoint in mirrors.yaml, or pick another --source; "
                 "behind a proxy, set HTTPS_PROXY (or proxy: on the source in mirrors.yaml)")
-    return SourceError(f"source {source!r} unreachable: {reason}", hint=hint, reference="source-unreachable")
+    return SourceError(f"source {source!r} unreachable: {reason}", hint=hint, reference=Ref.SOURCE_UNREACHABLE)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from qwen_fetch.core.errors import SourceError
+from qwen_fetch.core.errors import Ref, SourceError
 
 _TRUE = frozenset({"1", "ON", "YES", "TRUE"})
 _forced = False
@@ -26,7 +26,7 @@ _forced = False
 class OfflineError(SourceError):
     """The network is needed but forbidden (exit 4, like any source that cannot be reached)."""
 
-    reference = "offline"
+    ref = Ref.OFFLINE
 
 
 def set_offline(on: bool = True) -> None:

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from qwen_fetch.core.errors import IntegrityError, QFError, SourceError, UsageError
+from qwen_fetch.core.errors import IntegrityError, QFError, Ref, SourceError, UsageError
 from qwen_fetch.core.lockfile import Lock
 from qwen_fetch.core.manifest import Pin, PinnedFile, RepoListing
 from qwen_fetch.core.progress import NullProgress, ProgressSink
@@ -199,10 +199,10 @@ class Puller:
             if any(isinstance(e, IntegrityError) for e in errors):
                 raise IntegrityError(f"no source served a trustworthy listing of {self.opts.model_id}",
                                      context=reasons, hint="a mirror is broken or hostile; see each reason",
-                                     reference="all-sources-failed")
+                                     reference=Ref.NO_TRUSTED_LISTING)
             raise SourceError(f"no source could resolve {self.opts.model_id}", context=reasons,
                               hint="check the network/proxy, the model id and --revision; `qwen-fetch mirrors --probe` tests each source",
-                              reference="all-sources-failed")
+                              reference=Ref.ALL_SOURCES_FAILED)
         first = primary
 
         def resolve(sc: SourceConfig) -> RepoListing:
@@ -314,7 +314,7 @@ class Puller:
                     context=[f"{p}: {'does not match its pin' if p in damaged else 'missing'}" for p in gone[:50]]
                     + ([f"... and {len(gone) - 50} more"] if len(gone) > 50 else []),
                     hint=f"with network access run `qwen-fetch pull {o.model_id} --frozen`, then retry offline",
-                    reference="offline-missing")
+                    reference=Ref.OFFLINE_MISSING)
         elif gone:
             self._not_cached = gone
             return None
@@ -338,7 +338,7 @@ class Puller:
             what = f"--update resolves {o.model_id} on a source"
         else:
             what = f"{o.model_id} has no pin in {o.lock_path}, so it must be resolved on a source"
-        return OfflineError(f"offline ({reason}): {what}", reference="offline",
+        return OfflineError(f"offline ({reason}): {what}", reference=Ref.OFFLINE,
                             hint=f"with network access run `qwen-fetch lock {o.model_id}` and commit the lockfile; "
                                  "offline, `pull` serves pinned models from the cache")
 

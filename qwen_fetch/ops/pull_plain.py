@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from qwen_fetch.core.errors import IntegrityError, SourceError
+from qwen_fetch.core.errors import IntegrityError, Ref, SourceError
 from qwen_fetch.core.manifest import PinnedFile, RemoteFile, RepoListing
 from qwen_fetch.core.progress import ProgressSink
 from qwen_fetch.core.pullplan import PullPlan, hashed_pin, plain_mismatch
@@ -68,7 +68,7 @@ def fetch_plain(listings: Iterable[RepoListing], rf: RemoteFile, folder: Path | 
     if wrong_bytes:
         raise IntegrityError(f"{rf.path}: no source served bytes matching its listing", context=errors,
                              hint="the mirror is broken or hostile; try another --source")
-    raise SourceError(f"{rf.path} could not be fetched from any source", context=errors, reference="fetch-failed",
+    raise SourceError(f"{rf.path} could not be fetched from any source", context=errors, reference=Ref.FETCH_FAILED,
                       hint="the sources may be down or overloaded: rerun later, or add another source in "
                            "mirrors.yaml / pick one with --source")
 

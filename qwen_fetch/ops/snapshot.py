@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.errors import IntegrityError, Ref
 from qwen_fetch.core.lockfile import DEFAULT_LOCK_NAME
 from qwen_fetch.core.pins import pick_pin
 from qwen_fetch.store.hfcache import RepoCache, check_repo_id
@@ -41,14 +41,14 @@ def path(model_id: str, revision: str | None = None, *, lock: Path | str = DEFAU
         (f" --lock {lock_path}" if lock_path != Path(DEFAULT_LOCK_NAME) else "") + \
         (f" --cache-dir {cache}" if cache_dir is not None else "")
     if not read_lock(lock_path).pins(model_id):
-        raise IntegrityError(f"{model_id} has no pin in {lock_path}", reference="missing-pin",
+        raise IntegrityError(f"{model_id} has no pin in {lock_path}", reference=Ref.MISSING_PIN,
                              hint=f"pin it with `qwen-fetch lock {model_id}` (commit the lockfile), then run `{fix}`")
     pin = pick_pin(read_lock(lock_path), model_id, revision, update=False, frozen=True)
     assert pin is not None
     repo = RepoCache(cache, model_id)
     snap = repo.snapshot_dir(pin.commit)
     if not snap.is_dir():
-        raise IntegrityError(f"{model_id}@{pin.commit[:12]} is not in the cache ({cache})", reference="not-in-cache",
+        raise IntegrityError(f"{model_id}@{pin.commit[:12]} is not in the cache ({cache})", reference=Ref.NOT_IN_CACHE,
                              hint=f"run `{fix}`")
     check = check_in_place(Layout(cache, model_id, None), pin.files)
     problems = [f"{f.path}: missing" for f in check.missing] + \
@@ -59,7 +59,7 @@ def path(model_id: str, revision: str | None = None, *, lock: Path | str = DEFAU
     problems += [f"{rel}: not in the lock" for rel in sorted(set(list_entries(snap)) - {f.path for f in pin.files})]
     if problems:
         raise IntegrityError(f"{model_id}@{pin.commit[:12]} in {cache} is incomplete or does not match the lock",
-                             context=sorted(problems)[:50], reference="not-verified", hint=f"run `{fix}`")
+                             context=sorted(problems)[:50], reference=Ref.NOT_VERIFIED, hint=f"run `{fix}`")
     return snap
 
 

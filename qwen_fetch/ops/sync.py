@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qwen_fetch.core.digests import digest_matches
-from qwen_fetch.core.errors import IntegrityError, SourceError, UsageError
+from qwen_fetch.core.errors import IntegrityError, Ref, SourceError, UsageError
 from qwen_fetch.core.manifest import Pin
 from qwen_fetch.store.backends import ObjectInfo, ObjectStore
 from qwen_fetch.store.bucket import Manifest, blob_key, manifest_key, ref_key
@@ -122,7 +122,7 @@ def plan_sync(model: str, pin: Pin, dest: str, existing: Mapping[str, ObjectInfo
 def pick_pin(lock_path: Path, model: str, revision: str | None) -> Pin:
     pins = read_lock(lock_path).pins(model)
     if not pins:
-        raise IntegrityError(f"{model} is not pinned in {lock_path}", reference="missing-pin",
+        raise IntegrityError(f"{model} is not pinned in {lock_path}", reference=Ref.MISSING_PIN,
                              hint=f"pull it first (that writes the pin): qwen-fetch pull {model} --lock {lock_path}")
     if revision is None:
         return pins[0]
@@ -140,7 +140,7 @@ def verified_blobs(cache_dir: Path, model: str, pin: Pin, workers: int | None = 
     repo = RepoCache(cache_dir, model)
     snap = repo.snapshot_dir(pin.commit)
     if not snap.is_dir():
-        raise IntegrityError(f"{model}@{pin.commit[:12]} is not in the cache {cache_dir}", reference="not-cached",
+        raise IntegrityError(f"{model}@{pin.commit[:12]} is not in the cache {cache_dir}", reference=Ref.NOT_CACHED,
                              hint=f"pull it first: qwen-fetch pull {model} --cache-dir {cache_dir}")
     report = verify_targets([Target(model, pin, snap, snapshot=True, blobs_dir=repo.blobs_dir)], workers=workers)[0]
     if not report.ok:
@@ -148,7 +148,7 @@ def verified_blobs(cache_dir: Path, model: str, pin: Pin, workers: int | None = 
                     + [f"mismatched  {m.path}" for m in report.mismatched]
                     + [f"bad link    {b.path} ({b.problem})" for b in report.bad_links])
         raise IntegrityError(f"the cached {model}@{pin.commit[:12]} does not match the lock; nothing was synced",
-                             context=problems[:50], reference="verify-failed",
+                             context=problems[:50], reference=Ref.VERIFY_FAILED,
                              hint=f"repair the cache: qwen-fetch pull {model} (re-fetches bad files), then sync again")
     return {f.sha256: repo.blob_path(f.sha256) for f in pin.files}
 
@@ -194,13 +194,13 @@ def execute(plan: SyncPlan, store: ObjectStore, local: Mapping[str, Path], *, wo
         failures = [p for p in ex.map(upload, plan.upload) if p]
     if failures:
         raise IntegrityError(f"{len(failures)} blob(s) did not verify after upload to {plan.dest}; "
-                             "no manifest or ref was written", context=failures, reference="upload-mismatch",
+                             "no manifest or ref was written", context=failures, reference=Ref.UPLOAD_MISMATCH,
                              hint="check the store's health and re-run sync (verified blobs are kept)")
     mkey = manifest_key(plan.model, plan.pin.commit)
     if plan.write_manifest:
         store.put_bytes(mkey, plan.manifest)
         if store.get_bytes(mkey) != plan.manifest:
-            raise SourceError(f"{plan.dest}/{mkey} reads back different bytes", reference="upload-mismatch",
+            raise SourceError(f"{plan.dest}/{mkey} reads back different bytes", reference=Ref.STORE_READBACK_MISMATCH,
                               hint="check the store's health and re-run sync")
     if plan.write_ref:
         store.put_bytes(ref_key(plan.model, plan.pin.revision), (plan.pin.commit + "\n").encode())

@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from qwen_fetch.core.errors import IntegrityError, UsageError
+from qwen_fetch.core.errors import IntegrityError, Ref, UsageError
 from qwen_fetch.core.lockfile import DEFAULT_LOCK_NAME, Lock
 from qwen_fetch.core.manifest import Pin
 from qwen_fetch.core.progress import ProgressSink
@@ -25,7 +25,7 @@ def existing_cache(cache: Path, *, explicit: bool) -> Path:
     """
     if not cache.is_dir():
         where = "" if explicit else " (the default: $HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub)"
-        raise UsageError(f"cache folder {cache}{where} does not exist", reference="no-cache",
+        raise UsageError(f"cache folder {cache}{where} does not exist", reference=Ref.NO_CACHE,
                          hint="pass the --cache-dir your pulls used" + ("" if explicit else ", or set HF_HUB_CACHE"))
     return cache
 
@@ -168,7 +168,7 @@ def build_report(target: str | None, lock: Sequence[Path] | None, cache_dir: Pat
         gone = "" if cache.is_dir() else " (that folder does not exist)"
         raise IntegrityError(f"{model} (pinned {wanted}) is not in the cache {cache}{gone}",
                              hint=f"download it: qwen-fetch pull {model} --cache-dir {cache}",
-                             reference="not-cached")
+                             reference=Ref.NOT_CACHED)
     targets = [Target(model, p, repo.snapshot_dir(p.commit), snapshot=True, blobs_dir=repo.blobs_dir)
                for p in present]
     return VerifyReport(targets=verify_targets(targets, workers=workers, progress=progress))

@@ -147,12 +147,15 @@ class Stats:
         self.lock = threading.Lock()
         self.requests = 0
         self.bytes_sent = 0
+        self.file_bytes = 0  # the part of bytes_sent that was file contents (not JSON, not errors)
         self.by_status: dict[int, int] = {}
 
-    def add(self, status: int, sent: int) -> None:
+    def add(self, status: int, sent: int, *, file: bool = False) -> None:
         with self.lock:
             self.requests += 1
             self.bytes_sent += sent
+            if file:
+                self.file_bytes += sent
             self.by_status[status] = self.by_status.get(status, 0) + 1
 
 
@@ -216,8 +219,8 @@ def _make_handler(app: ServeServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def _done(self, status: int, sent: int) -> None:
-            app.stats.add(status, sent)
+        def _done(self, status: int, sent: int, *, file: bool = False) -> None:
+            app.stats.add(status, sent, file=file)
             if app.access_log is not None:
                 app.access_log(f'{self.client_address[0]} "{self.command} {self.path}" {status} {sent}')
 
@@ -307,7 +310,7 @@ def _make_handler(app: ServeServer) -> type[BaseHTTPRequestHandler]:
                             break
                         sent += n
                 finally:
-                    self._done(span.status, sent)
+                    self._done(span.status, sent, file=True)
             if sent < span.length:  # the blob shrank under us: never pad, drop the connection
                 self.close_connection = True
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from qwen_fetch.core.errors import SmokeError, UsageError
+from qwen_fetch.core.errors import Ref, SmokeError, UsageError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 DTYPES = ("bfloat16", "float16", "float32", "auto")
@@ -88,9 +88,9 @@ def check_weights(files: Iterable[str], where: str = "the model folder") -> list
             "which can run arbitrary code when loaded",
             hint="use a revision that ships *.safetensors (most hubs convert them: look for a "
                  "refs/pr/N 'Adding safetensors' branch), or convert it yourself in a sandbox",
-            reference="pickle-only-checkpoint")
+            reference=Ref.PICKLE_ONLY_CHECKPOINT)
     raise SmokeError(f"no weights in {where} (no *.safetensors file)",
-                     hint="pull the weights too: check --include/--exclude", reference="no-weights")
+                     hint="pull the weights too: check --include/--exclude", reference=Ref.NO_WEIGHTS)
 
 
 def code_files(files: Iterable[str]) -> list[str]:
@@ -111,7 +111,7 @@ def check_remote_code(files: Iterable[str], *, trust_remote_code: bool, pinned_p
         raise SmokeError(
             "--trust-remote-code needs a lock entry that pins the model's code files, and there is none",
             hint="pin the model first (qwen-fetch lock MODEL, or pull it with a lock), then pass --lock FILE",
-            reference="remote-code-not-pinned")
+            reference=Ref.REMOTE_CODE_NOT_PINNED)
     unpinned = [f for f in py if f not in pinned_paths]
     if unpinned:
         raise SmokeError(
@@ -119,7 +119,7 @@ def check_remote_code(files: Iterable[str], *, trust_remote_code: bool, pinned_p
             f"or changed since: {', '.join(unpinned[:5])}",
             hint="review the code, pin it (qwen-fetch lock MODEL --update) and re-pull; "
                  "never run code the lock does not pin",
-            reference="remote-code-not-pinned")
+            reference=Ref.REMOTE_CODE_NOT_PINNED)
     return True
 
 
@@ -129,13 +129,13 @@ def read_config(model_dir: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SmokeError(f"no config.json in {model_dir}", hint="is this a transformers model folder?",
-                         reference="no-config") from None
+                         reference=Ref.NO_CONFIG) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SmokeError(f"unreadable config.json in {model_dir}: {exc}", hint="re-pull the model, then verify it",
-                         reference="bad-config") from exc
+                         reference=Ref.BAD_CONFIG) from exc
     if not isinstance(data, dict):
         raise SmokeError(f"config.json in {model_dir} is not a JSON object", hint="re-pull the model",
-                         reference="bad-config")
+                         reference=Ref.BAD_CONFIG)
     return data
 
 
@@ -171,7 +171,7 @@ def resolve_device(requested: str, *, cuda_count: int) -> str:
     if cuda_count == 0:
         raise SmokeError(f"--device {requested} but no CUDA GPU is visible",
                          hint="use --device cpu (slow for large models), or check nvidia-smi / CUDA_VISIBLE_DEVICES",
-                         reference="no-gpu")
+                         reference=Ref.NO_GPU)
     if index >= cuda_count:
         raise UsageError(f"--device {requested}: only {cuda_count} GPU(s) visible (cuda:0..cuda:{cuda_count - 1})",
                          hint="pick an existing index")
@@ -265,7 +265,7 @@ def run_smoke(
 
     ok, why = smoke_available("cpu")
     if not ok:
-        raise SmokeError(f"cannot smoke-load: {why}", hint=SMOKE_EXTRA_HINT, reference="smoke-extra-missing")
+        raise SmokeError(f"cannot smoke-load: {why}", hint=SMOKE_EXTRA_HINT, reference=Ref.SMOKE_EXTRA_MISSING)
     from qwen_fetch.smoke import load as smoke_load
 
     return smoke_load.load_and_generate(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qwen_fetch.core.errors import SmokeError
+from qwen_fetch.core.errors import Ref, SmokeError
 from qwen_fetch.smoke.check import (
     SMOKE_PROMPT_IMAGE,
     SMOKE_PROMPT_TEXT,
@@ -91,7 +91,7 @@ def _load_tokenizer(model_dir: Path, files: list[str], trust: bool) -> Any | Non
     except Exception as exc:  # a broken tokenizer is a smoke failure, reported in one line
         raise SmokeError(f"could not load the tokenizer from {model_dir}: {_first_line(exc)}",
                          hint="re-pull and verify the model; rerun with --debug for the traceback",
-                         reference="tokenizer-failed") from exc
+                         reference=Ref.TOKENIZER_FAILED) from exc
 
 
 def _text_inputs(model_dir: Path, files: list[str], config: dict[str, Any], trust: bool) -> _Inputs:
@@ -180,7 +180,7 @@ def _build_inputs(model_dir: Path, files: list[str], auto_class: AutoClass, conf
     except Exception as exc:  # any failure building inputs is one line plus a hint
         raise SmokeError(f"could not build smoke inputs for {model_dir}: {_first_line(exc)}",
                          hint="the processor files may be broken: re-pull and verify; --debug shows the traceback",
-                         reference="inputs-failed") from exc
+                         reference=Ref.INPUTS_FAILED) from exc
 
 
 def _device_name(torch: Any, dev: str) -> str:
@@ -218,14 +218,14 @@ def _load_model(torch: Any, cls: Any, model_dir: Path, auto_class: AutoClass, to
     except torch.cuda.OutOfMemoryError as exc:
         raise SmokeError(f"out of GPU memory loading {model_dir} on {dev}",
                          hint="free the GPU, pick another with --device cuda:N, or try --dtype float16/bfloat16",
-                         reference="out-of-memory") from exc
+                         reference=Ref.OUT_OF_MEMORY) from exc
     except Exception as exc:  # any load failure is one line plus a hint
         msg = _first_line(exc)
         hint = "re-pull and verify the model; rerun with --debug for the traceback"
         if "trust_remote_code" in str(exc):
             hint = "this model ships its own code: review it, pin it in the lock, pass --trust-remote-code"
         raise SmokeError(f"could not load {model_dir} with {auto_class}: {msg}", hint=hint,
-                         reference="load-failed") from exc
+                         reference=Ref.LOAD_FAILED) from exc
     return model.eval()
 
 
@@ -277,14 +277,14 @@ def load_and_generate(model_dir: Path, *, files: list[str], auto_class: AutoClas
             gen_seconds = time.perf_counter() - t1
         except torch.cuda.OutOfMemoryError as exc:
             raise SmokeError(f"out of GPU memory generating on {dev}", hint="free the GPU or pick another one",
-                             reference="out-of-memory") from exc
+                             reference=Ref.OUT_OF_MEMORY) from exc
         except Exception as exc:  # any generate failure is one line plus a hint
             raise SmokeError(f"generate failed for {model_dir}: {_first_line(exc)}",
                              hint="the weights loaded but do not run: re-pull and verify; --debug for details",
-                             reference="generate-failed") from exc
+                             reference=Ref.GENERATE_FAILED) from exc
         new_ids = [int(i) for i in out[0, prompt_len:].tolist()]
         if not new_ids:
-            raise SmokeError("generate produced no tokens", hint="rerun with --debug", reference="generate-failed")
+            raise SmokeError("generate produced no tokens", hint="rerun with --debug", reference=Ref.GENERATE_FAILED)
         text = inputs.decode(new_ids)
         peak = int(torch.cuda.max_memory_allocated(dev)) if on_gpu else None
         weight_bytes = sum((model_dir / f).stat().st_size for f in files if f.endswith(".safetensors"))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from qwen_fetch.core.errors import ConfigError, UsageError
+from qwen_fetch.core.errors import ConfigError, Ref, UsageError
 from qwen_fetch.core.proxy import ProxyParseError, ProxyPolicy, parse_proxy
 from qwen_fetch.core.redact import remember
 from qwen_fetch.core.revisions import revision_problem
@@ -120,7 +120,7 @@ def read_token(var: str) -> str | None:
             continue
         raise ConfigError(f"${var} contains {what} at position {i + 1}; it cannot be sent as a token",
                           hint=f"set {var} to the token alone, e.g. export {var}=\"$(tr -d '\\r\\n' < token-file)\"",
-                          reference="bad-token")
+                          reference=Ref.BAD_TOKEN)
     return value
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from qwen_fetch.core.digests import is_sha1, is_sha256
-from qwen_fetch.core.errors import NotFoundError, SourceError
+from qwen_fetch.core.errors import NotFoundError, Ref, SourceError
 from qwen_fetch.core.manifest import ListingError, RemoteFile, RepoListing
 from qwen_fetch.core.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
 from qwen_fetch.core.revisions import is_commit_id
@@ -29,14 +29,14 @@ def http_error(source: str, resp: httpx.Response, what: str) -> SourceError:
     if resp.status_code in (401, 403) and code not in ("RepoNotFound",):
         return SourceError(f"source {source!r}: access to {what} denied (HTTP {resp.status_code})",
                            hint="the repo may be gated or private: set the token variable named by token_env "
-                                "(HF_TOKEN for huggingface.co)", reference="access-denied")
+                                "(HF_TOKEN for huggingface.co)", reference=Ref.ACCESS_DENIED)
     if resp.status_code == 404 or code in ("RepoNotFound", "RevisionNotFound", "EntryNotFound"):
         kind = {"RevisionNotFound": "revision", "EntryNotFound": "file"}.get(code, "repository or revision")
         return NotFoundError(f"source {source!r}: {kind} not found: {what}",
                              hint="check the model id and --revision (branch, tag or commit)")
     return SourceError(f"source {source!r}: HTTP {resp.status_code} for {what}",
                        hint="the source may be down; retry later or pick another --source",
-                       reference="source-http-error")
+                       reference=Ref.SOURCE_HTTP_ERROR)
 
 
 class HFSource:

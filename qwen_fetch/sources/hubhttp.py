@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from qwen_fetch.core.errors import SourceError
+from qwen_fetch.core.errors import Ref, SourceError
 from qwen_fetch.core.manifest import ListingError
 from qwen_fetch.net.deadline import MIN_RATE_ENV, Deadlines, TooSlow
 from qwen_fetch.net.http import describe_exc, source_error
@@ -46,7 +46,7 @@ def read_json(client: httpx.Client, url: str, source: str, *, params: dict[str, 
     except TooSlow as exc:
         raise SourceError(f"source {source!r} answers {urlsplit(url).path} {exc.reason}",
                           hint=f"the source is overloaded or throttled; {MIN_RATE_ENV}=0 turns the check off",
-                          reference="source-too-slow") from None
+                          reference=Ref.SOURCE_TOO_SLOW) from None
     try:
         return json.loads(bytes(buf)), resp
     except (ValueError, RecursionError):

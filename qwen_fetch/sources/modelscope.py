@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
 from qwen_fetch.core.digests import is_sha256
-from qwen_fetch.core.errors import NotFoundError, SourceError
+from qwen_fetch.core.errors import NotFoundError, Ref, SourceError
 from qwen_fetch.core.manifest import ListingError, RemoteFile, RepoListing
 from qwen_fetch.core.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
 from qwen_fetch.core.revisions import is_commit_id
@@ -102,7 +102,7 @@ def unwrap(body: Any, source: str, what: str) -> Any:
         msg = str(body.get("Message") or "no message")[:200]
         raise SourceError(f"source {source!r}: {what} refused (code {str(code)[:20]}): {msg}",
                           hint="check the model id and revision, or pick another --source",
-                          reference="source-refused")
+                          reference=Ref.SOURCE_REFUSED)
     if success is not True or code not in (200, "200"):
         raise _bad(source, f"{what}: envelope without Success: true and Code: 200")
     if "Data" not in body:
@@ -211,14 +211,14 @@ def ms_http_error(source: str, resp: httpx.Response, what: str) -> SourceError:
         return SourceError(f"source {source!r}: access to {what} denied (HTTP {resp.status_code})",
                            hint="the repo may be private: set the variable named by token_env "
                                 "(MODELSCOPE_API_TOKEN by default) to a ModelScope access token",
-                           reference="access-denied")
+                           reference=Ref.ACCESS_DENIED)
     if resp.status_code == 404:
         return NotFoundError(f"source {source!r}: not found: {what}",
                              hint="check the model id (model_map in mirrors.yaml) and the revision "
                                   "(ModelScope's default branch is master)")
     return SourceError(f"source {source!r}: HTTP {resp.status_code} for {what}",
                        hint="the source may be down; retry later or pick another --source",
-                       reference="source-http-error")
+                       reference=Ref.SOURCE_HTTP_ERROR)
 
 
 class ModelScopeSource:

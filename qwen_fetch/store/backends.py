@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from qwen_fetch.core.digests import digest_matches
-from qwen_fetch.core.errors import SourceError, UsageError
+from qwen_fetch.core.errors import Ref, SourceError, UsageError
 from qwen_fetch.core.proxy import ProxyPolicy
 from qwen_fetch.store.bucket import S3_PART_SIZE, is_md5_etag, s3_etag
 from qwen_fetch.store.hasher import hash_file, iter_file
@@ -188,7 +188,7 @@ class S3Store:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _fail(self, what: str, exc: Exception) -> SourceError:
-        return SourceError(f"{self.url}: {what} failed: {exc}", reference="store-error",
+        return SourceError(f"{self.url}: {what} failed: {exc}", reference=Ref.STORE_ERROR,
                            hint="check the bucket, AWS credentials (AWS_ACCESS_KEY_ID/AWS_PROFILE) and the endpoint URL")
 
     def head(self, key: str) -> ObjectInfo | None:

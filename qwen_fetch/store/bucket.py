@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from qwen_fetch.core.digests import is_sha1, is_sha256
-from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.digests import is_lower_hex, is_sha1, is_sha256
+from qwen_fetch.core.errors import IntegrityError, Ref
 from qwen_fetch.core.manifest import Pin, PinnedFile
 from qwen_fetch.core.paths import UnsafePathError, check_collisions, safe_relpath
 from qwen_fetch.core.revisions import is_commit_id, revision_problem
@@ -34,7 +34,7 @@ S3_PART_SIZE = 64 * 1024 * 1024  # multipart chunk size; also what the expected 
 
 
 class StoreError(IntegrityError):
-    reference = "bad-store"
+    ref = Ref.BAD_STORE
 
 
 def blob_key(sha256: str) -> str:
@@ -153,4 +153,4 @@ def s3_etag(chunks: Iterable[bytes], size: int, part_size: int = S3_PART_SIZE) -
 def is_md5_etag(etag: str) -> bool:
     """An ETag of the MD5 form (``<32 hex>`` or ``<32 hex>-<n>``); SSE-KMS or some gateways use others."""
     head, _, parts = etag.strip('"').partition("-")
-    return len(head) == 32 and all(c in "0123456789abcdef" for c in head) and (not parts or parts.isdigit())
+    return is_lower_hex(head, 32) and (not parts or parts.isdigit())

@@ -20,7 +20,6 @@ Execution order keeps the cache consistent if interrupted at any point:
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qwen_fetch.core.digests import is_lower_hex, is_sha1, is_sha256
 from qwen_fetch.core.gc import (
     BLOB,
     PARTIAL,
@@ -80,15 +80,17 @@ def _blob_states(repo: RepoCache) -> tuple[tuple[BlobState, ...], tuple[PartialS
     return tuple(blobs), tuple(partials)
 
 
-# What a killed pull leaves: a state save's ``.<blob>.incomplete.parts.<hex>.tmp``, a small file's
-# ``.<blob>.<hex>.tmp``.  Blob names are sha256s (git sha1s in caches huggingface_hub wrote).
-_TEMPORARY_RE = re.compile(r"^\.([0-9a-f]{64}|[0-9a-f]{40})(?:\.incomplete\.parts)?\.[0-9a-f]{8}\.tmp$")
-
-
 def temporary_blob(name: str) -> str | None:
-    """The blob whose temporary ``name`` is, or None when it is no temporary of ours."""
-    m = _TEMPORARY_RE.match(name)
-    return m.group(1) if m else None
+    """The blob whose temporary ``name`` is, or None when it is no temporary of ours.
+
+    What a killed pull leaves: a state save's ``.<blob>.incomplete.parts.<8 hex>.tmp``, a small
+    file's ``.<blob>.<8 hex>.tmp``.  Blob names are sha256s (git sha1s in caches huggingface_hub wrote).
+    """
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    stem, _, token = name[1:-len(".tmp")].rpartition(".")
+    blob = stem.removesuffix(".incomplete.parts")
+    return blob if is_lower_hex(token, 8) and (is_sha256(blob) or is_sha1(blob)) else None
 
 
 def scan_state(cache_dir: Path) -> CacheState:

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from qwen_fetch.core.errors import UsageError
+from qwen_fetch.core.errors import Ref, UsageError
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.core.revisions import is_commit_id, revision_problem
 from qwen_fetch.core.verify import INCOMPLETE  # noqa: F401  (the cache's spelling; re-exported)
@@ -169,7 +169,7 @@ class RepoCache:
                 other = "/".join(parts[:i])
                 return UsageError(
                     f"cannot record revision {revision!r} in the cache: ref {other!r} is a file where "
-                    f"{revision!r} needs a folder", reference="ref-conflict",
+                    f"{revision!r} needs a folder", reference=Ref.REF_CONFLICT,
                     hint=f"if {other!r} is no longer used, delete {prefix} (a ref only: no snapshot is "
                          "removed) and rerun; or pull into a plain folder with --local-dir")
         target = self.refs_dir.joinpath(*parts)
@@ -178,7 +178,7 @@ class RepoCache:
             shown = ", ".join(repr(n) for n in inner[:3]) or "an empty folder"
             return UsageError(
                 f"cannot record revision {revision!r} in the cache: refs/{revision} is a folder ({shown})",
-                reference="ref-conflict",
+                reference=Ref.REF_CONFLICT,
                 hint=f"if those refs are no longer used, delete {target} (refs only: no snapshot is "
                      "removed) and rerun; or pull into a plain folder with --local-dir")
         return None

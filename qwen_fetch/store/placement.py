@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qwen_fetch.core.digests import root_digest
-from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.errors import IntegrityError, Ref
 from qwen_fetch.core.manifest import PinnedFile
 from qwen_fetch.net.partstate import STATE_SUFFIX, clear_leftovers
 from qwen_fetch.net.plainfile import PlainSink
@@ -132,12 +132,12 @@ class Layout:
                     if not is_regular(self.repo.blob_path(f.sha256)):
                         raise IntegrityError(f"{f.path}: its verified blob disappeared before it was linked",
                                              hint="a concurrent `qwen-fetch gc` or a manual deletion removed it; "
-                                                  "rerun the pull", reference="blob-vanished")
+                                                  "rerun the pull", reference=Ref.BLOB_VANISHED)
                     self.repo.link_snapshot(commit, f.path, f.sha256)
             if not all(os.path.exists(self.repo.snapshot_file(commit, f.path)) for f in files):
                 raise IntegrityError(f"snapshot {commit[:12]} changed while it was being linked",
                                      hint="something removed files from it concurrently; rerun the pull "
-                                          "(the blobs are kept)", reference="snapshot-vanished")
+                                          "(the blobs are kept)", reference=Ref.SNAPSHOT_VANISHED)
             if revision != commit:
                 self.repo.write_ref(revision, commit)
         return self.repo.snapshot_dir(commit)

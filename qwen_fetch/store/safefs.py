@@ -29,7 +29,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from qwen_fetch.core.errors import IntegrityError
+from qwen_fetch.core.errors import IntegrityError, Ref
 from qwen_fetch.core.paths import SafeRelPath, UnsafePathError
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -37,13 +37,13 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class UnsafeEntryError(IntegrityError):
-    reference = "unsafe-cache-entry"
+    ref = Ref.UNSAFE_CACHE_ENTRY
 
 
 def _refuse(path: Path, what: str) -> UnsafeEntryError:
     return UnsafeEntryError(f"refusing to write through {path}: {what}",
                             hint="something other than qwen-fetch put it there; remove it (or move it away) "
-                                 "and rerun", reference="unsafe-cache-entry")
+                                 "and rerun", reference=Ref.UNSAFE_CACHE_ENTRY)
 
 
 def make_dirs(root: Path, path: Path) -> Path:

@@ -1,6 +1,6 @@
 """A loopback server that answers every request with response headers that never end, a byte at a time.
 
-The other dripping sources (bodies, API answers) are :class:`~qwen_fetch.testing.hub.Faults` ``drip``
+The other dripping sources (bodies, API answers) are :class:`~tests.support.hub.Faults` ``drip``
 of the test hub; this one drips *before* the body, where a per-read timeout
 never fires and only a deadline for the whole header block can end the wait.
 """

@@ -1,7 +1,7 @@
 """A loopback HTTP server that speaks the Hugging Face hub protocol.
 
 Used by the tests, the benchmarks and ``qwen-fetch demo``.  It serves a
-:class:`~qwen_fetch.testing.repo.RepoStore` and can be told to misbehave
+:class:`~tests.support.repo.RepoStore` and can be told to misbehave
 (:class:`Faults`): reset or stall connections, ignore ``Range``, change an ETag,
 answer 503/429, serve corrupt bytes, lie about lengths, or serve a hostile
 listing.  Every request is logged (headers included) for assertions.
@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from qwen_fetch.testing.repo import RepoStore, StoredFile
+from tests.support.repo import RepoStore, StoredFile
 
 _API_RE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/(?P<op>revision|tree)/(?P<rest>.+)$")
 _RESOLVE_RE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")

@@ -377,7 +377,7 @@ def unmount(mountpoint: Path) -> None:
 
 
 def expected_pins(store: Any, repo_id: str, commits: Iterable[str]) -> dict[str, dict[str, str]]:
-    """``commit -> {path: sha256}`` from a :class:`~qwen_fetch.testing.repo.RepoStore`."""
+    """``commit -> {path: sha256}`` from a :class:`~tests.support.repo.RepoStore`."""
     return {c: {f.path: f.sha256 for f in store.files(repo_id, c)} for c in commits}
 
 

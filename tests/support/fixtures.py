@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from qwen_fetch.testing.repo import RepoStore
+from tests.support.repo import RepoStore
 
 QWEN3_VL_8B = "Qwen/Qwen3-VL-8B-Instruct"
 # (path, real size) at commit 0c351dd01ed87e9c1b53cbc748cba10e6187ff3b

@@ -1,6 +1,6 @@
 """A loopback HTTP server that speaks ModelScope's ``/api/v1`` protocol.
 
-It serves the same :class:`~qwen_fetch.testing.repo.RepoStore` as the HF test
+It serves the same :class:`~tests.support.repo.RepoStore` as the HF test
 hub, the way ModelScope publishes the same models:
 
 * the store's ``main`` ref is the ``master`` branch (other refs keep their
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, quote, quote_plus, unquote, urlsplit
 
-from qwen_fetch.testing.repo import RepoStore, is_lfs
+from tests.support.repo import RepoStore, is_lfs
 
 DEFAULT_EXTRA_FILES: dict[str, bytes] = {
     "configuration.json": b'{"framework": "pytorch", "task": "image-text-to-text", "allow_remote": true}\n',
