@@ -17,8 +17,8 @@ from qwen_fetch.core.errors import DiskFullError, ExitCode, IntegrityError, Sour
 from qwen_fetch.core.progress import NullProgress
 from qwen_fetch.net import filetask
 from qwen_fetch.net.engine import FetchCancelled, fetch_all
-from qwen_fetch.net.http import make_client
 from qwen_fetch.net.jobs import FetchJob
+from qwen_fetch.net.location import OriginToken
 from qwen_fetch.net.partstate import state_path
 from qwen_fetch.net.scheduler import part_size_for
 from tests.support.hub import Faults, HubServer
@@ -365,8 +365,7 @@ def test_redirect_to_cdn_keeps_the_token_on_the_endpoint(repo, tmp_path: Path) -
     store, commit, data = repo
     with HubServer(store) as cdn, HubServer(store, Faults(redirect_base=cdn.url.replace("127.0.0.1", "localhost"))) \
             as origin:
-        client = make_client(token="hf_secret", endpoint=origin.url)
-        jobs = make_jobs(tmp_path, commit, data, [("hub", origin.url)], client=client)
+        jobs = make_jobs(tmp_path, commit, data, [("hub", origin.url)], token=OriginToken("hf_secret", origin.url))
         fetch_all(jobs, FAST, NullProgress())
         assert_cache_exact(jobs, data)
         assert cdn.log and all("Authorization" not in r["headers"] for r in cdn.log)

@@ -8,12 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
-
 from qwen_fetch.core.paths import safe_relpath
-from qwen_fetch.net.http import make_client
 from qwen_fetch.net.jobs import EngineOptions, FetchJob
-from qwen_fetch.sources.base import FileLocation
+from qwen_fetch.net.location import FileLocation, OriginToken, auth_headers
 from qwen_fetch.store.hfcache import RepoCache
 from tests.support.repo import RepoStore
 
@@ -37,21 +34,21 @@ def make_repo(root: Path, files: dict[str, int], seed: int = 0) -> tuple[RepoSto
 
 
 def make_jobs(cache_dir: Path, commit: str, data: dict[str, bytes], bases: list[tuple[str, str]],
-              client: httpx.Client | None = None) -> list[FetchJob]:
+              token: OriginToken | None = None) -> list[FetchJob]:
     """One job per file; ``bases`` are (source name, hub base URL) tried in order."""
     pins = {p: (len(b), hashlib.sha256(b).hexdigest()) for p, b in data.items()}
-    return jobs_for(cache_dir, commit, pins, bases, client)
+    return jobs_for(cache_dir, commit, pins, bases, token)
 
 
 def jobs_for(cache_dir: Path, commit: str, pins: dict[str, tuple[int, str]], bases: list[tuple[str, str]],
-             client: httpx.Client | None = None) -> list[FetchJob]:
-    """Jobs for files pinned as ``path -> (size, sha256)``, in the HF cache layout under ``cache_dir``."""
+             token: OriginToken | None = None) -> list[FetchJob]:
+    """Jobs for files pinned as ``path -> (size, sha256)``, in the HF cache layout under ``cache_dir``;
+    ``token``: the auth a source would add for its own origin."""
     rc = RepoCache(cache_dir, REPO)
-    client = client or make_client(timeout=10.0)
     jobs = []
     for path, (size, sha) in sorted(pins.items()):
-        locs = tuple(FileLocation(name, f"{base}/{REPO}/resolve/{commit}/{quote(path)}", client)
-                     for name, base in bases)
+        urls = [(name, f"{base}/{REPO}/resolve/{commit}/{quote(path)}") for name, base in bases]
+        locs = tuple(FileLocation(name, url, headers=auth_headers(token, url)) for name, url in urls)
         jobs.append(FetchJob(path=safe_relpath(path), size=size, sha256=sha, dest=rc.blob_path(sha),
                              partial=rc.partial_path(sha), lock=rc.lock_path(sha), locations=locs))
     return jobs

@@ -12,6 +12,8 @@ import pytest
 from qwen_fetch.core.errors import ConfigError, ExitCode, NotFoundError, SourceError
 from qwen_fetch.core.manifest import ListingError
 from qwen_fetch.core.paths import safe_relpath
+from qwen_fetch.net.location import FileLocation
+from qwen_fetch.net.pools import Pools
 from qwen_fetch.sources.config import SourceConfig, load_config, parse_config, with_modelscope_endpoint
 from qwen_fetch.sources.modelscope import ModelScopeSource
 from qwen_fetch.sources.registry import make_source
@@ -41,6 +43,12 @@ def ms(ms_store: RepoStore) -> Iterator[ModelScopeHubServer]:
     with ModelScopeHubServer(ms_store, extra_files={**DEFAULT_EXTRA_FILES, "README.md": b"# ModelScope card\n"},
                              tags=["v1.0"]) as server:
         yield server
+
+
+def get(loc: FileLocation, **headers: str) -> httpx.Response:
+    """GET a location as the engine does: through pools, with the location's own headers."""
+    with Pools(1) as http:
+        return http.client(loc.route).get(loc.url, headers=[*loc.headers, *headers.items()])
 
 
 def source(url: str, **kw: object) -> ModelScopeSource:
@@ -124,17 +132,17 @@ def test_locate_addresses_the_revision_name_and_honours_range(ms: ModelScopeHubS
     disk = ms_store.file(QWEN3_VL_8B, ms_store.refs(QWEN3_VL_8B)["main"], shard.path)
     assert disk is not None
     data = disk.disk.read_bytes()
-    r = loc.client.get(loc.url, headers={"Range": "bytes=100-199"})
+    r = get(loc, Range="bytes=100-199")
     assert r.status_code == 206 and r.content == data[100:200]
     assert r.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
-    full = loc.client.get(loc.url)
+    full = get(loc)
     assert hashlib.sha256(full.content).hexdigest() == shard.sha256
 
 
 def test_locate_with_a_tag_name(ms: ModelScopeHubServer) -> None:
     src = source(ms.url)
     loc = src.locate(QWEN3_VL_8B, "v1.0", safe_relpath("config.json"))
-    assert "Revision=v1.0" in loc.url and loc.client.get(loc.url).status_code == 200
+    assert "Revision=v1.0" in loc.url and get(loc).status_code == 200
 
 
 def test_model_map_lowercase_org(ms_store: RepoStore) -> None:
@@ -148,7 +156,7 @@ def test_model_map_lowercase_org(ms_store: RepoStore) -> None:
         assert listing.repo_id == QWEN3_VL_8B  # the user's id; the mapped one is only on the wire
         loc = src.locate(QWEN3_VL_8B, listing.commit, safe_relpath("config.json"))
         assert "/models/qwen/Qwen3-VL-8B-Instruct/repo?" in loc.url
-        assert loc.client.get(loc.url).status_code == 200
+        assert get(loc).status_code == 200
         assert all("/models/qwen/" in r["path"] for r in server.requests_to("/api/v1/models/")[2:])
 
 
@@ -160,7 +168,7 @@ def test_token_goes_to_the_endpoint_only_never_to_storage(ms_store: RepoStore,
         src = source(server.url, token_env="QF_MS_TOKEN")
         listing = src.resolve(QWEN3_VL_8B, "master")
         loc = src.locate(QWEN3_VL_8B, listing.commit, safe_relpath("model-00001-of-00004.safetensors"))
-        r = loc.client.get(loc.url)
+        r = get(loc)
         assert r.status_code == 200 and r.url.port == oss.port  # followed the 302 to "object storage"
         api = server.requests_to("/api/v1/")
         assert api and all(q["headers"].get("Authorization") == f"Bearer {TOKEN}" for q in api)
@@ -168,7 +176,7 @@ def test_token_goes_to_the_endpoint_only_never_to_storage(ms_store: RepoStore,
         assert oss.log, "the download was not redirected"
         for q in oss.log:
             assert TOKEN not in str(q["headers"]), q
-        assert TOKEN not in repr(src.client.auth) and TOKEN not in repr(listing)
+        assert TOKEN not in repr(loc) and TOKEN not in repr(vars(src)) and TOKEN not in repr(listing)
 
 
 def test_no_token_no_auth_headers(ms: ModelScopeHubServer) -> None:
@@ -227,14 +235,14 @@ def test_modelscope_domain_reaches_the_source(ms: ModelScopeHubServer, monkeypat
     assert src.resolve(QWEN3_VL_8B, "master").files
 
 
-def test_http_client_follows_no_token_to_other_hosts_even_when_forced() -> None:
-    """The auth class itself refuses a foreign origin (defence in depth beyond httpx's redirect rule)."""
-    from qwen_fetch.net.http import HostBearerAuth
+def test_the_token_is_never_offered_to_another_origin() -> None:
+    """The token gives headers for the endpoint's own origin only (defence in depth beyond httpx's redirect rule)."""
+    from qwen_fetch.net.location import OriginToken
     from qwen_fetch.sources.modelscope import SESSION_COOKIE
 
-    auth = HostBearerAuth(TOKEN, "https://www.modelscope.cn", SESSION_COOKIE)
-    req = httpx.Request("GET", "https://oss.example/obj")
-    out = next(auth.auth_flow(req))
-    assert "Authorization" not in out.headers and "Cookie" not in out.headers
-    same = next(auth.auth_flow(httpx.Request("GET", "https://www.modelscope.cn/api/v1/models/a/b/revisions")))
-    assert same.headers["Cookie"] == f"m_session_id={TOKEN}"
+    token = OriginToken(TOKEN, "https://www.modelscope.cn", SESSION_COOKIE)
+    assert token.headers("https://oss.example/obj") == ()
+    assert token.headers("http://www.modelscope.cn/api/v1/models/a/b/revisions") == ()  # another scheme, port
+    same = dict(token.headers("https://www.modelscope.cn/api/v1/models/a/b/revisions"))
+    assert same == {"Authorization": f"Bearer {TOKEN}", "Cookie": f"m_session_id={TOKEN}"}
+    assert TOKEN not in repr(token)

@@ -15,6 +15,7 @@ import pytest
 from qwen_fetch.core.errors import ExitCode, SourceError
 from qwen_fetch.net.jobs import EngineOptions
 from qwen_fetch.net.plainfile import PlainSink
+from qwen_fetch.net.pools import Pools
 from qwen_fetch.net.smallget import SmallGetError, get_small
 from qwen_fetch.ops.pull import Puller, PullOptions
 from qwen_fetch.sources.config import load_config
@@ -89,16 +90,18 @@ def test_wrong_bytes_on_one_source_and_500_on_the_other_is_an_integrity_error(st
 
 def test_retry_after_is_honoured(store, sharded_repo, hub: HubServer, mirrors: Path) -> None:  # type: ignore[no-untyped-def]
     hub.faults.statuses["config.json"] = [(429, {"Retry-After": "3"}), (503, {})]
-    src = make_source(load_config(mirrors).get("local"))
+    http = Pools(4)
+    src = make_source(load_config(mirrors).get("local"), http=http)
     size = next(f.size for f in store.files(QWEN3_VL_8B, sharded_repo) if f.path == "config.json")
     slept: list[float] = []
     sink = PlainSink(None, size)
     try:
-        get_small(src.locate(QWEN3_VL_8B, sharded_repo, "config.json"), size,  # type: ignore[arg-type]
+        get_small(http, src.locate(QWEN3_VL_8B, sharded_repo, "config.json"), size,  # type: ignore[arg-type]
                   EngineOptions(connections=4, backoff_base=0.01, backoff_max=20.0), sink, sleep=slept.append,
                   jitter=lambda: 0.0)
     finally:
         src.close()
+        http.close()
     assert sink.written == size and sink.read() == next(f.disk.read_bytes() for f in store.files(QWEN3_VL_8B, sharded_repo) if f.path == "config.json")
     sink.close()
     assert slept == [3.0, 0.01]  # the server's wait, then the backoff's second step (0.02 s, halved at no jitter)
@@ -106,12 +109,14 @@ def test_retry_after_is_honoured(store, sharded_repo, hub: HubServer, mirrors: P
 
 def test_not_found_fails_the_source_at_once(store, sharded_repo, hub: HubServer, mirrors: Path) -> None:  # type: ignore[no-untyped-def]
     hub.faults.statuses["config.json"] = [(404, {})] * 10
-    src = make_source(load_config(mirrors).get("local"))
+    http = Pools(4)
+    src = make_source(load_config(mirrors).get("local"), http=http)
     try:
         with pytest.raises(SmallGetError) as ei:
-            get_small(src.locate(QWEN3_VL_8B, sharded_repo, "config.json"), 10, QUICK,  # type: ignore[arg-type]
+            get_small(http, src.locate(QWEN3_VL_8B, sharded_repo, "config.json"), 10, QUICK,  # type: ignore[arg-type]
                       PlainSink(None, 10), sleep=lambda s: None)
     finally:
         src.close()
+        http.close()
     assert "404" in ei.value.reason and not ei.value.integrity
     assert len(hub.faults.statuses["config.json"]) == 9

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from qwen_fetch.core.lockfile import Lock
+from qwen_fetch.net.pools import Pools
 from qwen_fetch.store.backends import ObjectInfo, S3Store
 from qwen_fetch.store.hasher import hash_file
 from tests.serve_helpers import pull_into
@@ -165,7 +166,9 @@ def test_multipart_upload_etag_and_presigned_ranges(tmp_path: Path, seaweed: Sea
     g.write_bytes(data[:-1] + b"x")  # same size, other bytes: caught by the ETag
     assert "ETag" in (st.check_blob(key, g, sha256=sha, size=len(data)) or "")
 
-    url, client = st.reader(key)
+    url, route = st.location(key)
+    http = Pools(1)
+    client = http.client(route)
     assert "X-Amz-Signature=" in url
     assert seaweed.anonymous_get(bucket, f"p/{key}").status_code == 403
     lo, hi = part - 100, part + 99  # across a part boundary
@@ -181,6 +184,7 @@ def test_multipart_upload_etag_and_presigned_ranges(tmp_path: Path, seaweed: Sea
     assert stale.status_code in (200, 206) and stale.headers["etag"] == info.etag != stale_tag
     forged = url.replace("X-Amz-Signature=", "X-Amz-Signature=0")
     assert client.get(forged, headers={"Range": "bytes=0-9"}).status_code == 403
+    http.close()
     st.close()
 
 

@@ -12,7 +12,7 @@ from qwen_fetch.core.errors import ConfigError, ExitCode
 from qwen_fetch.core.manifest import Pin, RepoListing, SourceRevision
 from qwen_fetch.sources.base import RevisionContext
 from qwen_fetch.sources.config import SourceConfig, parse_config
-from qwen_fetch.sources.registry import KIND_NAMES, default_revision, kind_of, make_source, source_kind
+from qwen_fetch.sources.registry import KIND_NAMES, default_revision, kind_of, make_source, source_kind, store_kinds
 
 HF_COMMIT = "a" * 40
 HF_OTHER = "b" * 40
@@ -152,3 +152,19 @@ def test_reading_mirrors_yaml_imports_no_http_stack() -> None:
             "heavy = [m for m in ('httpx', 'boto3', 'qwen_fetch.net.http') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sync_writes_only_into_the_kinds_that_are_stores(tmp_path: Path) -> None:
+    from qwen_fetch.cli.sync_cmd import open_dest
+    from qwen_fetch.core.errors import UsageError
+    from qwen_fetch.store.backends import DirStore
+
+    assert store_kinds() == ("dir", "s3")
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(f"sources:\n  - {{name: hub, kind: hf, endpoint: 'https://hf.example'}}\n"
+                   f"  - {{name: nfs, kind: dir, endpoint: '{tmp_path / 'store'}'}}\n")
+    with pytest.raises(UsageError) as ei:
+        open_dest("hub", cfg, None)
+    assert ei.value.message == "source 'hub' is kind hf; sync writes only to kind: dir or kind: s3"
+    store = open_dest("nfs", cfg, None)
+    assert isinstance(store, DirStore) and store.root == tmp_path / "store"

@@ -42,10 +42,14 @@ def open_dest(dest: str, config: Path | None, s3_endpoint_url: str | None) -> Ob
         except QFError:
             sc = None
         if sc is not None:
-            if sc.kind not in ("dir", "s3"):
-                raise UsageError(f"source {dest!r} is kind {sc.kind}; sync writes only to kind: dir or kind: s3",
+            from qwen_fetch.sources.registry import kind_of, store_kinds
+
+            store = kind_of(sc).open_store(sc, s3_endpoint_url=s3_endpoint_url)
+            if store is None:
+                kinds = " or ".join(f"kind: {k}" for k in store_kinds())
+                raise UsageError(f"source {dest!r} is kind {sc.kind}; sync writes only to {kinds}",
                                  hint="pass a directory or s3://bucket/prefix")
-            return open_store(sc.endpoint, kind=sc.kind, s3_endpoint_url=s3_endpoint_url or sc.s3_endpoint_url)
+            return store
     return open_store(dest, s3_endpoint_url=s3_endpoint_url)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from qwen_fetch.core.digests import Digest, digest_matches, sha256_digest
 from qwen_fetch.core.errors import IntegrityError, Ref
@@ -74,8 +75,13 @@ class RepoListing:
                                hint="the mirror is broken or hostile; nothing was downloaded; use another --source",
                                reference=Ref.DIGEST_SIZE_CONFLICT)
 
-    def by_path(self) -> dict[str, RemoteFile]:
-        return {f.path: f for f in self.files}
+    def by_path(self) -> Mapping[str, RemoteFile]:
+        """The files by path, built once: a pull looks each of its files up here."""
+        table = self.__dict__.get("_by_path")
+        if table is None:
+            table = MappingProxyType({f.path: f for f in self.files})
+            object.__setattr__(self, "_by_path", table)  # a cache beside the fields (not one of them)
+        return table
 
 
 @dataclass(frozen=True)

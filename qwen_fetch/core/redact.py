@@ -14,7 +14,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 MASK = "***"
@@ -52,28 +52,43 @@ def _variants(secret: str) -> Iterable[str]:
     return (f for f in forms if len(f) >= MIN_SECRET)
 
 
-def redact(text: str, extra: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> str:
-    """``text`` with every known secret replaced by ``***`` (``environ``: the process's by default)."""
+def _forms(extra: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every form of every known secret, longest first: a token that contains another must not be left
+    half-shown."""
     with _lock:
         secrets = set(_remembered)
     secrets.update(secrets_in(os.environ if environ is None else environ))
     secrets.update(extra)
-    # Longest first: a token that contains another must not be left half-shown.
-    for form in sorted({f for s in secrets for f in _variants(s)}, key=len, reverse=True):
+    return sorted({f for s in secrets for f in _variants(s)}, key=len, reverse=True)
+
+
+def _apply(text: str, forms: Sequence[str]) -> str:
+    for form in forms:
         text = text.replace(form, MASK)
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)
     return text
 
 
-def redact_obj(obj: Any) -> Any:
-    """A JSON-able value with :func:`redact` applied to every string in it (keys included)."""
+def redact(text: str, extra: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> str:
+    """``text`` with every known secret replaced by ``***`` (``environ``: the process's by default)."""
+    return _apply(text, _forms(extra, environ))
+
+
+def redact_obj(obj: Any, forms: Sequence[str] | None = None) -> Any:
+    """A JSON-able value with :func:`redact` applied to every string in it (keys included).
+
+    The secrets are gathered once for the whole value, not per string: a pull's report names
+    every file, and the environment was scanned for each of them.
+    """
+    if forms is None:
+        forms = _forms()
     if isinstance(obj, str):
-        return redact(obj)
+        return _apply(obj, forms)
     if isinstance(obj, dict):
-        return {redact_obj(k): redact_obj(v) for k, v in obj.items()}
+        return {redact_obj(k, forms): redact_obj(v, forms) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [redact_obj(v) for v in obj]
+        return [redact_obj(v, forms) for v in obj]
     return obj
 
 

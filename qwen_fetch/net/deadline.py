@@ -22,9 +22,12 @@ literal numbers.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -120,10 +123,10 @@ class HeadersDeadline:
     """Shut a socket down if the response headers have not all arrived within ``seconds``.
 
     The socket's read timeout bounds each ``recv``, not their sum: a server that
-    sends its status line and headers a byte at a time would never trip it.  A
-    timer shuts the socket down instead, which wakes the blocked read; ``fired``
-    then tells the caller why the connection ended.  Use as a context manager
-    around the read of the headers.
+    sends its status line and headers a byte at a time would never trip it.  The
+    watchdog thread shuts the socket down instead, which wakes the blocked read;
+    ``fired`` then tells the caller why the connection ended.  Use as a context
+    manager around the read of the headers.
     """
 
     def __init__(self, sock: socket.socket, seconds: float | None) -> None:
@@ -131,9 +134,7 @@ class HeadersDeadline:
         self._lock = threading.Lock()
         self._over = False
         self.fired = False
-        self._timer = None if seconds is None else threading.Timer(seconds, self._cut)
-        if self._timer is not None:
-            self._timer.daemon = True
+        self._seconds = seconds
 
     def _cut(self) -> None:
         with self._lock:
@@ -146,12 +147,54 @@ class HeadersDeadline:
             pass
 
     def __enter__(self) -> HeadersDeadline:
-        if self._timer is not None:
-            self._timer.start()
+        if self._seconds is not None:
+            _WATCHDOG.add(time.monotonic() + self._seconds, self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
             self._over = True
-        if self._timer is not None:
-            self._timer.cancel()
+
+
+class _Watchdog:
+    """One thread for every :class:`HeadersDeadline` of the process, in order of expiry.
+
+    A timer thread per request cost a thread start (and one more thread taking turns
+    for the GIL) per request: per file, for a repo of many small files.  A deadline
+    whose headers arrived is dropped when it comes due, without waking the thread
+    before then.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: list[tuple[float, int, HeadersDeadline]] = []
+        self._order = itertools.count()  # ties: never compare two deadlines
+        self._thread: threading.Thread | None = None
+
+    def add(self, when: float, deadline: HeadersDeadline) -> None:
+        with self._cond:
+            heapq.heappush(self._due, (when, next(self._order), deadline))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="qwen-fetch-deadlines", daemon=True)
+                self._thread.start()
+            if self._due[0][2] is deadline:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._due and self._due[0][2]._over:
+                        heapq.heappop(self._due)
+                    if not self._due:
+                        self._cond.wait()
+                        continue
+                    wait = self._due[0][0] - time.monotonic()
+                    if wait <= 0:
+                        expired = heapq.heappop(self._due)[2]
+                        break
+                    self._cond.wait(wait)
+            expired._cut()
+
+
+_WATCHDOG = _Watchdog()

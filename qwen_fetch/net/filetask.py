@@ -19,11 +19,10 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
-import filelock
-
 from qwen_fetch.core.digests import ChunkRoots, Digest
 from qwen_fetch.core.ranges import block_count, block_span
 from qwen_fetch.net.jobs import FetchJob
+from qwen_fetch.net.location import FileLocation
 from qwen_fetch.net.partstate import (
     BadState,
     PartState,
@@ -34,8 +33,8 @@ from qwen_fetch.net.partstate import (
     state_path,
     verify_partial,
 )
-from qwen_fetch.sources.base import FileLocation
-from qwen_fetch.store.safefs import cache_lock, open_file, remove_file
+from qwen_fetch.store.flocks import HeldLock, LockFolder
+from qwen_fetch.store.safefs import open_file, remove_file
 
 # Writes go to the page cache in pieces of one of these sizes, whichever is cheaper here (``PieceChooser``).
 # On a VM that reports free memory to its host, which sizes are dear depends on the VM's memory at the time
@@ -118,13 +117,33 @@ class DiskFull(Exception):
     """ENOSPC while writing a partial file."""
 
 
+class Ledger:
+    """What the coordinator needs about all files of one fetch without walking them (guarded by the
+    scheduler's lock): the bytes every active file still has to write (the disk-space check's need),
+    and the files that stopped being active since the coordinator last looked (their locks to release).
+
+    Summing over every file each time one starts, or scanning every file each time one finishes,
+    made a pull of many files quadratic; the files keep these up to date as they change.
+    """
+
+    def __init__(self) -> None:
+        self.missing = 0
+        self.finished: list[FileTask] = []
+
+    def take_finished(self) -> list[FileTask]:
+        done, self.finished = self.finished, []
+        return done
+
+
 @dataclass
 class FileTask:
     job: FetchJob
     index: int
     block_size: int
-    phase: Phase = Phase.WAITING
-    lock: filelock.FileLock | None = None
+    ledger: Ledger = field(default_factory=Ledger)
+    _phase: Phase = Phase.WAITING
+    lock: HeldLock | None = None
+    missing: int = 0  # bytes not on disk yet (``missing_bytes()``, kept as blocks land); guarded like ``sums``
     fd: int = -1
     journal_fd: int = -1  # append-only handle on the state file
     journal_lines: int = 0  # blocks journaled since the last snapshot
@@ -168,6 +187,29 @@ class FileTask:
     hash_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: Phase) -> None:
+        """Set under the scheduler's lock: the ledger counts active files' missing bytes and collects the
+        files that finished or failed."""
+        old, self._phase = self._phase, value
+        if old is value:
+            return
+        if old is Phase.ACTIVE:
+            self.ledger.missing -= self.missing
+        if value is Phase.ACTIVE:
+            self.ledger.missing += self.missing
+        if value in (Phase.DONE, Phase.FAILED):
+            self.ledger.finished.append(self)
+
+    def _set_missing(self, n: int) -> None:
+        if self._phase is Phase.ACTIVE:
+            self.ledger.missing += n - self.missing
+        self.missing = n
+
+    @property
     def nblocks(self) -> int:
         return block_count(self.job.size, self.block_size)
 
@@ -190,14 +232,10 @@ class FileTask:
         return blocks - sum(n for b, (n, _) in self.heads.items() if self.sums[b] is None)
 
     # -- lock and resume (coordinator thread) ---------------------------------
-    def try_lock(self) -> bool:
-        lock = cache_lock(self.job.lock)
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            return False
-        self.lock = lock
-        return True
+    def try_lock(self, locks: LockFolder) -> bool:
+        """Take the file's lock (``job.lock``, a file of ``locks``) without waiting; False when another has it."""
+        self.lock = locks.try_acquire(self.job.lock.name)
+        return self.lock is not None
 
     def release(self) -> None:
         with self.wlock:  # a late write from a stopping worker must not hit a reused fd number
@@ -230,6 +268,7 @@ class FileTask:
             remove_file(job.partial)
         self.fd = open_file(job.partial, os.O_RDWR | os.O_CREAT)
         self.sums = [None] * self.nblocks
+        self.missing = job.size
         self.roots = ChunkRoots() if self.want_roots else None
         if state is None:
             self.dirty = True
@@ -242,7 +281,8 @@ class FileTask:
             os.ftruncate(self.fd, job.size)
         self.sums, self.hasher, self.hashed, self.heads = v.sums, v.hasher, v.hashed_blocks, v.heads
         self.done_count = sum(c is not None for c in self.sums)
-        self.resumed_bytes = job.size - self.missing_bytes()
+        self.missing = self.missing_bytes()
+        self.resumed_bytes = job.size - self.missing
         self.etag, self.etag_source = state.etag, state.source
         self.dirty = True  # start a fresh snapshot + journal at once
         return notes
@@ -285,7 +325,8 @@ class FileTask:
 
         The caller holds the scheduler's lock and has bumped ``gen`` already.
         """
-        dropped = self.job.size - self.missing_bytes()
+        dropped = self.job.size - self.missing
+        self._set_missing(self.job.size)
         self.sums = [None] * self.nblocks
         self.heads = {}
         self.kept_since = self.gen  # callers bump ``gen`` first: heads of earlier generations are void
@@ -339,6 +380,8 @@ class FileTask:
                 if gen != self.gen:
                     return False
                 if self.sums[block] is None:
+                    s, e = self.span(block)
+                    self._set_missing(self.missing - (e - s) + self.heads.get(block, (0, 0))[0])
                     self.sums[block] = checksum
                     self.done_count += 1
         return True

@@ -7,8 +7,8 @@ as much CPU as the sha256 of the same bytes.  ``http.client`` reads a
 Content-Length body straight into the caller's buffer (``recv_into``), so the
 engine takes whatever the socket holds, up to the rest of its 1 MiB block, with one call.
 
-httpx still does everything above the wire — redirects, auth
-(:class:`~qwen_fetch.net.http.HostBearerAuth`), headers, content decoding,
+httpx still does everything above the wire — redirects (dropping a source's
+auth headers on the way to another origin), headers, content decoding,
 timeouts.  Proxies are chosen here, per request, by a
 :class:`~qwen_fetch.core.proxy.ProxyPolicy` (httpx itself ignores proxy variables
 once it is given a transport); a tunnel through a proxy (:mod:`qwen_fetch.net.tunnel`)
@@ -89,7 +89,7 @@ class Body(httpx.SyncByteStream):
 
 
 class H1Transport(httpx.BaseTransport):
-    """Keep-alive HTTP/1.1 connections per (scheme, host, port, proxy), at most ``max_idle`` idle in all.
+    """Keep-alive HTTP/1.1 connections per origin (scheme, host, port, proxy), at most ``max_idle`` idle each.
 
     ``proxy`` picks the proxy for each request (None: always direct).
     """
@@ -189,10 +189,20 @@ class H1Transport(httpx.BaseTransport):
 
     def checkin(self, key: _Key, conn: http.client.HTTPConnection) -> None:
         with self._lock:
-            if _reusable(conn) and sum(map(len, self._idle.values())) < self._max_idle:
-                self._idle.setdefault(key, []).append(conn)
+            pool = self._idle.setdefault(key, [])
+            if _reusable(conn) and len(pool) < self._max_idle:
+                pool.append(conn)
                 return
         conn.close()
+
+    @property
+    def max_idle(self) -> int:
+        return self._max_idle
+
+    def idle(self) -> dict[_Key, int]:
+        """Idle connections kept, per origin."""
+        with self._lock:
+            return {k: len(v) for k, v in self._idle.items() if v}
 
     def close(self) -> None:
         with self._lock:

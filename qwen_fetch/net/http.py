@@ -1,4 +1,4 @@
-"""The HTTP edge: one client factory, bearer auth bound to one host, error translation.
+"""The HTTP edge: one client factory, TLS trust, proxy choice, error translation.
 
 Every HTTP request qwen-fetch makes (API calls, engine ranges, small files,
 health checks, ModelScope, presigned store URLs) goes through a client from
@@ -19,8 +19,6 @@ from __future__ import annotations
 import functools
 import os
 import ssl
-from collections.abc import Generator
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -32,65 +30,35 @@ from qwen_fetch.net.h1 import PROXY, H1Transport
 USER_AGENT = f"qwen-fetch/{__version__}"
 
 
-class HostBearerAuth(httpx.Auth):
-    """Send ``Authorization: Bearer`` to the configured endpoint's origin only.
+def make_client(*, endpoint: str | None = None, timeout: float = 30.0, pool_size: int | None = None,
+                proxy: ProxyPolicy | None = None, ca_bundle: str | None = None) -> httpx.Client:
+    """The one httpx client factory (a pull gets its clients through :class:`~qwen_fetch.net.pools.Pools`).
 
-    httpx applies auth to the first request and drops the header on a
-    cross-origin redirect; this class additionally refuses to attach the token
-    to any request whose origin differs, so a CDN or hostile redirect target
-    never sees it.  ``session_cookie`` names a cookie that carries the token too
-    (ModelScope's older endpoints read only that).
+    ``pool_size``: idle connections kept per origin (default: what the default
+    engine needs, :func:`~qwen_fetch.net.jobs.pool_size`).  ``proxy``: the
+    source's policy (``proxy:`` in mirrors.yaml); None reads the environment.
+    ``ca_bundle``: the source's CA file or directory; None uses
+    :func:`tls_context`'s environment/OS-store order.  ``endpoint`` only names
+    the host in the offline error.  Raises :class:`ConfigError` for an unusable
+    proxy variable or CA bundle, :class:`~qwen_fetch.net.offline.OfflineError`
+    in offline mode.  Auth is per request (:class:`~qwen_fetch.net.location.OriginToken`).
     """
-
-    def __init__(self, token: str, endpoint: str, session_cookie: str | None = None) -> None:
-        self._token = token
-        self._cookie = session_cookie
-        parts = urlsplit(endpoint)
-        self._origin = (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-
-    def __repr__(self) -> str:  # never print the token
-        return f"HostBearerAuth(origin={self._origin!r})"
-
-    def matches(self, url: httpx.URL) -> bool:
-        port = url.port or (443 if url.scheme == "https" else 80)
-        return (url.scheme, url.host, port) == self._origin
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self.matches(request.url):
-            request.headers["Authorization"] = f"Bearer {self._token}"
-            if self._cookie:
-                # Set per request, not through a cookie jar: httpx then never carries it into a redirect.
-                request.headers["Cookie"] = f"{self._cookie}={self._token}"
-        yield request
-
-
-def make_client(*, token: str | None = None, endpoint: str | None = None, session_cookie: str | None = None,
-                timeout: float = 30.0, connections: int = 32, proxy: ProxyPolicy | None = None,
-                ca_bundle: str | None = None) -> httpx.Client:
-    """The one httpx client factory.
-
-    ``proxy``: the source's policy (``proxy:`` in mirrors.yaml); None reads the
-    environment.  ``ca_bundle``: the source's CA file or directory; None uses
-    :func:`tls_context`'s environment/OS-store order.  Raises :class:`ConfigError`
-    for an unusable proxy variable or CA bundle, :class:`~qwen_fetch.net.offline.OfflineError`
-    in offline mode.
-    """
+    from qwen_fetch.net.jobs import default_connections
+    from qwen_fetch.net.jobs import pool_size as default_pool_size
     from qwen_fetch.net.offline import require_network
     from qwen_fetch.sources.config import mask_url
 
     require_network(f"a connection to {mask_url(endpoint) if endpoint else 'a remote host'}")
-    auth = HostBearerAuth(token, endpoint, session_cookie) if token and endpoint else None
     if proxy is None:
         proxy = env_proxy_policy()
+    idle = pool_size if pool_size is not None else default_pool_size(default_connections())
     return httpx.Client(
-        auth=auth,
         headers={"User-Agent": USER_AGENT},
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         follow_redirects=True,
         max_redirects=10,
         trust_env=False,  # proxies and CA bundles from the environment are read here, not by httpx
-        limits=httpx.Limits(max_connections=connections + 8, max_keepalive_connections=connections + 8),
-        transport=H1Transport(tls_context(ca_bundle), max_idle=connections + 8, proxy=proxy),
+        transport=H1Transport(tls_context(ca_bundle), max_idle=idle, proxy=proxy),
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from qwen_fetch.core.digests import Digest
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.net.deadline import DEFAULT_MIN_RATE, DEFAULT_RATE_WINDOW, DEFAULT_TIMEOUT, Deadlines
-from qwen_fetch.sources.base import FileLocation
+from qwen_fetch.net.location import FileLocation
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class FetchOutcome:
 
 CONNECTIONS_PER_CPU = 24
 MAX_DEFAULT_CONNECTIONS = 64
+# Small files a fresh pull fetches beside the engine (their sha256 is unknown until their bytes are in).
+SMALL_FETCHES = 8
 
 
 def default_connections(cpus: int | None = None) -> int:
@@ -70,6 +72,13 @@ def default_connections(cpus: int | None = None) -> int:
         except (AttributeError, OSError):
             cpus = os.cpu_count() or 1
     return max(1, min(MAX_DEFAULT_CONNECTIONS, CONNECTIONS_PER_CPU * cpus))
+
+
+def pool_size(connections: int) -> int:
+    """Idle connections kept per origin: one per engine connection plus the small-file fetches beside them,
+    so every connection a pull has open can go back to the pool."""
+    return max(1, connections) + SMALL_FETCHES
+
 
 @dataclass(frozen=True)
 class EngineOptions:

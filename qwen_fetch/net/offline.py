@@ -9,7 +9,7 @@ Three switches, as users of ``hf`` and CI systems expect them:
 
 Truthy values are huggingface_hub's: ``1``, ``ON``, ``YES``, ``TRUE`` (any case).
 The checks sit where connections are made (:func:`qwen_fetch.net.http.make_client`,
-:func:`qwen_fetch.sources.base.make_source`, the S3 store), so nothing slips through;
+:func:`qwen_fetch.sources.registry.make_source`, the S3 store), so nothing slips through;
 ``pull`` itself answers from the cache before it would build any source.
 """
 

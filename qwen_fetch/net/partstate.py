@@ -180,14 +180,63 @@ def blob_temporaries(partial: Path) -> list[Path]:
         return []
 
 
-def clear_leftovers(partial: Path, *, finished: bool) -> None:
+def _temporary_of(name: str) -> str | None:
+    """The blob whose temporary ``name`` is (``.<blob>.<anything>.tmp``, as :func:`blob_temporaries` globs)."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    blob, dot, rest = name[1:].partition(".")
+    return blob if dot and blob and len(rest) >= len(".tmp") else None
+
+
+class Leftovers:
+    """What killed runs left in one folder, listed once: names grouped by the blob they belong to.
+
+    Clearing a file's leftovers with :func:`blob_temporaries` lists the whole folder, once
+    per file, which made a pull of many files quadratic; one :class:`Leftovers` per folder
+    and pass lists it once.  A temporary a killed run leaves after the listing is only
+    clutter: the next pull (or ``gc``) removes it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._by_blob: dict[str, list[str]] = {}
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            names = []
+        for name in names:
+            blob = _temporary_of(name)
+            if blob is None and name.endswith(".incomplete"):
+                blob = name.removesuffix(".incomplete")
+            elif blob is None and name.endswith(".incomplete" + STATE_SUFFIX):
+                blob = name.removesuffix(".incomplete" + STATE_SUFFIX)
+            if blob is not None and "." not in blob:
+                self._by_blob.setdefault(blob, []).append(name)
+
+    def of(self, partial: Path) -> list[Path]:
+        """Everything listed for ``partial``'s blob: temporaries, the partial, its state."""
+        blob = partial.name.removesuffix(".incomplete")
+        if partial.parent != self.folder or "." in blob:
+            return blob_temporaries(partial) + [partial, state_path(partial)]  # not what was listed
+        return [self.folder / n for n in self._by_blob.get(blob, ())]
+
+    def any_for(self, blob: str) -> bool:
+        return blob in self._by_blob
+
+
+def clear_leftovers(partial: Path, *, finished: bool, listed: Leftovers | None = None) -> None:
     """Remove what killed runs left for this file (caller holds its lock, so no live writer owns any of it).
 
     Always the temporaries; with ``finished`` (the blob is in place) also the partial and its state.
+    ``listed``: the folder as listed once for the whole pass (else it is listed now, for this file).
     """
-    paths = blob_temporaries(partial)
-    if finished:
-        paths += [partial, state_path(partial)]
+    if listed is not None:
+        keep = () if finished else (partial.name, state_path(partial).name)
+        paths = [p for p in listed.of(partial) if p.name not in keep]
+    else:
+        paths = blob_temporaries(partial)
+        if finished:
+            paths += [partial, state_path(partial)]
     for p in paths:
         try:
             os.unlink(p)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -19,7 +20,10 @@ from qwen_fetch.core.ranges import is_strong_etag, parse_content_range, parse_re
 from qwen_fetch.net.deadline import TooSlow
 from qwen_fetch.net.h1 import BODY
 from qwen_fetch.net.http import describe_exc
-from qwen_fetch.sources.base import FileLocation
+from qwen_fetch.net.location import FileLocation
+
+if TYPE_CHECKING:
+    from qwen_fetch.net.pools import Pools
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 THROTTLE_STATUSES = frozenset({429, 503})  # what nginx limit_conn/limit_req and CDNs answer to too many requests
@@ -75,6 +79,13 @@ def request_headers(req: RangeRequest) -> dict[str, str]:
         headers["Range"] = f"bytes={req.start}-{req.end - 1}"
         if req.if_range and is_strong_etag(req.if_range):
             headers["If-Range"] = req.if_range
+    return headers
+
+
+def location_headers(loc: FileLocation, req: RangeRequest) -> dict[str, str]:
+    """The source's headers for ``loc`` (its auth) and the range's."""
+    headers = dict(loc.headers)
+    headers.update(request_headers(req))
     return headers
 
 
@@ -141,14 +152,15 @@ def body_reader(response: httpx.Response) -> Callable[[memoryview], int]:
 
 
 @contextmanager
-def open_range(loc: FileLocation, req: RangeRequest, *, connect_timeout: float,
+def open_range(pools: Pools, loc: FileLocation, req: RangeRequest, *, connect_timeout: float,
                stall_timeout: float) -> Iterator[Opened]:
-    """GET ``req`` from ``loc``; yields a checked :class:`Opened`.  Transport errors become :class:`Retryable`."""
+    """GET ``req`` from ``loc`` through ``pools``; yields a checked :class:`Opened`.  Transport errors become
+    :class:`Retryable`."""
     # The read timeout is per socket read: it is what detects a stalled connection.
     timeout = httpx.Timeout(connect_timeout, read=stall_timeout, pool=None)
-    headers = request_headers(req)
+    headers = location_headers(loc, req)
     try:
-        with loc.client.stream("GET", loc.url, headers=headers, timeout=timeout) as resp:
+        with pools.client(loc.route).stream("GET", loc.url, headers=headers, timeout=timeout) as resp:
             offset, end = check_response(req, resp.status_code, resp.headers)
             etag = resp.headers.get("ETag")
             yield Opened(response=resp, offset=offset, end=end, etag=etag,

@@ -22,8 +22,9 @@ from qwen_fetch.core.ranges import retry_delay
 from qwen_fetch.net.deadline import TooSlow
 from qwen_fetch.net.http import describe_exc
 from qwen_fetch.net.jobs import EngineOptions
-from qwen_fetch.net.rangeget import RangeRequest, Retryable, SourceFailed, check_response, request_headers
-from qwen_fetch.sources.base import FileLocation
+from qwen_fetch.net.location import FileLocation
+from qwen_fetch.net.pools import Pools
+from qwen_fetch.net.rangeget import RangeRequest, Retryable, SourceFailed, check_response, location_headers
 
 
 class SmallGetError(Exception):
@@ -45,7 +46,7 @@ class Sink(Protocol):
     def reset(self) -> None: ...
 
 
-def get_small(loc: FileLocation, size: int, options: EngineOptions, sink: Sink, *,
+def get_small(pools: Pools, loc: FileLocation, size: int, options: EngineOptions, sink: Sink, *,
               note: Callable[[str], None] = lambda _: None, sleep: Callable[[float], None] = time.sleep,
               jitter: Callable[[], float] = random.random) -> None:
     """GET the whole file at ``loc`` (listed at ``size`` bytes) into ``sink``, retrying transient failures on
@@ -54,7 +55,7 @@ def get_small(loc: FileLocation, size: int, options: EngineOptions, sink: Sink, 
     while True:
         try:
             sink.reset()
-            return _get_once(loc, size, options, sink)
+            return _get_once(pools, loc, size, options, sink)
         except SourceFailed as exc:
             raise SmallGetError(exc.reason, integrity=False) from None
         except Retryable as exc:
@@ -69,12 +70,13 @@ def get_small(loc: FileLocation, size: int, options: EngineOptions, sink: Sink, 
             sleep(delay)
 
 
-def _get_once(loc: FileLocation, size: int, options: EngineOptions, sink: Sink) -> None:
+def _get_once(pools: Pools, loc: FileLocation, size: int, options: EngineOptions, sink: Sink) -> None:
     req = RangeRequest(0, size, size)
     timeout = httpx.Timeout(options.request_timeout, connect=min(options.request_timeout, 10.0),
                             read=options.stall_timeout, pool=None)
     try:
-        with loc.client.stream("GET", loc.url, headers=request_headers(req), timeout=timeout) as resp:
+        with pools.client(loc.route).stream("GET", loc.url, headers=location_headers(loc, req),
+                                            timeout=timeout) as resp:
             if resp.status_code != 200:
                 check_response(req, resp.status_code, resp.headers)  # raises for anything but 200
                 raise SourceFailed(f"unexpected HTTP {resp.status_code}")

@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qwen_fetch.core.errors import IntegrityError, QFError, Ref, SourceError, UsageError
 from qwen_fetch.core.lockfile import Lock
@@ -46,11 +47,12 @@ from qwen_fetch.core.pullplan import (
 )
 from qwen_fetch.core.revisions import is_commit_id, revision_problem
 from qwen_fetch.net.jobs import EngineOptions, FetchOutcome
+from qwen_fetch.net.location import FileLocation
 from qwen_fetch.net.offline import OfflineError, offline_reason
 from qwen_fetch.ops.pull_fetch import materialise
 from qwen_fetch.ops.pull_place import InPlace
 from qwen_fetch.ops.pull_plain import PlainFetch
-from qwen_fetch.sources.base import FileLocation, RevisionContext, Source
+from qwen_fetch.sources.base import RevisionContext, Source
 from qwen_fetch.sources.chain import LazyListings
 from qwen_fetch.sources.config import Config, SourceConfig
 from qwen_fetch.sources.registry import default_revision, kind_of, make_source
@@ -58,6 +60,9 @@ from qwen_fetch.store.hfcache import RepoCache, check_repo_id
 from qwen_fetch.store.lockio import read_lock, write_lock
 from qwen_fetch.store.placement import Layout
 from qwen_fetch.store.warm import already_linked
+
+if TYPE_CHECKING:  # httpx: a pull served from the cache never imports it
+    from qwen_fetch.net.pools import Pools
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ class Puller:
         self.progress = progress or NullProgress()
         self.sources: dict[str, Source] = {}
         self._sources_lock = threading.Lock()  # fallbacks are opened from the engine's and the plain files' threads
+        self._pools: Pools | None = None  # the pull's connections, opened with the first source
         self.failures: list[tuple[str, str]] = []
         self.in_place = InPlace(self.progress, reverify=opts.reverify)
         self._not_cached: list[str] = []  # pinned files the cache lacked (named if no source answers)
@@ -133,6 +139,17 @@ class Puller:
     def close(self) -> None:
         for s in self.sources.values():
             s.close()
+        if self._pools is not None:
+            self._pools.close()
+
+    def _http(self) -> Pools:
+        """The pull's connections: the sources' API calls, the engine and the small files share them."""
+        with self._sources_lock:
+            if self._pools is None:
+                from qwen_fetch.net.pools import Pools
+
+                self._pools = Pools.for_engine(self.opts.engine)
+            return self._pools
 
     @property
     def request(self) -> PullRequest:
@@ -145,11 +162,10 @@ class Puller:
         return list(self.config.ordered())
 
     def _source(self, sc: SourceConfig) -> Source:
+        http = self._http()
         with self._sources_lock:
             if sc.name not in self.sources:
-                self.sources[sc.name] = make_source(sc, timeout=self.opts.engine.request_timeout,
-                                                    connections=self.opts.engine.connections,
-                                                    deadlines=self.opts.engine.deadlines)
+                self.sources[sc.name] = make_source(sc, http=http, deadlines=self.opts.engine.deadlines)
             return self.sources[sc.name]
 
     def _locate(self, listing: RepoListing, path: str) -> FileLocation:
@@ -236,7 +252,7 @@ class Puller:
             raise
         plan = self.plan(pin, primary, listings, lock)
         # Started now, finished while the engine fetches the files whose sha256 is listed (see pull_plain).
-        plain = (PlainFetch(plan, listings, self._locate, o.engine, self.progress,
+        plain = (PlainFetch(plan, listings, self._locate, self._http(), o.engine, self.progress,
                             Layout(o.cache_dir, o.model_id, o.local_dir) if o.download else None)
                  if pin is None else None)
         outcomes: list[FetchOutcome] = []
@@ -250,8 +266,8 @@ class Puller:
             if o.download:
                 target, outcomes, cached_files, files = materialise(
                     Layout(o.cache_dir, o.model_id, o.local_dir), plan.known, plan.commit, plan.revision, listings,
-                    plain, in_place=self.in_place, locate=self._locate, failures=self.failures, options=o.engine,
-                    progress=self.progress)
+                    plain, in_place=self.in_place, locate=self._locate, failures=self.failures, pools=self._http(),
+                    options=o.engine, progress=self.progress)
             else:
                 if plain is not None:
                     files = plain.files()

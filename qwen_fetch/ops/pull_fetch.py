@@ -10,17 +10,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qwen_fetch.core.manifest import PinnedFile, RepoListing
 from qwen_fetch.core.progress import ProgressSink
 from qwen_fetch.core.pullplan import serves, split_fetch, unlisted_error
 from qwen_fetch.net.jobs import EngineOptions, FetchJob, FetchOutcome
+from qwen_fetch.net.location import FileLocation
 from qwen_fetch.ops.pull_place import InPlace, plain_outcomes, promote
 from qwen_fetch.ops.pull_plain import Locate, PlainFetch
-from qwen_fetch.sources.base import FileLocation
 from qwen_fetch.sources.chain import first_and_more
 from qwen_fetch.store.placement import Layout
 from qwen_fetch.store.space import bytes_still_needed, require_space
+
+if TYPE_CHECKING:
+    from qwen_fetch.net.pools import Pools
 
 
 def locations(pf: PinnedFile, listings: Iterable[RepoListing], locate: Locate
@@ -34,7 +38,7 @@ def locations(pf: PinnedFile, listings: Iterable[RepoListing], locate: Locate
 
 def materialise(layout: Layout, known: Sequence[PinnedFile], commit: str, revision: str,
                 listings: Iterable[RepoListing], plain: PlainFetch | None, *, in_place: InPlace, locate: Locate,
-                failures: Sequence[tuple[str, str]], options: EngineOptions, progress: ProgressSink
+                failures: Sequence[tuple[str, str]], pools: Pools, options: EngineOptions, progress: ProgressSink
                 ) -> tuple[Path, list[FetchOutcome], int, tuple[PinnedFile, ...]]:
     """Get every file into place, verified; expose the snapshot last.
 
@@ -68,7 +72,7 @@ def materialise(layout: Layout, known: Sequence[PinnedFile], commit: str, revisi
     progress.begin(sum(j.size for j in jobs) + plain_bytes, len(jobs) + (plain.count if plain is not None else 0))
     try:
         try:
-            outcomes = fetch_all(jobs, options, progress, cancel=cancel) if jobs else []
+            outcomes = fetch_all(jobs, options, progress, cancel=cancel, pools=pools) if jobs else []
         except FetchCancelled:
             if plain is not None and plain.failed:
                 plain.files()  # raises the plain file's own error

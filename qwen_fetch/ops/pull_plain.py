@@ -15,22 +15,25 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qwen_fetch.core.errors import IntegrityError, Ref, SourceError
 from qwen_fetch.core.manifest import PinnedFile, RemoteFile, RepoListing
 from qwen_fetch.core.progress import ProgressSink
 from qwen_fetch.core.pullplan import PullPlan, hashed_pin, plain_mismatch
-from qwen_fetch.net.jobs import EngineOptions
+from qwen_fetch.net.jobs import SMALL_FETCHES, EngineOptions
+from qwen_fetch.net.location import FileLocation
 from qwen_fetch.net.plainfile import FetchedPlain, PlainSink
-from qwen_fetch.sources.base import FileLocation
 from qwen_fetch.store.placement import Layout
 
+if TYPE_CHECKING:
+    from qwen_fetch.net.pools import Pools
+
 Locate = Callable[[RepoListing, str], FileLocation]  # a listing and a path -> where to GET it
-PLAIN_WORKERS = 8
 
 
 def fetch_plain(listings: Iterable[RepoListing], rf: RemoteFile, folder: Path | None, locate: Locate,
-                options: EngineOptions, progress: ProgressSink) -> tuple[PlainSink, str]:
+                pools: Pools, options: EngineOptions, progress: ProgressSink) -> tuple[PlainSink, str]:
     """Download a small git file from the first source that serves matching bytes: an open sink (an
     unnamed file in ``folder``, hashed on the way, that the caller closes) and the source's name.
 
@@ -49,7 +52,7 @@ def fetch_plain(listings: Iterable[RepoListing], rf: RemoteFile, folder: Path | 
             if other is None or other.size != rf.size:
                 continue
             try:
-                get_small(locate(lst, rf.path), rf.size, options, sink, note=progress.note)
+                get_small(pools, locate(lst, rf.path), rf.size, options, sink, note=progress.note)
             except SmallGetError as exc:
                 errors.append(f"{lst.source}: {exc.reason}")
                 wrong_bytes = wrong_bytes or exc.integrity
@@ -76,19 +79,20 @@ def fetch_plain(listings: Iterable[RepoListing], rf: RemoteFile, folder: Path | 
 class PlainFetch:
     """The plan's files to hash, fetched on a pool of their own while the engine runs."""
 
-    def __init__(self, plan: PullPlan, listings: Iterable[RepoListing], locate: Locate, options: EngineOptions,
-                 progress: ProgressSink, layout: Layout | None) -> None:
+    def __init__(self, plan: PullPlan, listings: Iterable[RepoListing], locate: Locate, pools: Pools,
+                 options: EngineOptions, progress: ProgressSink, layout: Layout | None) -> None:
         self._plan = plan
         self._need = {rf.path for rf in plan.to_hash}
         self.bytes = plan.hash_bytes
         self.count = len(plan.to_hash)
         self.results: dict[str, FetchedPlain] = {}
         self._files: tuple[PinnedFile, ...] | None = None
-        self._listings, self._locate, self._options, self._progress = listings, locate, options, progress
+        self._listings, self._locate, self._pools = listings, locate, pools
+        self._options, self._progress = options, progress
         self._layout = layout
         if layout is not None:
             layout.ensure()  # the sinks live in the folder their blobs go to
-        self._ex = ThreadPoolExecutor(max_workers=PLAIN_WORKERS, thread_name_prefix="qwen-fetch-plain")
+        self._ex = ThreadPoolExecutor(max_workers=SMALL_FETCHES, thread_name_prefix="qwen-fetch-plain")
         self._futures = {rf.path: self._ex.submit(self._fetch, rf) for rf in plan.to_hash}
         self._failed = threading.Event()
         self._callbacks: list[Callable[[], None]] = []
@@ -99,7 +103,8 @@ class PlainFetch:
     def _fetch(self, rf: RemoteFile) -> FetchedPlain:
         """Fetch and verify one file; put it in place at once (no open file waits for the end of the pull)."""
         folder = self._layout.tmp_dir if self._layout is not None else None
-        sink, source = fetch_plain(self._listings, rf, folder, self._locate, self._options, self._progress)
+        sink, source = fetch_plain(self._listings, rf, folder, self._locate, self._pools, self._options,
+                                   self._progress)
         try:
             pf = hashed_pin(rf, sink.sha256, sink.git_oid)
             written = self._layout.place_plain(pf, sink) if self._layout is not None else False

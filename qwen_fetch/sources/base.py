@@ -6,7 +6,8 @@ and found through :mod:`qwen_fetch.sources.registry`:
 * a :class:`SourceKind`: what is known from ``mirrors.yaml`` alone, with no
   connection — its config keys, its default branch, which revision to ask it for;
 * a :class:`Source`, opened from it: resolve a revision and list files, locate a
-  file, check the endpoint's health.
+  file (a :class:`~qwen_fetch.net.location.FileLocation`: where, not a connection),
+  check the endpoint's health.
 
 Nothing here imports a concrete source, so a kind module may import this one.
 """
@@ -20,22 +21,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from qwen_fetch.core.manifest import Pin, RepoListing
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.core.revisions import is_commit_id
+from qwen_fetch.net.location import FileLocation
 
-if TYPE_CHECKING:  # httpx is imported by the sources themselves: a pull served from the cache never needs it
-    import httpx
-
+if TYPE_CHECKING:
     from qwen_fetch.core.errors import ConfigError
     from qwen_fetch.net.deadline import Deadlines
+    from qwen_fetch.net.pools import Pools
     from qwen_fetch.sources.config import Config, SourceConfig
-
-
-@dataclass(frozen=True)
-class FileLocation:
-    """Where one file's bytes can be fetched with GET (+ Range)."""
-
-    source: str
-    url: str
-    client: httpx.Client  # carries the source's auth, bound to its own host
+    from qwen_fetch.store.backends import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -61,7 +54,7 @@ class Source(Protocol):
         ...
 
     def locate(self, repo_id: str, commit: str, path: SafeRelPath) -> FileLocation:
-        """A URL for one file at one commit."""
+        """Where one file at one commit is: URL, headers, route (no connection: the caller's pools read it)."""
         ...
 
     def reach(self) -> Reachability | None:
@@ -97,6 +90,7 @@ class SourceKind(Protocol):
     name: str  # the ``kind:`` value in mirrors.yaml
     keys: frozenset[str]  # config keys only this kind accepts (beyond the common ones)
     needs_network: bool  # False: opening it is allowed offline (a local folder)
+    stores: bool  # ``qwen-fetch sync`` can write into it (see :meth:`open_store`)
     commit_mismatch_hint: str  # the hint when it resolves a pinned revision to another commit
 
     def configure(self, raw: Mapping[str, Any], config: SourceConfig, fail: Fail) -> SourceConfig:
@@ -111,9 +105,15 @@ class SourceKind(Protocol):
         """The revision (branch/tag name or commit id) to ask a source of this kind for."""
         ...
 
-    def open(self, config: SourceConfig, *, timeout: float, connections: int,
+    def open_store(self, config: SourceConfig, *, s3_endpoint_url: str | None = None) -> ObjectStore | None:
+        """The store ``sync`` writes into for this source (None for a hub); ``s3_endpoint_url`` overrides the
+        source's own."""
+        ...
+
+    def open(self, config: SourceConfig, *, http: Pools | None, timeout: float,
              deadlines: Deadlines | None) -> Source:
-        """The source itself (may raise :class:`~qwen_fetch.core.errors.QFError` for an unusable setting)."""
+        """The source itself, making its API calls through ``http`` (None: a small pool of its own, closed
+        with it).  May raise :class:`~qwen_fetch.core.errors.QFError` for an unusable setting."""
         ...
 
 

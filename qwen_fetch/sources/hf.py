@@ -12,13 +12,15 @@ from qwen_fetch.core.errors import NotFoundError, Ref, SourceError
 from qwen_fetch.core.manifest import ListingError, RemoteFile, RepoListing
 from qwen_fetch.core.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
 from qwen_fetch.core.revisions import is_commit_id
-from qwen_fetch.sources.base import Fail, FileLocation, Reachability, RevisionContext, hub_revision
+from qwen_fetch.net.location import FileLocation
+from qwen_fetch.sources.base import Fail, Reachability, RevisionContext, hub_revision
 from qwen_fetch.sources.config import SourceConfig, http_endpoint
 
 if TYPE_CHECKING:  # the HTTP stack is imported when a source is opened, not when mirrors.yaml is read
     import httpx
 
     from qwen_fetch.net.deadline import Deadlines
+    from qwen_fetch.net.pools import Pools
 
 MAX_PAGES = 1000
 MAX_FILES = 100_000
@@ -40,14 +42,13 @@ def http_error(source: str, resp: httpx.Response, what: str) -> SourceError:
 
 
 class HFSource:
-    def __init__(self, config: SourceConfig, *, timeout: float = 30.0, connections: int = 32,
+    def __init__(self, config: SourceConfig, *, http: Pools | None = None, timeout: float = 30.0,
                  deadlines: Deadlines | None = None) -> None:
-        from qwen_fetch.net.http import make_client
+        from qwen_fetch.sources.hubhttp import HubConnection
 
         self.config = config
         self.deadlines = deadlines
-        self.client = make_client(token=config.token(), endpoint=config.endpoint, timeout=timeout,
-                                  connections=connections, proxy=config.proxy, ca_bundle=config.ca_bundle)
+        self._hub = HubConnection(config, http, timeout=timeout)
 
     @property
     def name(self) -> str:
@@ -57,21 +58,17 @@ class HFSource:
         return KIND.default_revision(self.config)
 
     def reach(self) -> Reachability:
-        from qwen_fetch.sources.hubhttp import reach_endpoint
-
-        return reach_endpoint(self.client, self.config.endpoint)
+        return self._hub.reach()
 
     def close(self) -> None:
-        self.client.close()
+        self._hub.close()
 
     def _api(self, repo_id: str, *tail: str) -> str:
         return f"{self.config.endpoint}/api/models/{self.config.map_model(repo_id)}/" + "/".join(tail)
 
     def resolve_commit(self, repo_id: str, revision: str) -> str:
-        from qwen_fetch.sources.hubhttp import read_json
-
-        data, resp = read_json(self.client, self._api(repo_id, "revision", quote(revision, safe="")), self.name,
-                               deadlines=self.deadlines)
+        data, resp = self._hub.get_json(self._api(repo_id, "revision", quote(revision, safe="")),
+                                        deadlines=self.deadlines)
         if data is None:
             raise http_error(self.name, resp, f"{repo_id}@{revision}")
         sha = data.get("sha") if isinstance(data, dict) else None
@@ -90,8 +87,6 @@ class HFSource:
         return urlunsplit((ours.scheme, ours.netloc, theirs.path, theirs.query, ""))
 
     def list_tree(self, repo_id: str, commit: str) -> list[RemoteFile]:
-        from qwen_fetch.sources.hubhttp import read_json
-
         url: str | None = self._api(repo_id, "tree", commit)
         params: dict[str, str] | None = {"recursive": "true", "expand": "false"}
         entries: list[Any] = []
@@ -101,7 +96,7 @@ class HFSource:
             if pages > MAX_PAGES:
                 raise ListingError(f"source {self.name!r}: file listing has over {MAX_PAGES} pages",
                                    hint="the mirror is broken or hostile; use another --source")
-            data, resp = read_json(self.client, url, self.name, params=params, deadlines=self.deadlines)
+            data, resp = self._hub.get_json(url, params=params, deadlines=self.deadlines)
             if data is None:
                 raise http_error(self.name, resp, f"{repo_id}@{commit} file listing")
             if not isinstance(data, list):
@@ -124,7 +119,7 @@ class HFSource:
 
     def locate(self, repo_id: str, commit: str, path: SafeRelPath) -> FileLocation:
         url = f"{self.config.endpoint}/{self.config.map_model(repo_id)}/resolve/{commit}/{quote(path)}"
-        return FileLocation(source=self.name, url=url, client=self.client)
+        return self._hub.location(url)
 
 
 def parse_tree(entries: list[Any], source: str) -> list[RemoteFile]:
@@ -175,6 +170,7 @@ class HFKind:
     name = "hf"
     keys: frozenset[str] = frozenset()
     needs_network = True
+    stores = False
     commit_mismatch_hint = "the mirror is stale or hostile; use another --source"
 
     def configure(self, raw: Mapping[str, Any], config: SourceConfig, fail: Fail) -> SourceConfig:
@@ -192,9 +188,12 @@ class HFKind:
         return hub_revision(config, ctx, default=self.default_revision(config), by_name=False,
                             same_family=self.same_family)
 
-    def open(self, config: SourceConfig, *, timeout: float, connections: int,
+    def open_store(self, config: SourceConfig, *, s3_endpoint_url: str | None = None) -> None:
+        return None
+
+    def open(self, config: SourceConfig, *, http: Pools | None, timeout: float,
              deadlines: Deadlines | None) -> HFSource:
-        return HFSource(config, timeout=timeout, connections=connections, deadlines=deadlines)
+        return HFSource(config, http=http, timeout=timeout, deadlines=deadlines)
 
 
 KIND = HFKind()

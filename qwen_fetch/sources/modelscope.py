@@ -43,13 +43,15 @@ from qwen_fetch.core.errors import NotFoundError, Ref, SourceError
 from qwen_fetch.core.manifest import ListingError, RemoteFile, RepoListing
 from qwen_fetch.core.paths import SafeRelPath, UnsafePathError, check_collisions, safe_relpath
 from qwen_fetch.core.revisions import is_commit_id
-from qwen_fetch.sources.base import Fail, FileLocation, Reachability, RevisionContext, hub_revision
+from qwen_fetch.net.location import FileLocation
+from qwen_fetch.sources.base import Fail, Reachability, RevisionContext, hub_revision
 from qwen_fetch.sources.config import SourceConfig, http_endpoint
 
 if TYPE_CHECKING:  # the HTTP stack is imported when a source is opened, not when mirrors.yaml is read
     import httpx
 
     from qwen_fetch.net.deadline import Deadlines
+    from qwen_fetch.net.pools import Pools
 
 API_PREFIX = "/api/v1/models"
 # modelscope_hub.constants.REPO_FILES_TRUNCATION_LIMIT: ``repo/files`` never returns more.
@@ -224,15 +226,13 @@ def ms_http_error(source: str, resp: httpx.Response, what: str) -> SourceError:
 class ModelScopeSource:
     """The :class:`~qwen_fetch.sources.base.Source` interface over ModelScope's API."""
 
-    def __init__(self, config: SourceConfig, *, timeout: float = 30.0, connections: int = 32,
+    def __init__(self, config: SourceConfig, *, http: Pools | None = None, timeout: float = 30.0,
                  deadlines: Deadlines | None = None) -> None:
-        from qwen_fetch.net.http import make_client
+        from qwen_fetch.sources.hubhttp import HubConnection
 
         self.config = config
         self.deadlines = deadlines
-        self.client = make_client(token=config.token(), endpoint=config.endpoint, session_cookie=SESSION_COOKIE,
-                                  timeout=timeout, connections=connections, proxy=config.proxy,
-                                  ca_bundle=config.ca_bundle)
+        self._hub = HubConnection(config, http, timeout=timeout, session_cookie=SESSION_COOKIE)
         self._names: dict[tuple[str, str], str] = {}  # (repo_id, commit) -> revision name, for locate()
         self._lock = threading.Lock()
 
@@ -244,22 +244,17 @@ class ModelScopeSource:
         return KIND.default_revision(self.config)
 
     def reach(self) -> Reachability:
-        from qwen_fetch.sources.hubhttp import reach_endpoint
-
-        return reach_endpoint(self.client, self.config.endpoint)
+        return self._hub.reach()
 
     def close(self) -> None:
-        self.client.close()
+        self._hub.close()
 
     def _url(self, repo_id: str, tail: str) -> str:
         org_name = "/".join(quote(p, safe="") for p in self.config.map_model(repo_id).split("/"))
         return f"{self.config.endpoint}{API_PREFIX}/{org_name}/{tail}".rstrip("/")
 
     def _get(self, url: str, what: str, params: Mapping[str, str] | None = None) -> Any:
-        from qwen_fetch.sources.hubhttp import read_json
-
-        body, resp = read_json(self.client, url, self.name, params=dict(params) if params else None,
-                               deadlines=self.deadlines)
+        body, resp = self._hub.get_json(url, params=dict(params) if params else None, deadlines=self.deadlines)
         if body is None:
             raise ms_http_error(self.name, resp, what)
         return unwrap(body, self.name, what)
@@ -291,7 +286,7 @@ class ModelScopeSource:
         with self._lock:
             revision = self._names.get((repo_id, commit), commit)
         url = f"{self._url(repo_id, 'repo')}?Revision={quote_plus(revision)}&FilePath={quote_plus(path)}"
-        return FileLocation(source=self.name, url=url, client=self.client)
+        return self._hub.location(url)
 
 
 TOKEN_ENV = "MODELSCOPE_API_TOKEN"  # what the official client reads
@@ -304,6 +299,7 @@ class ModelScopeKind:
     name = "modelscope"
     keys: frozenset[str] = frozenset()
     needs_network = True
+    stores = False
     # Its listing's commit is derived from the files of a branch: another commit means the branch moved.
     commit_mismatch_hint = "the pinned branch moved on this hub: review and run with --update"
 
@@ -322,9 +318,12 @@ class ModelScopeKind:
         return hub_revision(config, ctx, default=self.default_revision(config), by_name=True,
                             same_family=self.same_family)
 
-    def open(self, config: SourceConfig, *, timeout: float, connections: int,
+    def open_store(self, config: SourceConfig, *, s3_endpoint_url: str | None = None) -> None:
+        return None
+
+    def open(self, config: SourceConfig, *, http: Pools | None, timeout: float,
              deadlines: Deadlines | None) -> ModelScopeSource:
-        return ModelScopeSource(config, timeout=timeout, connections=connections, deadlines=deadlines)
+        return ModelScopeSource(config, http=http, timeout=timeout, deadlines=deadlines)
 
 
 KIND = ModelScopeKind()

@@ -16,6 +16,7 @@ from qwen_fetch.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from qwen_fetch.net.deadline import Deadlines
+    from qwen_fetch.net.pools import Pools
     from qwen_fetch.sources.base import Source, SourceKind
     from qwen_fetch.sources.config import SourceConfig
 
@@ -48,17 +49,23 @@ def kind_of(config: SourceConfig) -> SourceKind:
     return source_kind(config.kind, config.name)
 
 
+def store_kinds() -> tuple[str, ...]:
+    """The kinds ``qwen-fetch sync`` can write into."""
+    return tuple(k for k in KIND_NAMES if source_kind(k).stores)
+
+
 def default_revision(config: SourceConfig) -> str:
     """The branch ``config``'s source is asked for when the user names none (no connection made)."""
     return kind_of(config).default_revision(config)
 
 
-def make_source(config: SourceConfig, *, timeout: float = 30.0, connections: int = 32,
+def make_source(config: SourceConfig, *, http: Pools | None = None, timeout: float = 30.0,
                 deadlines: Deadlines | None = None) -> Source:
-    """The source for ``config``; ``deadlines`` (default: the built-in ones) bound its API calls."""
+    """The source for ``config``, making its API calls through ``http`` (a pull's :class:`Pools`; None: a
+    small pool of its own, with ``timeout``); ``deadlines`` (default: the built-in ones) bound those calls."""
     kind = kind_of(config)
     if kind.needs_network:
         from qwen_fetch.net.offline import require_network
 
         require_network(f"source {config.name!r}")
-    return kind.open(config, timeout=timeout, connections=connections, deadlines=deadlines)
+    return kind.open(config, http=http, timeout=timeout, deadlines=deadlines)

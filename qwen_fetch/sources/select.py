@@ -19,6 +19,8 @@ import httpx
 from qwen_fetch.core.errors import QFError
 from qwen_fetch.core.ranking import ProbeResult
 from qwen_fetch.net.http import describe_exc
+from qwen_fetch.net.location import FileLocation
+from qwen_fetch.net.pools import Pools
 from qwen_fetch.sources.base import Source
 from qwen_fetch.sources.config import SourceConfig
 from qwen_fetch.sources.registry import make_source
@@ -28,14 +30,16 @@ SAMPLE_BYTES = 4 << 20  # throughput sample: at most this many bytes ...
 SAMPLE_SECONDS = 3.0  # ... or this long, whichever ends first
 
 
-def probe(source: Source, *, model: str | None = None, revision: str | None = None,
+def probe(source: Source, *, model: str | None = None, revision: str | None = None, http: Pools | None = None,
           sample_bytes: int = SAMPLE_BYTES, sample_seconds: float = SAMPLE_SECONDS) -> ProbeResult:
     """Probe one source: reachability + latency, and with ``model`` a resolve and a throughput sample.
 
     Latency is the time to the response headers of ``GET <endpoint>/`` (connect
     and TLS included); any HTTP answer below 500 counts as reachable.  With a
-    model, a source that cannot resolve it is unhealthy *for that model*.
-    Never raises for network trouble: failures become ``ok=False`` results.
+    model, a source that cannot resolve it is unhealthy *for that model*; the
+    sample is read through ``http`` (the pools the source was opened with; None:
+    a pool of its own).  Never raises for network trouble: failures become
+    ``ok=False`` results.
     """
     name = source.name
     reached = source.reach()
@@ -56,23 +60,32 @@ def probe(source: Source, *, model: str | None = None, revision: str | None = No
     target = candidates[0]
     want = min(sample_bytes, target.size)
     loc = source.locate(model, listing.commit, target.path)
+    if http is None:
+        with Pools(1) as own:
+            return _sample(name, latency, own, loc, target.path, want, sample_seconds, listing.commit)
+    return _sample(name, latency, http, loc, target.path, want, sample_seconds, listing.commit)
+
+
+def _sample(name: str, latency: float | None, http: Pools, loc: FileLocation, path: str, want: int,
+            sample_seconds: float, commit: str) -> ProbeResult:
+    """Read the first ``want`` bytes at ``loc`` (or for ``sample_seconds``) for a throughput figure."""
     got = 0
     t1 = time.monotonic()
     try:
-        with loc.client.stream("GET", loc.url, headers={"Range": f"bytes=0-{want - 1}"}) as resp:
+        with http.client(loc.route).stream("GET", loc.url, headers=[*loc.headers, ("Range", f"bytes=0-{want - 1}")]
+                                           ) as resp:
             if resp.status_code not in (200, 206):
-                return ProbeResult(name, False, latency, None, f"HTTP {resp.status_code} reading {target.path}",
-                                   sample=target.path, commit=listing.commit)
+                return ProbeResult(name, False, latency, None, f"HTTP {resp.status_code} reading {path}",
+                                   sample=path, commit=commit)
             for chunk in resp.iter_bytes():
                 got += len(chunk)
                 if got >= want or time.monotonic() - t1 > sample_seconds:
                     break
     except httpx.HTTPError as exc:
-        return ProbeResult(name, False, latency, None, f"reading {target.path}: {describe_exc(exc)}",
-                           sample=target.path, commit=listing.commit)
+        return ProbeResult(name, False, latency, None, f"reading {path}: {describe_exc(exc)}", sample=path,
+                           commit=commit)
     seconds = max(time.monotonic() - t1, 1e-6)
-    return ProbeResult(name, True, latency, round(min(got, want) / seconds, 1), None, sample=target.path,
-                       commit=listing.commit)
+    return ProbeResult(name, True, latency, round(min(got, want) / seconds, 1), None, sample=path, commit=commit)
 
 
 def probe_all(configs: Sequence[SourceConfig], *, model: str | None = None, revision: str | None = None,
@@ -86,17 +99,18 @@ def probe_all(configs: Sequence[SourceConfig], *, model: str | None = None, revi
     """
 
     def one(sc: SourceConfig) -> ProbeResult:
-        try:
-            src = make_source(sc, timeout=timeout, connections=2)
-        except QFError as exc:
-            return ProbeResult(sc.name, False, None, None, exc.message)
-        try:
-            return probe(src, model=model, revision=revision, sample_bytes=sample_bytes,
-                         sample_seconds=sample_seconds)
-        except QFError as exc:  # a source's own validation (e.g. a hostile listing)
-            return ProbeResult(sc.name, False, None, None, exc.message)
-        finally:
-            src.close()
+        with Pools(1, timeout=timeout) as http:
+            try:
+                src = make_source(sc, http=http)
+            except QFError as exc:
+                return ProbeResult(sc.name, False, None, None, exc.message)
+            try:
+                return probe(src, model=model, revision=revision, http=http, sample_bytes=sample_bytes,
+                             sample_seconds=sample_seconds)
+            except QFError as exc:  # a source's own validation (e.g. a hostile listing)
+                return ProbeResult(sc.name, False, None, None, exc.message)
+            finally:
+                src.close()
 
     if not configs:
         return []

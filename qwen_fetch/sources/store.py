@@ -3,8 +3,8 @@
 Answers the same questions as every source: a revision resolves through
 ``refs/<revision>`` (or a commit names its manifest directly), the manifest
 lists every file with its size and sha256, and each file is fetched from
-``blobs/<sha256>`` through an httpx client (``file://`` transport for a
-directory, a presigned URL for S3) so the engine needs no special case.
+``blobs/<sha256>`` by URL (``file://`` under the store's folder, a presigned
+URL for S3) so the engine needs no special case.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from qwen_fetch.core.errors import NotFoundError
 from qwen_fetch.core.manifest import RemoteFile, RepoListing
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.core.revisions import is_commit_id
-from qwen_fetch.sources.base import Fail, FileLocation, RevisionContext, hub_revision
+from qwen_fetch.net.location import FileLocation
+from qwen_fetch.sources.base import Fail, RevisionContext, hub_revision
 from qwen_fetch.sources.config import SourceConfig
 from qwen_fetch.store.bucket import Manifest, StoreError, blob_key, manifest_key, parse_manifest, ref_key
 
 if TYPE_CHECKING:  # the store adapters (httpx, boto3) are imported when a source is opened
     from qwen_fetch.net.deadline import Deadlines
+    from qwen_fetch.net.pools import Pools
     from qwen_fetch.store.backends import ObjectStore
 
 
@@ -94,14 +96,15 @@ class StoreSource:
         pf = next((x for x in f.files if x.path == path), None)
         if pf is None:
             raise self._missing(f"{repo_id}@{commit[:12]}:{path}")
-        url, client = self.store.reader(blob_key(pf.sha256))
-        return FileLocation(source=self.name, url=url, client=client)
+        url, route = self.store.location(blob_key(pf.sha256))
+        return FileLocation(source=self.name, url=url, route=route)
 
 
 class StoreKind:
     """A store written by ``qwen-fetch sync``: one manifest per commit, so it is asked for commits."""
 
     keys: frozenset[str] = frozenset()
+    stores = True
     commit_mismatch_hint = "the mirror is stale or hostile; use another --source"
 
     def __init__(self, name: str, *, needs_network: bool) -> None:
@@ -123,9 +126,14 @@ class StoreKind:
         return hub_revision(config, ctx, default=self.default_revision(config), by_name=False,
                             same_family=lambda other: other == self.name)
 
-    def open(self, config: SourceConfig, *, timeout: float, connections: int,
+    def open_store(self, config: SourceConfig, *, s3_endpoint_url: str | None = None) -> ObjectStore:
+        from qwen_fetch.store.backends import open_store
+
+        return open_store(config.endpoint, kind=self.name, s3_endpoint_url=s3_endpoint_url or config.s3_endpoint_url)
+
+    def open(self, config: SourceConfig, *, http: Pools | None, timeout: float,
              deadlines: Deadlines | None) -> StoreSource:
-        return StoreSource(config, kind=self)
+        return StoreSource(config, kind=self)  # reads its refs and manifests through the store's own adapter
 
 
 class DirKind(StoreKind):

@@ -2,8 +2,9 @@
 
 One small interface, :class:`ObjectStore`, with two adapters.  ``sync`` writes
 through it; the ``kind: dir`` / ``kind: s3`` sources read through it and hand
-the download engine a URL plus an httpx client (a ``file://`` transport, or a
-presigned S3 URL), so the engine itself stays HTTP-only.
+the download engine a URL plus the route to it (a ``file://`` URL under the
+store's folder, or a presigned S3 URL through the source's proxy), so the
+engine itself stays HTTP-only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import httpx
 from qwen_fetch.core.digests import digest_matches
 from qwen_fetch.core.errors import Ref, SourceError, UsageError
 from qwen_fetch.core.proxy import ProxyPolicy
+from qwen_fetch.net.location import Route
 from qwen_fetch.store.bucket import S3_PART_SIZE, is_md5_etag, s3_etag
 from qwen_fetch.store.hasher import hash_file, iter_file
 
@@ -47,8 +49,8 @@ class ObjectStore(Protocol):
     def check_blob(self, key: str, local: Path, *, sha256: str, size: int) -> str | None:
         """After an upload: ``None`` if the store holds exactly these bytes, else what is wrong."""
         ...
-    def reader(self, key: str) -> tuple[str, httpx.Client]:
-        """A URL for GET + Range of ``key``, and the client to fetch it with."""
+    def location(self, key: str) -> tuple[str, Route]:
+        """A URL for GET + Range of ``key``, and the route to fetch it by."""
         ...
     def close(self) -> None: ...
 
@@ -74,7 +76,6 @@ class DirStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = str(root)
-        self._client: httpx.Client | None = None
 
     def path(self, key: str) -> Path:
         # Keys are built by store.layout from validated ids and hashes; refuse anything else anyway.
@@ -132,16 +133,11 @@ class DirStore:
             return f"read back {h.size} bytes with sha256 {h.sha256}, expected {size} bytes {sha256}"
         return None
 
-    def reader(self, key: str) -> tuple[str, httpx.Client]:
-        from qwen_fetch.store.transport import FileTransport
-
-        if self._client is None:
-            self._client = httpx.Client(transport=FileTransport(self.root))
-        return "file://localhost" + quote(str(self.path(key))), self._client
+    def location(self, key: str) -> tuple[str, Route]:
+        return "file://localhost" + quote(str(self.path(key))), Route(folder=str(self.root))
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        pass
 
 
 # ---------------------------------------------------------------------------
@@ -266,23 +262,27 @@ class S3Store:
                 return f"ETag {info.etag} != {want} computed locally: the server stored other bytes"
             return None
         # An ETag that is not an MD5 (SSE-KMS, some gateways): read the object back and hash it.
-        url, client = self.reader(key)
+        url, route = self.location(key)
         import hashlib
 
         h = hashlib.sha256()
-        with client.stream("GET", url) as r:
+        with self._reader(route).stream("GET", url) as r:
             for chunk in r.iter_bytes(1 << 20):
                 h.update(chunk)
         return None if digest_matches(sha256, h.hexdigest()) else f"read back sha256 {h.hexdigest()}, expected {sha256}"
 
-    def reader(self, key: str) -> tuple[str, httpx.Client]:
+    def _reader(self, route: Route) -> httpx.Client:
+        """sync's own client for reading back what it uploaded, one at a time (a pull reads through its pools)."""
         from qwen_fetch.net.http import make_client
 
         if self._http is None:
-            self._http = make_client(proxy=self._proxy, ca_bundle=self._ca_bundle)
+            self._http = make_client(pool_size=1, proxy=route.proxy, ca_bundle=route.ca_bundle)
+        return self._http
+
+    def location(self, key: str) -> tuple[str, Route]:
         url = self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
                                              ExpiresIn=PRESIGN_SECONDS)
-        return url, self._http
+        return url, Route(proxy=self._proxy, ca_bundle=self._ca_bundle)
 
     def close(self) -> None:
         if self._http is not None:

@@ -6,17 +6,19 @@ import os
 import secrets
 import shutil
 import stat
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from qwen_fetch.core.digests import root_digest
 from qwen_fetch.core.errors import IntegrityError, Ref
 from qwen_fetch.core.manifest import PinnedFile
-from qwen_fetch.net.partstate import STATE_SUFFIX, clear_leftovers
+from qwen_fetch.net.partstate import Leftovers, clear_leftovers
 from qwen_fetch.net.plainfile import PlainSink
+from qwen_fetch.store.flocks import LockFolder
 from qwen_fetch.store.hasher import hash_file, hash_files
 from qwen_fetch.store.hfcache import RepoCache
-from qwen_fetch.store.safefs import cache_lock, create_new, is_regular, join_safe, make_dirs, remove_file
+from qwen_fetch.store.safefs import create_new, is_regular, join_safe, make_dirs, remove_file
 
 
 class Layout:
@@ -26,6 +28,10 @@ class Layout:
         self.repo = RepoCache(cache_dir, model_id)
         self.local_dir = local_dir
         self.meta = local_dir / ".cache" / "qwen-fetch" if local_dir is not None else None
+        # Every per-blob lock (and the snapshot lock) lives in this one folder, checked once.
+        self.locks = LockFolder(self.repo.locks_dir if self.meta is None else self.meta / "locks", self.root)
+        self._listed: Leftovers | None = None  # ``tmp_dir`` as listed for ``place_plain`` (once per layout)
+        self._listing = threading.Lock()
 
     @property
     def root(self) -> Path:
@@ -57,10 +63,7 @@ class Layout:
         return self.meta / f"{f.sha256}.incomplete"
 
     def lock(self, f: PinnedFile) -> Path:
-        if self.local_dir is None:
-            return self.repo.lock_path(f.sha256)
-        assert self.meta is not None
-        return self.meta / "locks" / f"{f.sha256}.lock"
+        return self.locks.path(f"{f.sha256}.lock")  # repo.lock_path, or .cache/qwen-fetch/locks of a --local-dir
 
     @property
     def tmp_dir(self) -> Path:
@@ -73,8 +76,11 @@ class Layout:
         copy is there already.  Under the blob's lock: no live writer then owns a temporary of this blob, so
         one a killed pull left (``.<sha256>.<random>.tmp``) is removed."""
         dest = self.ensure_parent(f)
-        with cache_lock(self.lock(f), self.root):
-            clear_leftovers(self.partial(f), finished=False)
+        with self._listing:
+            if self._listed is None:
+                self._listed = Leftovers(self.tmp_dir)
+        with self.locks.hold(self.lock(f).name):
+            clear_leftovers(self.partial(f), finished=False, listed=self._listed)
             if is_regular(dest) and dest.stat().st_size == f.size and f.matches((h := hash_file(dest)).size, h.sha256):
                 return False
             sink.promote(dest, self.tmp_dir)
@@ -84,21 +90,13 @@ class Layout:
         """Remove what killed runs left beside files that are complete and verified (partials, their
         states, temporaries), each under its file's lock.  One directory listing decides whether there
         is anything to do, so a pull answered from the cache stays cheap when there is not."""
-        try:
-            names = os.listdir(self.tmp_dir)
-        except OSError:
-            return
-        stale: set[str] = set()
-        for name in names:
-            if name.endswith(".incomplete") or name.endswith(".incomplete" + STATE_SUFFIX):
-                stale.add(name.split(".", 1)[0])
-            elif name.startswith(".") and name.endswith(".tmp"):
-                stale.add(name[1:].split(".", 1)[0])
+        listed = Leftovers(self.tmp_dir)
+        done: set[str] = set()
         for f in files:
-            if f.sha256 in stale:
-                stale.discard(f.sha256)
-                with cache_lock(self.lock(f), self.root):
-                    clear_leftovers(self.partial(f), finished=True)
+            if listed.any_for(f.sha256) and f.sha256 not in done:
+                done.add(f.sha256)
+                with self.locks.hold(self.lock(f).name):
+                    clear_leftovers(self.partial(f), finished=True, listed=listed)
 
     def finish(self, files: Sequence[PinnedFile], commit: str, revision: str) -> Path:
         """Expose verified content: snapshot links + ref (cache), or copies for repeated content (folder)."""
@@ -115,20 +113,23 @@ class Layout:
                 if not is_regular(d):
                     self.ensure_parent(f)
                     copy_into(by_sha[f.sha256], d, tmp_dir=self.meta)
+            listed = Leftovers(self.meta)  # listed once: one pass over the files, not one per file
             for sha in sorted(by_sha):
-                with cache_lock(self.meta / "locks" / f"{sha}.lock", self.root):
-                    clear_leftovers(self.meta / f"{sha}.incomplete", finished=True)
+                with self.locks.hold(f"{sha}.lock"):
+                    clear_leftovers(self.meta / f"{sha}.incomplete", finished=True, listed=listed)
             return self.local_dir
         # The whole snapshot is linked, then its ref written, under the snapshot lock: `gc` never moves
         # a snapshot whose lock is held, and re-reads the refs under it, so a half-made revision is
         # never taken for an abandoned one.  The ref comes last: a reader (or a crash) never sees a
         # ref naming an incomplete snapshot.
-        with cache_lock(self.repo.snapshot_lock_path(commit), self.root):
+        listed = Leftovers(self.repo.blobs_dir)  # listed once: one pass over the files, not one per file
+        with self.locks.hold(self.repo.snapshot_lock_path(commit).name):
             for f in files:
                 # Link under the blob's lock: `gc` deletes a blob only while holding that lock and
                 # after re-reading the links, so this snapshot can never be left dangling.
-                with cache_lock(self.lock(f), self.root):
-                    clear_leftovers(self.partial(f), finished=True)  # what a run killed after promotion left
+                with self.locks.hold(self.lock(f).name):
+                    # What a run killed after promotion left.
+                    clear_leftovers(self.partial(f), finished=True, listed=listed)
                     if not is_regular(self.repo.blob_path(f.sha256)):
                         raise IntegrityError(f"{f.path}: its verified blob disappeared before it was linked",
                                              hint="a concurrent `qwen-fetch gc` or a manual deletion removed it; "
