@@ -132,7 +132,7 @@ def pull(model_id: str, *, revision: str | None = None, source: str | None = Non
                       frozen=frozen, connections=connections, progress=sink, reverify=reverify, offline=offline)
     return PulledModel(model_id=result.model_id, revision=result.revision, commit=result.commit,
                        path=Path(os.path.abspath(result.target)), source=result.source, files=tuple(f.path for f in result.files),
-                       downloaded_files=sum(1 for o in result.outcomes if not o.reused),
+                       downloaded_files=result.downloaded_files,
                        cached_files=result.cached_files, bytes_downloaded=result.bytes_transferred(),
                        seconds=result.seconds, lock_written=result.lock_written)
 

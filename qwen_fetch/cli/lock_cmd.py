@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,6 +25,16 @@ from qwen_fetch.cli.common import (
     styled,
 )
 from qwen_fetch.core.units import format_bytes
+
+if TYPE_CHECKING:
+    from qwen_fetch.ops.pull import PullResult
+
+
+def lock_json(result: PullResult) -> dict[str, object]:
+    """The ``--json`` document of ``lock`` when it resolved and pinned."""
+    return {"ok": True, "model": result.model_id, "revision": result.revision, "commit": result.commit,
+            "source": result.source, "files": len(result.files), "total_size": sum(f.size for f in result.files),
+            "lock_written": result.lock_written, "source_failures": {s: r for s, r in result.source_failures}}
 
 
 def register(app: typer.Typer) -> None:
@@ -71,9 +81,7 @@ def register(app: typer.Typer) -> None:
                               include=include or (), exclude=exclude or (), update=do_update, download=False,
                               progress=NullProgress())
             if json_out:
-                d = result.to_dict()
-                emit_json({k: d[k] for k in ("ok", "model", "revision", "commit", "source", "files", "total_size",
-                                              "lock_written", "source_failures")})
+                emit_json(lock_json(result))
                 return
             console().print(styled("✓", "green"), f"pinned {model_id}@{result.revision} ({result.commit[:12]}) from "
                             f"{result.source}: {len(result.files)} files, {format_bytes(sum(f.size for f in result.files))} "

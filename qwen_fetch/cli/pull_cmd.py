@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,11 +27,47 @@ from qwen_fetch.cli.common import (
 )
 from qwen_fetch.core.units import format_bytes, format_rate
 
+if TYPE_CHECKING:
+    from qwen_fetch.ops.pull import PullResult
+
 LocalDirOpt = Annotated[Path | None, typer.Option("--local-dir", help="Write a plain folder instead of the HF cache (so not with --cache-dir).")]
 FrozenOpt = Annotated[bool, typer.Option("--frozen", help="CI mode: never add or change a pin; a missing pin is an error.")]
 ConnOpt = Annotated[int | None, typer.Option("--connections", "-c", min=1, max=256, help="Total parallel HTTP connections (default: 24 per CPU core, at most 64).")]
 ReverifyOpt = Annotated[bool, typer.Option("--reverify", help="Re-hash every cached file, even those a verification stamp vouches for.")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, max=256, help="Alias of --connections (as in hf download --max-workers).")]
+
+
+def fallback_lines(result: PullResult) -> list[str]:
+    """``path: source (reason)`` for every source that failed a file another one then served, sorted."""
+    return sorted({f"{o.path}: {s} ({r})" for o in result.outcomes for s, r in o.failed_sources})
+
+
+def pull_json(result: PullResult) -> dict[str, object]:
+    """The ``--json`` document of ``pull`` (before the smoke report and the notes are added)."""
+    served: dict[str, str] = {o.path: o.source for o in result.outcomes if o.source}
+    return {
+        "ok": True,
+        "model": result.model_id,
+        "revision": result.revision,
+        "commit": result.commit,
+        "source": result.source,
+        "target": str(result.target),
+        "files": len(result.files),
+        "downloaded_files": result.downloaded_files,
+        "cached_files": result.cached_files,
+        "bytes": result.bytes_transferred(),
+        "total_size": sum(f.size for f in result.files),
+        "seconds": round(result.seconds, 3),
+        "retries": sum(o.retries for o in result.outcomes),
+        "served_by": dict(sorted(served.items())),
+        "fallbacks": fallback_lines(result),
+        "source_failures": {s: r for s, r in result.source_failures},
+        "skipped_extras": list(result.skipped_extras),
+        "lock_written": result.lock_written,
+        "used_cache": result.used_cache,
+        "stamp_trusted_files": result.stamp_trusted_files,
+        "rehashed_files": result.rehashed_files,
+    }
 
 
 def register(app: typer.Typer) -> None:
@@ -81,7 +117,7 @@ def register(app: typer.Typer) -> None:
                               local_dir=local_dir, lock=lock, include=include or (), exclude=exclude or (),
                               update=update, frozen=frozen, connections=connections or workers, progress=progress,
                               reverify=reverify, offline=offline)
-            out = result.to_dict()
+            out = pull_json(result)
             smoke_report = None
             if mode != "off":
                 from qwen_fetch.cli.smoke_hook import after_pull
@@ -103,10 +139,10 @@ def register(app: typer.Typer) -> None:
                           f"{result.rehashed_files} re-hashed) in {result.seconds:.1f}s")
             else:
                 con.print(styled("✓", "green"), f"{model_id}@{result.revision} ({result.commit[:12]}) from {result.source}: "
-                          f"{len(result.files)} files verified, {out['downloaded_files']} downloaded "
+                          f"{len(result.files)} files verified, {result.downloaded_files} downloaded "
                           + (f"({format_bytes(mb)} in {result.seconds:.1f}s, {format_rate(rate)}), " if mb else "")
                           + f"{result.cached_files} already cached")
-            for line in out["fallbacks"]:  # type: ignore[union-attr]
+            for line in fallback_lines(result):
                 con.print(f"  fallback: {line}")
             for p in result.skipped_extras:
                 con.print(f"  skipped {p}: extra file published only by {result.source} (not pinned)")

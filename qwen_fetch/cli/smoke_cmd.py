@@ -71,13 +71,14 @@ def pinned_code_paths(folder: Path, pin_files: dict[str, str]) -> set[str]:
 
     ``pin_files`` is ``{path: sha256}``.  Code is re-hashed here because it is about to run.
     """
+    from qwen_fetch.core.digests import digest_matches
     from qwen_fetch.store.hasher import hash_file
 
     out: set[str] = set()
     for path, sha in pin_files.items():
         if path.endswith(".py"):
             f = folder / path
-            if not f.is_file() or hash_file(f).sha256 != sha:
+            if not f.is_file() or not digest_matches(sha, hash_file(f).sha256):
                 continue
         out.add(path)
     return out

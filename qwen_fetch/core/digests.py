@@ -8,14 +8,45 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+SHA256 = "sha256"  # the algorithm of every digest the lockfile, the listings and the cache name today
+
 
 @dataclass(frozen=True)
 class Digest:
+    """A content digest: which algorithm, and its value in lowercase hex."""
+
     algorithm: str
     value: str
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.value}"
+
+
+def sha256_digest(value: str) -> Digest:
+    return Digest(SHA256, value)
+
+
+def parse_digest(text: str | None) -> Digest | None:
+    """``"<algorithm>:<value>"`` (as :class:`Digest` prints itself) back into a digest."""
+    if text is None:
+        return None
+    algorithm, _, value = text.partition(":")
+    return Digest(algorithm, value)
+
+
+def digest_matches(expected: Digest | str, actual: Digest | str | None) -> bool:
+    """Does ``actual`` name the content ``expected`` names?  Every digest comparison goes through here.
+
+    A bare string is a sha256 in hex, as the lockfile, hub listings, stamps and the hasher
+    write it, so a second algorithm changes this function and the ``digest`` properties of the
+    manifest rather than every comparison.  No digest (``None``) never matches, and digests of
+    two different algorithms never match: neither is evidence about the other.
+    """
+    if actual is None:
+        return False
+    want = expected if isinstance(expected, Digest) else sha256_digest(expected)
+    got = actual if isinstance(actual, Digest) else sha256_digest(actual)
+    return want.algorithm == got.algorithm and want.value == got.value
 
 
 def sha256_chunks(chunks: Iterable[bytes]) -> str:
@@ -89,6 +120,11 @@ class ChunkRoots:
         """The root of everything fed so far, taken as the whole file (the object stays usable)."""
         tail = [self._h.digest()] if self._filled or not self.digests else []
         return fold_root(self.digests + tail)
+
+
+def root_digest(value: str) -> Digest:
+    """A chunk root (hex, as the hasher computes it) as a digest."""
+    return Digest(ROOT_ALGORITHM, value)
 
 
 def chunk_root(data: bytes, chunk: int | None = None) -> str:

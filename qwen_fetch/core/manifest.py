@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from qwen_fetch.core.digests import Digest
+from qwen_fetch.core.digests import Digest, digest_matches, sha256_digest
 from qwen_fetch.core.errors import IntegrityError, Ref
 from qwen_fetch.core.paths import SafeRelPath
 from qwen_fetch.core.revisions import is_commit_id
@@ -45,6 +45,11 @@ class RemoteFile:
     sha256: str | None  # content sha256: HF gives it for LFS files, ModelScope for every file
     git_oid: str | None  # git blob id of the content (HF plain files only)
     lfs: bool
+
+    @property
+    def digest(self) -> Digest | None:
+        """The content digest the source lists, if it lists one."""
+        return sha256_digest(self.sha256) if self.sha256 is not None else None
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,23 @@ class PinnedFile:
     # verified them: ``verify`` checks it on every core instead of the sha256's one sequential stream.  Files
     # of one chunk have none.  The sha256 stays the pin: it ties the lock to the hub's published digest.
     root: Digest | None = None
+
+    @property
+    def digest(self) -> Digest:
+        """The pinned content digest (the lockfile's ``sha256`` field)."""
+        return sha256_digest(self.sha256)
+
+    def matches(self, size: int | None, digest: Digest | str | None) -> bool:
+        """Do ``size`` bytes with ``digest`` (observed, listed, stamped or stored) hold this pinned content?
+
+        ``digest`` is compared with the pinned digest of its algorithm: the sha256, or the chunk root
+        when the pin records one; a digest of an algorithm the pin lacks never matches.
+        """
+        if size != self.size:
+            return False
+        if isinstance(digest, Digest) and self.root is not None and digest.algorithm == self.root.algorithm:
+            return digest_matches(self.root, digest)
+        return digest_matches(self.digest, digest)
 
     @property
     def blob_name(self) -> str:

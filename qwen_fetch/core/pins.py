@@ -6,6 +6,7 @@ import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from qwen_fetch.core.digests import digest_matches
 from qwen_fetch.core.errors import IntegrityError, Ref, UsageError
 from qwen_fetch.core.lockfile import Lock
 from qwen_fetch.core.manifest import Pin, PinnedFile, RemoteFile, RepoListing, digest_size_conflicts
@@ -67,7 +68,7 @@ def check_against_pin(listing: RepoListing, pin: Pin, wanted: Iterable[PinnedFil
             continue  # a source's own variant (e.g. ModelScope's model card): other sources serve the pinned bytes
         if rf.size != pf.size:
             problems.append(f"{rf.path}: size {rf.size} listed, {pf.size} pinned")
-        elif rf.sha256 is not None and rf.sha256 != pf.sha256:
+        elif rf.digest is not None and not digest_matches(pf.digest, rf.digest):
             problems.append(f"{rf.path}: sha256 {rf.sha256} listed, {pf.sha256} pinned")
     return sorted(problems), sorted(skipped)
 
@@ -76,8 +77,8 @@ def content_matches(rf: RemoteFile, pf: PinnedFile) -> bool:
     """May this source's file serve this pin?  (Bytes are verified anyway.)"""
     if rf.size != pf.size:
         return False
-    if rf.sha256 is not None:
-        return rf.sha256 == pf.sha256
+    if rf.digest is not None:
+        return digest_matches(pf.digest, rf.digest)
     if rf.git_oid is not None and pf.git_oid is not None:
         return rf.git_oid == pf.git_oid
     return True

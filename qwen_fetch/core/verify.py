@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from qwen_fetch.core.digests import ROOT_ALGORITHM
+from qwen_fetch.core.digests import ROOT_ALGORITHM, digest_matches, parse_digest, root_digest
 from qwen_fetch.core.manifest import PinnedFile
 
 # Problems with a snapshot link (``snapshots/<commit>/<path>`` -> ``../../blobs/<sha256>``).
@@ -61,12 +61,7 @@ def checks_root(f: PinnedFile, obs: Observed) -> bool:
 
 def matches(f: PinnedFile, obs: Observed) -> bool:
     """Do the observed bytes hold ``f``'s pinned content (by its root when both have one, else by sha256)?"""
-    if obs.size != f.size:
-        return False
-    if checks_root(f, obs):
-        assert f.root is not None
-        return obs.root == f.root.value
-    return obs.sha256 is not None and obs.sha256 == f.sha256
+    return f.matches(obs.size, root_digest(obs.root) if checks_root(f, obs) and obs.root is not None else obs.sha256)
 
 
 @dataclass(frozen=True)
@@ -96,9 +91,9 @@ class Mismatch:
         if self.expected.size != self.actual.size:
             out.append("size")
         if self.expected.root is not None:  # checked by the root: the sha256 was not computed
-            if self.expected.root != self.actual.root:
+            if not digest_matches(parse_digest(self.expected.root), parse_digest(self.actual.root)):
                 out.append("root")
-        elif self.expected.sha256 != self.actual.sha256:
+        elif self.expected.sha256 is None or not digest_matches(self.expected.sha256, self.actual.sha256):
             out.append("sha256")
         return tuple(out)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import xxhash
 
-from qwen_fetch.core.digests import ChunkRoots
+from qwen_fetch.core.digests import ChunkRoots, digest_matches
 from qwen_fetch.core.ranges import block_count, block_span
 from qwen_fetch.store.safefs import UnsafeEntryError, create_new, open_file
 
@@ -140,7 +140,7 @@ def _parse_snapshot(text: str, *, size: int, sha256: str, block_size: int) -> Pa
         raise BadState("unknown state version")
     assert isinstance(raw, dict)
     key, _, bound = _SUMS[version]
-    if raw.get("size") != size or raw.get("sha256") != sha256:
+    if raw.get("size") != size or not digest_matches(sha256, raw.get("sha256")):
         raise BadState("state belongs to another file")
     if raw.get("block_size") != block_size:
         raise BadState("state uses another block size")

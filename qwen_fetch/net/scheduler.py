@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import xxhash
 
-from qwen_fetch.core.digests import ROOT_ALGORITHM, Digest
+from qwen_fetch.core.digests import ROOT_ALGORITHM, Digest, digest_matches
 from qwen_fetch.core.progress import ProgressSink
 from qwen_fetch.core.ranges import plan_ranges, retry_delay, split_point
 from qwen_fetch.net.diskio import start_writeback
@@ -455,7 +455,7 @@ class Scheduler:
             root = (Digest(ROOT_ALGORITHM, roots.root()) if roots is not None and roots.consumed == t.job.size
                     else None)
             source = t.location.source
-        if digest != t.job.sha256:
+        if not digest_matches(t.job.sha256, digest):
             with self.cond:
                 if gen == t.gen:
                     self._fail_source(t, f"sha256 mismatch (got {digest[:16]}...)", integrity=True)

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from qwen_fetch.core.digests import digest_matches
 from qwen_fetch.core.errors import IntegrityError, Ref, SourceError, UsageError
 from qwen_fetch.core.manifest import Pin
 from qwen_fetch.store.backends import ObjectInfo, ObjectStore
@@ -103,7 +104,7 @@ def plan_sync(model: str, pin: Pin, dest: str, existing: Mapping[str, ObjectInfo
             problem = "missing"
         elif info.size != f.size:
             problem = f"size differs ({info.size} stored)"
-        elif info.sha256 is not None and info.sha256 != f.sha256:
+        elif info.sha256 is not None and not digest_matches(f.digest, info.sha256):
             problem = "sha256 metadata differs"
         elif rechecked is not None and rechecked.get(f.sha256):
             problem = f"recheck failed: {rechecked[f.sha256]}"

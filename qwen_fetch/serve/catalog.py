@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qwen_fetch.core.digests import git_blob_header, is_sha1, is_sha256
+from qwen_fetch.core.digests import digest_matches, git_blob_header, is_sha1, is_sha256
 from qwen_fetch.core.errors import QFError
 from qwen_fetch.core.lockfile import Lock
 from qwen_fetch.core.manifest import Pin
@@ -334,7 +334,7 @@ class Catalog:
         if unchanged(*f.seen, now) or (again is not None and unchanged(*again, now)):
             return f
         h = hash_file(f.disk)
-        if h.size != f.size or h.sha256 != f.sha256:
+        if h.size != f.size or f.sha256 is None or not digest_matches(f.sha256, h.sha256):
             self.refuse(snap.repo_id, snap.commit, f"{f.path} changed on disk and no longer matches the lock")
             raise Refusal("RevisionNotFound", f"{snap.repo_id}@{snap.commit[:12]}: {f.path} no longer matches the lock",
                           snap.commit)

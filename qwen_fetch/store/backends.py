@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
+from qwen_fetch.core.digests import digest_matches
 from qwen_fetch.core.errors import Ref, SourceError, UsageError
 from qwen_fetch.core.proxy import ProxyPolicy
 from qwen_fetch.net.location import Route
@@ -128,7 +129,7 @@ class DirStore:
 
     def check_blob(self, key: str, local: Path, *, sha256: str, size: int) -> str | None:
         h = hash_file(self.path(key))  # read back: on NFS this is what the server stored
-        if h.size != size or h.sha256 != sha256:
+        if h.size != size or not digest_matches(sha256, h.sha256):
             return f"read back {h.size} bytes with sha256 {h.sha256}, expected {size} bytes {sha256}"
         return None
 
@@ -253,7 +254,7 @@ class S3Store:
         info = self.head(key)
         if info is None:
             return "not found after upload"
-        if info.size != size or info.sha256 != sha256:
+        if info.size != size or not digest_matches(sha256, info.sha256):
             return f"stored {info.size} bytes (sha256 metadata {info.sha256}), expected {size} bytes {sha256}"
         if info.etag and is_md5_etag(info.etag):
             want = s3_etag(iter_file(local), size, self.part_size)
@@ -268,7 +269,7 @@ class S3Store:
         with self._reader(route).stream("GET", url) as r:
             for chunk in r.iter_bytes(1 << 20):
                 h.update(chunk)
-        return None if h.hexdigest() == sha256 else f"read back sha256 {h.hexdigest()}, expected {sha256}"
+        return None if digest_matches(sha256, h.hexdigest()) else f"read back sha256 {h.hexdigest()}, expected {sha256}"
 
     def _reader(self, route: Route) -> httpx.Client:
         """sync's own client for reading back what it uploaded, one at a time (a pull reads through its pools)."""

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from qwen_fetch.core.digests import root_digest
 from qwen_fetch.core.errors import IntegrityError, Ref
 from qwen_fetch.core.manifest import PinnedFile
 from qwen_fetch.net.partstate import Leftovers, clear_leftovers
@@ -80,7 +81,7 @@ class Layout:
                 self._listed = Leftovers(self.tmp_dir)
         with self.locks.hold(self.lock(f).name):
             clear_leftovers(self.partial(f), finished=False, listed=self._listed)
-            if is_regular(dest) and dest.stat().st_size == f.size and hash_file(dest).sha256 == f.sha256:
+            if is_regular(dest) and dest.stat().st_size == f.size and f.matches((h := hash_file(dest)).size, h.sha256):
                 return False
             sink.promote(dest, self.tmp_dir)
         return True
@@ -165,9 +166,8 @@ def verify_many(pairs: Sequence[tuple[Path, PinnedFile]]) -> list[bool]:
     out = []
     for path, f in pairs:
         r = hashes.get(path)
-        digest_ok = r is not None and (r.root == f.root.value if f.root is not None and r.root is not None
-                                       else r.sha256 == f.sha256)
-        out.append(r is not None and r.error is None and r.size == f.size and digest_ok)
+        observed = root_digest(r.root) if r is not None and f.root is not None and r.root is not None else None
+        out.append(r is not None and r.error is None and f.matches(r.size, observed or r.sha256))
     return out
 
 

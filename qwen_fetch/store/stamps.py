@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qwen_fetch.core.digests import is_sha256
+from qwen_fetch.core.digests import digest_matches, is_sha256
 
 RACY_NS = 20_000_000  # two ticks of a 100 Hz kernel clock: a change in the same tick leaves ctime unchanged
 STAMP_VERSION = 1
@@ -92,7 +92,7 @@ def vouches(stamp: Stamp | None, current: FileStat | None, sha256: str, size: in
     Both come from the pin: a pin whose size was edited must not be honoured by a stamp
     that only matches its digest.
     """
-    return (stamp is not None and current is not None and stamp.sha256 == sha256 and current.size == size
+    return (stamp is not None and current is not None and digest_matches(sha256, stamp.sha256) and current.size == size
             and unchanged(stamp.stat, stamp.taken_ns, current))
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from qwen_fetch.core.digests import Digest
 from qwen_fetch.core.manifest import PinnedFile
 from qwen_fetch.store.placement import Layout
 from qwen_fetch.store.stamps import FileStat, StampStore, file_stat, folder_stamps, path_key, repo_stamps, take, vouches
@@ -39,9 +40,9 @@ class CacheCheck:
     missing: tuple[PinnedFile, ...]
 
     @property
-    def good(self) -> frozenset[str]:
-        """sha256s of the files that are in place and verified."""
-        return frozenset(f.sha256 for f in self.trusted + self.rehashed)
+    def good(self) -> frozenset[Digest]:
+        """Digests of the files that are in place and verified."""
+        return frozenset(f.digest for f in self.trusted + self.rehashed)
 
     @property
     def complete(self) -> bool:
