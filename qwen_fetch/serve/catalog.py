@@ -37,6 +37,7 @@ from qwen_fetch.core.revisions import is_commit_id, revision_problem
 from qwen_fetch.store.hasher import hash_file
 from qwen_fetch.store.hfcache import RepoCache, check_repo_id
 from qwen_fetch.store.stamps import FileStat, unchanged
+from qwen_fetch.store.verify_disk import list_entries
 
 # What the Hub's default .gitattributes stores in LFS (when no lock says otherwise).
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".msgpack", ".h5", ".npz",
@@ -151,27 +152,10 @@ def _blob_of(repo: RepoCache, entry: Path) -> Path | None:
     return real
 
 
-def _walk(snapshot_dir: Path) -> list[tuple[str, Path]]:
-    out: list[tuple[str, Path]] = []
-    stack = [(snapshot_dir, "")]
-    while stack:
-        d, prefix = stack.pop()
-        try:
-            entries = list(os.scandir(d))
-        except OSError:
-            continue
-        for e in entries:
-            if e.is_dir(follow_symlinks=False):
-                stack.append((Path(e.path), prefix + e.name + "/"))
-            else:
-                out.append((prefix + e.name, Path(e.path)))
-    return sorted(out)
-
-
 def open_snapshot(repo: RepoCache, commit: str, memo: OidMemo) -> Snapshot:
     """List a cached snapshot as the cache names it (open mode)."""
     files: list[ServedFile] = []
-    for rel, entry in _walk(repo.snapshot_dir(commit)):
+    for rel, entry in sorted(list_entries(repo.snapshot_dir(commit)).items()):
         try:
             path = safe_relpath(rel)
         except UnsafePathError:
