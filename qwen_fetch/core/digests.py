@@ -49,13 +49,6 @@ def digest_matches(expected: Digest | str, actual: Digest | str | None) -> bool:
     return want.algorithm == got.algorithm and want.value == got.value
 
 
-def sha256_chunks(chunks: Iterable[bytes]) -> str:
-    h = hashlib.sha256()
-    for c in chunks:
-        h.update(c)
-    return h.hexdigest()
-
-
 # -- chunk roots ----------------------------------------------------------------------------
 # One file's sha256 is a single sequential stream: a 5 GB shard takes one core several seconds whatever the
 # machine.  A *chunk root* can be checked on every core: the file is cut into CHUNK-byte chunks (the last one
@@ -136,14 +129,6 @@ def chunk_root(data: bytes, chunk: int | None = None) -> str:
 
 def git_blob_header(size: int) -> bytes:
     return b"blob %d\0" % size
-
-
-def git_blob_id_chunks(chunks: Iterable[bytes], size: int) -> str:
-    """Git's object id of a blob: sha1 over ``b"blob <size>\\0" + content``."""
-    h = hashlib.sha1(git_blob_header(size), usedforsecurity=False)
-    for c in chunks:
-        h.update(c)
-    return h.hexdigest()
 
 
 _LOWER_HEX = frozenset("0123456789abcdef")

@@ -8,7 +8,7 @@ for any text this module wrote.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from qwen_fetch.core.digests import ROOT_ALGORITHM, Digest, is_sha1, is_sha256
@@ -269,7 +269,3 @@ def dump_lock(lock: Lock) -> str:
     data = {"version": lock_version(lock), "models": {mid: [_pin_dict(p) for p in pins] for mid, pins in sorted(lock.models)}}
     body = dump_yaml(data)
     return HEADER + body
-
-
-def pin_replace_files(pin: Pin, files: tuple[PinnedFile, ...]) -> Pin:
-    return replace(pin, files=tuple(sorted(files, key=lambda f: f.path)))
